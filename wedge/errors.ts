@@ -1,0 +1,32 @@
+/*
+ * Every error kind Wedge reports, in one table. Codes are stable: a code is never renamed or
+ * reused once published; retired codes stay listed. `status` is the HTTP status sent to a client
+ * where the error ends an exchange. docs/errors.md documents every code (a test checks it).
+ */
+
+export const ERRORS = {
+  WEDGE_ERR_CONFIG: { message: 'invalid configuration' },
+  WEDGE_ERR_PRIVILEGE: { message: 'missing privilege or kernel feature' },
+  WEDGE_ERR_HTTP_MALFORMED: { status: 400, message: 'malformed HTTP request' },
+  WEDGE_ERR_HTTP_HEADER_TOO_LARGE: { status: 431, message: 'request header section too large' },
+  WEDGE_ERR_HTTP_SMUGGLING: { status: 400, message: 'ambiguous message framing (request smuggling vector)' },
+  WEDGE_ERR_HTTP_UNSUPPORTED: { status: 501, message: 'unsupported HTTP feature' },
+  WEDGE_ERR_ORIGIN_MALFORMED: { status: 502, message: 'malformed response from origin' },
+  WEDGE_ERR_ORIGIN_UNREACHABLE: { status: 502, message: 'origin unreachable' },
+  WEDGE_ERR_LAB: { message: 'lab operation failed' },
+} as const satisfies Record<string, { message: string; status?: number }>;
+
+export type WedgeErrorCode = keyof typeof ERRORS;
+
+export class WedgeError extends Error {
+  readonly code: WedgeErrorCode;
+  readonly status: number | undefined;
+
+  constructor(code: WedgeErrorCode, detail?: string, options?: { cause?: unknown }) {
+    const row: { message: string; status?: number } = ERRORS[code];
+    super(detail ? `${row.message}: ${detail}` : row.message, options);
+    this.name = 'WedgeError';
+    this.code = code;
+    this.status = row.status;
+  }
+}
