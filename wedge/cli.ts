@@ -7,6 +7,7 @@ import { Command } from 'commander';
 import { WedgeError } from './errors.js';
 import { registerServeCommand } from './serve-command.js';
 import { registerLabCommands } from '../lab/command.js';
+import { registerOriginCommand } from '../examples/origins/command.js';
 
 const program = new Command('wedge')
   .description(
@@ -18,6 +19,7 @@ const program = new Command('wedge')
 
 registerServeCommand(program);
 registerLabCommands(program);
+registerOriginCommand(program);
 
 try {
   await program.parseAsync(process.argv);
