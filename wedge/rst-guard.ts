@@ -1,0 +1,63 @@
+/*
+ * During a takeover the adopter's kernel has, for a moment, no socket for a connection it is
+ * adopting: between adding the dead server's address and restoring the socket, any segment from
+ * that client (a retransmission, a window probe, the answer to our own probe) would be answered
+ * with RST by the local stack, killing the very connection being saved. A netfilter set of the
+ * clients being adopted drops our own RSTs to them until each socket is restored.
+ *
+ * One table per daemon (`wedge_guard_<pid>`), removed when the daemon stops.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { WedgeError } from './errors.js';
+
+const run = promisify(execFile);
+
+export interface ClientEndpoint {
+  address: string;
+  port: number;
+}
+
+export class RstGuard {
+  private readonly table = `wedge_guard_${process.pid}`;
+  private installed = false;
+
+  async guard(clients: readonly ClientEndpoint[]): Promise<void> {
+    if (clients.length === 0) return;
+    if (!this.installed) {
+      await this.nft(
+        `table ip ${this.table} {\n` +
+          `  set adopting { type ipv4_addr . inet_service; }\n` +
+          `  chain out { type filter hook output priority -300; tcp flags & rst == rst ip daddr . tcp dport @adopting drop; }\n` +
+          `}\n`,
+      );
+      this.installed = true;
+    }
+    await this.nft(`add element ip ${this.table} adopting { ${elements(clients)} }\n`);
+  }
+
+  async release(clients: readonly ClientEndpoint[]): Promise<void> {
+    if (!this.installed || clients.length === 0) return;
+    await this.nft(`delete element ip ${this.table} adopting { ${elements(clients)} }\n`);
+  }
+
+  async uninstall(): Promise<void> {
+    if (!this.installed) return;
+    this.installed = false;
+    await this.nft(`delete table ip ${this.table}\n`);
+  }
+
+  private async nft(script: string): Promise<void> {
+    try {
+      const child = run('nft', ['-f', '-']);
+      child.child.stdin!.end(script);
+      await child;
+    } catch (err) {
+      throw new WedgeError('WEDGE_ERR_TAKEOVER', `nft failed (${(err as Error).message.trim()}); is nftables installed?`);
+    }
+  }
+}
+
+function elements(clients: readonly ClientEndpoint[]): string {
+  return clients.map((c) => `${c.address} . ${c.port}`).join(', ');
+}
