@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { RequestParser } from '../../parsers/http-request.js';
+import { WedgeError } from '../../wedge/errors.js';
+import { expectRejected } from './helpers.js';
+
+describe('RequestParser: malformed request lines and heads', () => {
+  it.each([
+    ['missing Host in 1.1', 'GET / HTTP/1.1\r\nAccept: */*\r\n\r\n'],
+    ['two Host fields', 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'],
+    ['Host with a space inside', 'GET / HTTP/1.1\r\nHost: a b\r\n\r\n'],
+    ['Host with a slash', 'GET / HTTP/1.1\r\nHost: a/b\r\n\r\n'],
+    ['empty method', ' / HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['method with a non-token character', 'GE(T / HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['two spaces after the method', 'GET  / HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['tab instead of space', 'GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['target with a control character', 'GET /a\x01b HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['target with obs-text', 'GET /caf\xe9 HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['relative target', 'GET a/b HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['asterisk outside OPTIONS', 'GET * HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['HTTP/0.9 request line', 'GET /\r\n\r\n'],
+    ['lower-case version', 'GET / http/1.1\r\nHost: h\r\n\r\n'],
+    ['HTTP/1.2', 'GET / HTTP/1.2\r\nHost: h\r\n\r\n'],
+    ['HTTP/2.0', 'GET / HTTP/2.0\r\nHost: h\r\n\r\n'],
+    ['trailing space after version', 'GET / HTTP/1.1 \r\nHost: h\r\n\r\n'],
+    ['extra token after version', 'GET / HTTP/1.1 x\r\nHost: h\r\n\r\n'],
+    ['bare CR in the request line', 'GET /\r HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['empty header name', 'GET / HTTP/1.1\r\nHost: h\r\n: v\r\n\r\n'],
+    ['header line without colon', 'GET / HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n'],
+    ['non-token character in a name', 'GET / HTTP/1.1\r\nHost: h\r\nX(A): v\r\n\r\n'],
+    ['leading bare LF', '\nGET / HTTP/1.1\r\nHost: h\r\n\r\n'],
+    ['binary garbage', '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n'],
+  ])('%s → WEDGE_ERR_HTTP_MALFORMED', (_name, input) => {
+    expectRejected(input, 'WEDGE_ERR_HTTP_MALFORMED');
+  });
+
+  it('a failed parser stays dead: every later push throws the same error', () => {
+    const parser = new RequestParser();
+    let first: unknown;
+    try {
+      parser.push(Buffer.from('GET / HTTP/1.1\nHost: h\r\n\r\n'));
+    } catch (error) {
+      first = error;
+    }
+    expect(first).toBeInstanceOf(WedgeError);
+    expect(() => parser.push(Buffer.from('GET / HTTP/1.1\r\nHost: h\r\n\r\n'))).toThrow(first as Error);
+    expect(() => parser.push(Buffer.alloc(0))).toThrow(first as Error);
+  });
+});
