@@ -1,0 +1,75 @@
+/*
+ * The lab's naming and addressing plan, computed from the lab name and the server count alone,
+ * so every subcommand (each its own process) derives the same names.
+ *
+ * Namespaces: `wl_<lab>_sw` (the switch: a bridge), `wl_<lab>_client`, `wl_<lab>_s1`... The lab
+ * name may not contain `_`, so one lab's prefix `wl_<lab>_` never matches another lab's
+ * namespaces and `lab down` can clean a half-built lab by prefix. Interfaces are created
+ * directly inside their namespaces (never in the root namespace), so their names only need to
+ * be unique per namespace: `eth0` in every host, `p-<host>` on the switch side, `br0` for the
+ * bridge; all well under the 15-character limit.
+ *
+ * Addresses (one /24, the same in every lab: each lab's segment is isolated in its own switch):
+ * client 10.77.0.10, server sN 10.77.0.(10+N), its service address (VIP) 10.77.0.(100+N).
+ */
+import { WedgeError } from '../wedge/errors.js';
+
+export const MAX_SERVERS = 50;
+export const SUBNET_PREFIX = '10.77.0.';
+export const PREFIX_LEN = 24;
+export const HOST_IFACE = 'eth0';
+export const BRIDGE = 'br0';
+export const ORIGIN_PORT = 8080;
+export const SERVICE_PORT = 80;
+export const ADMIN_PORT = 9090;
+export const CLIENT_HOST = 'client';
+
+const LAB_NAME = /^[A-Za-z0-9][A-Za-z0-9-]{0,39}$/;
+
+export function validateLabName(name: string): string {
+  if (!LAB_NAME.test(name)) {
+    throw new WedgeError(
+      'WEDGE_ERR_CONFIG',
+      `lab name "${name}" must be 1-40 characters of letters, digits and "-", starting with a letter or digit`,
+    );
+  }
+  return name;
+}
+
+/** The lab name from --lab, else $WEDGE_LAB, else "wedge". */
+export function resolveLabName(option: string | undefined): string {
+  return validateLabName(option ?? process.env.WEDGE_LAB ?? 'wedge');
+}
+
+export function nsPrefix(lab: string): string {
+  return `wl_${lab}_`;
+}
+
+export function nsName(lab: string, host: string): string {
+  return nsPrefix(lab) + host;
+}
+
+export function switchNs(lab: string): string {
+  return nsName(lab, 'sw');
+}
+
+export function serverName(index: number): string {
+  return `s${index}`;
+}
+
+export function clientAddress(): string {
+  return SUBNET_PREFIX + '10';
+}
+
+export function serverAddress(index: number): string {
+  return SUBNET_PREFIX + String(10 + index);
+}
+
+export function serviceAddress(index: number): string {
+  return SUBNET_PREFIX + String(100 + index);
+}
+
+/** The switch-side name of a host's veth pair. */
+export function switchPort(host: string): string {
+  return `p-${host}`;
+}

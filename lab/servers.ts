@@ -1,0 +1,85 @@
+/*
+ * Starting what runs on each server host: the origin on 127.0.0.1:8080 (built-in or Apache) and
+ * `wedge serve` in front of it, with the agreed command line. Whether this build's `wedge serve`
+ * accepts that command line is checked once (from its --help); if it does not yet, the lab runs
+ * the servers without a wedge and says so, so the origins can still be used and tested.
+ */
+import { join } from 'node:path';
+import { apacheCommand, writeApacheConfig } from '../examples/origins/apache.js';
+import { startDetachedIn, type Started } from './procs.js';
+import { binDir, compiledCli } from './project.js';
+import { ADMIN_PORT, ORIGIN_PORT, SERVICE_PORT } from './plan.js';
+import { tryRun } from './run.js';
+import type { LabState, OriginKind, ServerState } from './state.js';
+
+export const WEDGE_SERVE_OPTIONS = [
+  '--name',
+  '--listen',
+  '--service',
+  '--address',
+  '--iface',
+  '--origin',
+  '--admin',
+  '--state-key-file',
+  '--log-file',
+] as const;
+
+/** The environment of every process the lab starts: the project's bin/ first on PATH. */
+export function labEnv(lab: string): NodeJS.ProcessEnv {
+  return { ...process.env, PATH: `${binDir()}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`, WEDGE_LAB: lab };
+}
+
+export function originUrl(): string {
+  return `http://127.0.0.1:${ORIGIN_PORT}`;
+}
+
+/** The `wedge serve` options this build lacks (empty when it takes the lab's command line). */
+export async function missingServeOptions(): Promise<string[]> {
+  const help = await tryRun(process.execPath, [compiledCli(), 'serve', '--help'], { timeoutMs: 20_000 });
+  if (help === null) return [...WEDGE_SERVE_OPTIONS];
+  return WEDGE_SERVE_OPTIONS.filter((option) => !new RegExp(`${option}(?![\\w-])`).test(help.stdout));
+}
+
+export async function startOrigin(state: LabState, server: ServerState, kind: OriginKind): Promise<Started> {
+  const log = join(state.runDir, `${server.name}-origin.log`);
+  if (kind === 'apache') {
+    const config = await writeApacheConfig({
+      server: server.name,
+      serverRoot: join(state.runDir, `${server.name}-apache`),
+      logDir: state.runDir,
+      docRoot: server.root,
+      listen: `127.0.0.1:${ORIGIN_PORT}`,
+    });
+    return startDetachedIn(server.ns, apacheCommand(config), log, labEnv(state.lab));
+  }
+  const argv = [process.execPath, compiledCli(), 'origin', '--root', server.root, '--listen', `127.0.0.1:${ORIGIN_PORT}`];
+  return startDetachedIn(server.ns, argv, log, labEnv(state.lab));
+}
+
+export function startWedge(state: LabState, server: ServerState, keyFile: string): Started {
+  const log = join(state.runDir, `${server.name}-wedge.log`);
+  const argv = [
+    process.execPath,
+    compiledCli(),
+    'serve',
+    '--name',
+    server.name,
+    '--listen',
+    `0.0.0.0:${SERVICE_PORT}`,
+    '--service',
+    `${server.vip}:${SERVICE_PORT}`,
+    '--address',
+    server.address,
+    '--iface',
+    server.iface,
+    '--origin',
+    originUrl(),
+    '--admin',
+    `127.0.0.1:${ADMIN_PORT}`,
+    '--state-key-file',
+    keyFile,
+    '--log-file',
+    log,
+  ];
+  return startDetachedIn(server.ns, argv, log, labEnv(state.lab));
+}

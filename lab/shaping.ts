@@ -1,0 +1,42 @@
+/*
+ * Bandwidth shaping of each server's egress link. This kernel has no netem, so there is no added
+ * delay or loss, only a rate: a token bucket filter (tbf) as the root qdisc of the server's eth0.
+ * The bucket holds 20 ms of traffic (at least 64 KiB) so full-size GSO packets pass whole.
+ */
+import { WedgeError } from '../wedge/errors.js';
+import { run } from './run.js';
+
+const UNITS: Record<string, number> = {
+  bit: 1 / 8,
+  kbit: 1000 / 8,
+  mbit: 1_000_000 / 8,
+  gbit: 1_000_000_000 / 8,
+  bps: 1,
+  kbps: 1000,
+  mbps: 1_000_000,
+  gbps: 1_000_000_000,
+};
+
+export interface Rate {
+  /** As tc spells it, e.g. "100mbit". */
+  text: string;
+  bytesPerSecond: number;
+}
+
+export function parseRate(text: string): Rate {
+  const match = /^([0-9]+(?:\.[0-9]+)?)([a-z]+)$/.exec(text.toLowerCase());
+  const factor = match?.[2] === undefined ? undefined : UNITS[match[2]];
+  const bytesPerSecond = Number(match?.[1]) * (factor ?? Number.NaN);
+  if (!match || !(bytesPerSecond >= 1000)) {
+    throw new WedgeError(
+      'WEDGE_ERR_CONFIG',
+      `--rate "${text}" must be a number and a unit (bit, kbit, mbit, gbit, or bytes: bps, kbps, mbps, gbps), at least 8kbit, e.g. 100mbit`,
+    );
+  }
+  return { text: match[0], bytesPerSecond };
+}
+
+export async function shapeEgress(ns: string, iface: string, rate: Rate): Promise<void> {
+  const burst = Math.max(64 * 1024, Math.ceil(rate.bytesPerSecond / 50));
+  await run('tc', ['-n', ns, 'qdisc', 'replace', 'dev', iface, 'root', 'tbf', 'rate', rate.text, 'burst', String(burst), 'latency', '50ms']);
+}

@@ -1,0 +1,115 @@
+/*
+ * The lab's state file. `lab up` writes it before creating anything (so a failure half-way can
+ * be cleaned up) and rewrites it as each step completes; every other subcommand reads it. It
+ * lives at /run/wedge-lab/<lab>/state.json with the logs, config files and cluster key beside
+ * it; the served files (large) live under /var/tmp/wedge-lab/<lab>/. WEDGE_LAB_RUN_DIR and
+ * WEDGE_LAB_DATA_DIR move both bases. Writes go through a temporary file and rename, so a
+ * reader never sees half a file.
+ */
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { WedgeError } from '../wedge/errors.js';
+
+export type OriginKind = 'builtin' | 'apache';
+
+export interface ProcessRecord {
+  pid: number;
+  log: string;
+}
+
+export interface ServerState {
+  name: string;
+  ns: string;
+  address: string;
+  vip: string;
+  iface: string;
+  service: string;
+  admin: string;
+  status: 'alive' | 'crashed';
+  origin?: ProcessRecord;
+  /** Absent while `wedge serve` is not available (or not started yet). */
+  wedge?: ProcessRecord;
+  root: string;
+}
+
+export interface FileState {
+  path: string;
+  bytes: number;
+  sha256: string;
+}
+
+export interface LabState {
+  lab: string;
+  phase: 'building' | 'up';
+  createdAt: string;
+  origin: OriginKind;
+  rate?: string;
+  runDir: string;
+  dataDir: string;
+  namespaces: string[];
+  client: { name: string; ns: string; address: string };
+  servers: ServerState[];
+  files: FileState[];
+}
+
+export function runBase(): string {
+  return process.env.WEDGE_LAB_RUN_DIR ?? '/run/wedge-lab';
+}
+
+export function dataBase(): string {
+  return process.env.WEDGE_LAB_DATA_DIR ?? '/var/tmp/wedge-lab';
+}
+
+export function runDirOf(lab: string): string {
+  return join(runBase(), lab);
+}
+
+export function dataDirOf(lab: string): string {
+  return join(dataBase(), lab);
+}
+
+export function stateFileOf(lab: string): string {
+  return join(runDirOf(lab), 'state.json');
+}
+
+export async function writeState(state: LabState): Promise<void> {
+  await mkdir(state.runDir, { recursive: true, mode: 0o755 });
+  const file = stateFileOf(state.lab);
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(state, null, 2) + '\n', { mode: 0o644 });
+  await rename(tmp, file);
+}
+
+/** The lab's state, or null when there is no state file. */
+export async function readState(lab: string): Promise<LabState | null> {
+  let text: string;
+  try {
+    text = await readFile(stateFileOf(lab), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    return JSON.parse(text) as LabState;
+  } catch (err) {
+    throw new WedgeError('WEDGE_ERR_LAB', `state file ${stateFileOf(lab)} is corrupt; run \`wedge lab down --lab ${lab}\``, { cause: err });
+  }
+}
+
+/** The lab's state; a clear error when the lab does not exist. */
+export async function requireState(lab: string): Promise<LabState> {
+  const state = await readState(lab);
+  if (state === null) {
+    throw new WedgeError('WEDGE_ERR_LAB', `no lab named "${lab}" (no ${stateFileOf(lab)}); start one with \`wedge lab up --lab ${lab}\``);
+  }
+  return state;
+}
+
+export function findServer(state: LabState, name: string): ServerState {
+  const server = state.servers.find((s) => s.name === name);
+  if (!server) {
+    const names = state.servers.map((s) => s.name).join(', ');
+    throw new WedgeError('WEDGE_ERR_LAB', `lab "${state.lab}" has no server "${name}" (servers: ${names})`);
+  }
+  return server;
+}
