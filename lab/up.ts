@@ -240,7 +240,8 @@ export async function labUp(options: UpOptions): Promise<LabState> {
   } catch (err) {
     options.progress(`lab up failed, removing what it made: ${(err as Error).message}`);
     await labDown(options.lab);
-    throw err;
+    if (err instanceof WedgeError) throw err;
+    throw new WedgeError('WEDGE_ERR_LAB', `lab up: ${(err as Error).message}`, { cause: err });
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
