@@ -18,6 +18,8 @@ export const ERRORS = {
   WEDGE_ERR_STATE_KEY: { message: 'missing or invalid soft-state cluster key' },
   WEDGE_ERR_STATE_TRANSPORT: { message: 'soft-state multicast channel failed' },
   WEDGE_ERR_STATE_RECORD_TOO_LARGE: { message: 'soft-state record too large to advertise' },
+  WEDGE_ERR_NATIVE: { message: 'system call in the native helper failed' },
+  WEDGE_ERR_ADDRESS: { message: 'could not add or remove a service address' },
 } as const satisfies Record<string, { message: string; status?: number }>;
 
 export type WedgeErrorCode = keyof typeof ERRORS;

@@ -1,0 +1,78 @@
+import { NativeError } from './errors.js';
+import { loadAddon } from './load.js';
+
+/* The raw shape of build/Release/wedge_native.node. Only native/*.ts use it; everything else
+ * goes through the typed API in native/index.ts. */
+
+export interface RawWindow {
+  sndWl1: number;
+  sndWnd: number;
+  maxWindow: number;
+  rcvWnd: number;
+  rcvWup: number;
+}
+
+export interface RawEndpoints {
+  localAddress: string;
+  localPort: number;
+  remoteAddress: string;
+  remotePort: number;
+}
+
+export interface RawDump extends RawEndpoints {
+  sendSeq: number;
+  recvSeq: number;
+  timestamp: number;
+  clockReadAt: number;
+  mss: number;
+  windowScaling: boolean;
+  sndWscale: number;
+  rcvWscale: number;
+  sack: boolean;
+  timestamps: boolean;
+  window: RawWindow;
+}
+
+export type RawRestoreSpec = Omit<RawDump, 'clockReadAt'>;
+
+export interface RawProbeRequest extends RawEndpoints {
+  seq: number;
+  ack: number;
+  byte: number;
+  ifname: string;
+  timeoutMs: number;
+  retries: number;
+}
+
+export interface RawProbeAnswer {
+  ack: number;
+  seq: number;
+  window: number;
+  tsVal?: number;
+  tsEcr?: number;
+  rttMs: number;
+  attempts: number;
+}
+
+export type RawSpliceDone = (error: NativeError | null, bytes: number, eof: boolean, cancelled: boolean) => void;
+
+export interface RawAddon {
+  setErrorClass(ctor: typeof NativeError): void;
+  dump(fd: number): RawDump;
+  restore(spec: RawRestoreSpec): number;
+  setRepair(fd: number, on: boolean): void;
+  repairProblem(): NativeError | null;
+  probe(request: RawProbeRequest): Promise<RawProbeAnswer>;
+  gratuitousArp(ifname: string, ipv4: string): void;
+  spliceStart(sourceFd: number, destinationFd: number, length: number, onDone: RawSpliceDone): number;
+  spliceBytes(id: number): number | null;
+  spliceCancel(id: number): void;
+}
+
+function load(): RawAddon {
+  const addon = loadAddon<RawAddon>();
+  addon.setErrorClass(NativeError);
+  return addon;
+}
+
+export const addon: RawAddon = load();

@@ -1,0 +1,19 @@
+/* The native helper's typed API: TCP_REPAIR dump/restore, the client probe, quiet close,
+ * address moves, the splice engine and the privilege check. Each mechanism has its own file
+ * here and in native/src/. */
+export { NativeError } from './errors.js';
+export {
+  dump,
+  restore,
+  restoreSpec,
+  extrapolateClock,
+  setRepair,
+  quietClose,
+  socketFd,
+  type ConnectionDump,
+  type RestoreOptions,
+} from './repair.js';
+export { probe, resumeOffset, type ProbeTarget, type ProbeOptions, type ProbeAnswer } from './probe.js';
+export { addAddress, removeAddress, gratuitousArp } from './addr.js';
+export { splice, type SpliceJob, type SpliceResult } from './splice.js';
+export { checkPrivileges, assertPrivileges, PRIVILEGE_FIX, type PrivilegeReport } from './privileges.js';

@@ -1,0 +1,246 @@
+/*
+ * Theory of operation: TCP_REPAIR dump and restore of one connection's transport state.
+ *
+ * Goal: let another replica rebuild the server side of a live TCP connection so that its own
+ * kernel carries on (retransmission, congestion control) at the exact next byte.
+ *
+ * dump(fd): on the live, serving socket: TCP_INFO (negotiated MSS, window scales, SACK and
+ * timestamp flags), then TCP_REPAIR on; TCP_QUEUE_SEQ of the send queue (write_seq: ISN+1 plus
+ * every byte ever written) and of the receive queue (rcv_nxt), TCP_TIMESTAMP (the clock this
+ * socket stamps on segments, read together with the wall clock), TCP_REPAIR_WINDOW; TCP_REPAIR
+ * off. Repair mode only freezes transmission while it is on; leaving it sends one window probe,
+ * which the peer answers with a plain ACK. Nothing is lost or reordered.
+ *
+ * restore(spec): builds an ESTABLISHED socket without a handshake. Order matters:
+ *   SO_REUSEADDR before TCP_REPAIR=1 (entering repair sets the force-reuse mode that lets us bind
+ *   beside a listener on the same port; SO_REUSEADDR afterwards would downgrade it), queue
+ *   sequences before connect (allowed only while CLOSED), bind, connect (in repair mode it sends
+ *   nothing and goes straight to ESTABLISHED), then options, clock and window (allowed only once
+ *   ESTABLISHED), then TCP_REPAIR=0. The fd is returned non-blocking and close-on-exec, ready for
+ *   `new net.Socket({ fd })`.
+ *
+ * setRepair(fd, on): a socket closed while in repair mode vanishes without FIN or RST; that is
+ * how quietClose() drops a connection another replica has taken.
+ *
+ * Limits: IPv4. The caller (native/repair.ts) decides every value restore() sets.
+ */
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <vector>
+
+#include "common.h"
+
+namespace wedge {
+namespace {
+
+SysError SetInt(int fd, int level, int option, int value, const char* what) {
+  if (setsockopt(fd, level, option, &value, sizeof value) < 0) return Fail("setsockopt", errno, what);
+  return {};
+}
+
+template <typename T>
+SysError GetOpt(int fd, int option, T* out, const char* what) {
+  socklen_t len = sizeof *out;
+  if (getsockopt(fd, IPPROTO_TCP, option, out, &len) < 0) return Fail("getsockopt", errno, what);
+  return {};
+}
+
+SysError ReadQueueSeq(int fd, int queue, uint32_t* seq) {
+  if (SysError e = SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue, "TCP_REPAIR_QUEUE")) return e;
+  return GetOpt(fd, TCP_QUEUE_SEQ, seq, "TCP_QUEUE_SEQ");
+}
+
+SysError WriteQueueSeq(int fd, int queue, uint32_t seq) {
+  if (SysError e = SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue, "TCP_REPAIR_QUEUE")) return e;
+  if (setsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq, sizeof seq) < 0)
+    return Fail("setsockopt", errno, "TCP_QUEUE_SEQ");
+  return {};
+}
+
+double WallClockMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+struct RepairState {
+  uint32_t sendSeq = 0, recvSeq = 0, timestamp = 0;
+  double clockReadAt = 0;
+  tcp_repair_window window{};
+};
+
+/* Reads everything that needs repair mode, and always leaves repair mode again. */
+SysError ReadRepairState(int fd, RepairState* s) {
+  if (SysError e = SetInt(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON, "TCP_REPAIR=1")) return e;
+  SysError e = ReadQueueSeq(fd, TCP_SEND_QUEUE, &s->sendSeq);
+  if (!e) e = ReadQueueSeq(fd, TCP_RECV_QUEUE, &s->recvSeq);
+  if (!e) {
+    e = GetOpt(fd, TCP_TIMESTAMP, &s->timestamp, "TCP_TIMESTAMP");
+    s->clockReadAt = WallClockMs();
+  }
+  if (!e) e = GetOpt(fd, TCP_REPAIR_WINDOW, &s->window, "TCP_REPAIR_WINDOW");
+  SysError off = SetInt(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF, "TCP_REPAIR=0");
+  return e ? e : off;
+}
+
+SysError ReadEndpoints(int fd, sockaddr_in* local, sockaddr_in* remote) {
+  socklen_t len = sizeof *local;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(local), &len) < 0) return Fail("getsockname");
+  len = sizeof *remote;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(remote), &len) < 0) return Fail("getpeername");
+  if (local->sin_family != AF_INET) return Fail("getsockname", EAFNOSUPPORT, "IPv4 only");
+  return {};
+}
+
+std::string FormatIpv4(const in_addr& addr) {
+  char text[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &addr, text, sizeof text);
+  return text;
+}
+
+Napi::Object WindowToJs(Napi::Env env, const tcp_repair_window& w) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("sndWl1", w.snd_wl1);
+  o.Set("sndWnd", w.snd_wnd);
+  o.Set("maxWindow", w.max_window);
+  o.Set("rcvWnd", w.rcv_wnd);
+  o.Set("rcvWup", w.rcv_wup);
+  return o;
+}
+
+Napi::Value Dump(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  sockaddr_in local, remote;
+  tcp_info tcpInfo{};
+  RepairState state;
+  SysError e = ReadEndpoints(fd, &local, &remote);
+  if (!e) e = GetOpt(fd, TCP_INFO, &tcpInfo, "TCP_INFO");
+  if (!e) e = ReadRepairState(fd, &state);
+  if (e) return ThrowNativeError(env, e);
+
+  bool timestamps = tcpInfo.tcpi_options & TCPI_OPT_TIMESTAMPS;
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("localAddress", FormatIpv4(local.sin_addr));
+  o.Set("localPort", ntohs(local.sin_port));
+  o.Set("remoteAddress", FormatIpv4(remote.sin_addr));
+  o.Set("remotePort", ntohs(remote.sin_port));
+  o.Set("sendSeq", state.sendSeq);
+  o.Set("recvSeq", state.recvSeq);
+  o.Set("timestamp", state.timestamp);
+  o.Set("clockReadAt", state.clockReadAt);
+  // mss_cache excludes the timestamp option (12 bytes); the repair option wants the peer's MSS.
+  o.Set("mss", tcpInfo.tcpi_snd_mss + (timestamps ? 12 : 0));
+  o.Set("windowScaling", bool(tcpInfo.tcpi_options & TCPI_OPT_WSCALE));
+  o.Set("sndWscale", tcpInfo.tcpi_snd_wscale);
+  o.Set("rcvWscale", tcpInfo.tcpi_rcv_wscale);
+  o.Set("sack", bool(tcpInfo.tcpi_options & TCPI_OPT_SACK));
+  o.Set("timestamps", timestamps);
+  o.Set("window", WindowToJs(env, state.window));
+  return o;
+}
+
+/* What restore() sets, decided by native/repair.ts. */
+struct RestoreSpec {
+  sockaddr_in local{}, remote{};
+  uint32_t sendSeq = 0, recvSeq = 0, mss = 0, sndWscale = 0, rcvWscale = 0, timestamp = 0;
+  bool windowScaling = false, sack = false, timestamps = false;
+  tcp_repair_window window{};
+};
+
+bool ReadRestoreSpec(const Napi::Object& o, RestoreSpec* s) {
+  std::string localAddress, remoteAddress;
+  uint32_t localPort, remotePort;
+  if (!GetString(o, "localAddress", &localAddress) || !GetUint32(o, "localPort", &localPort) ||
+      !GetString(o, "remoteAddress", &remoteAddress) || !GetUint32(o, "remotePort", &remotePort) ||
+      !GetUint32(o, "sendSeq", &s->sendSeq) || !GetUint32(o, "recvSeq", &s->recvSeq) ||
+      !GetUint32(o, "mss", &s->mss) || !GetBool(o, "windowScaling", &s->windowScaling) ||
+      !GetUint32(o, "sndWscale", &s->sndWscale) || !GetUint32(o, "rcvWscale", &s->rcvWscale) ||
+      !GetBool(o, "sack", &s->sack) || !GetBool(o, "timestamps", &s->timestamps) ||
+      !GetUint32(o, "timestamp", &s->timestamp))
+    return false;
+  Napi::Object win;
+  if (!GetObject(o, "window", &win) || !GetUint32(win, "sndWl1", &s->window.snd_wl1) || !GetUint32(win, "sndWnd", &s->window.snd_wnd) ||
+      !GetUint32(win, "maxWindow", &s->window.max_window) ||
+      !GetUint32(win, "rcvWnd", &s->window.rcv_wnd) || !GetUint32(win, "rcvWup", &s->window.rcv_wup))
+    return false;
+  if (!ToSockaddr(localAddress, localPort, &s->local) ||
+      !ToSockaddr(remoteAddress, remotePort, &s->remote)) {
+    Napi::TypeError::New(o.Env(), "restore: addresses must be IPv4 and ports 0..65535")
+        .ThrowAsJavaScriptException();
+    return false;
+  }
+  return true;
+}
+
+SysError SetRepairOptions(int fd, const RestoreSpec& s) {
+  std::vector<tcp_repair_opt> opts{{TCPOPT_MAXSEG, s.mss}};
+  if (s.windowScaling) opts.push_back({TCPOPT_WINDOW, s.sndWscale | (s.rcvWscale << 16)});
+  if (s.sack) opts.push_back({TCPOPT_SACK_PERMITTED, 0});
+  if (s.timestamps) opts.push_back({TCPOPT_TIMESTAMP, 0});
+  if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts.data(),
+                 opts.size() * sizeof(tcp_repair_opt)) < 0)
+    return Fail("setsockopt", errno, "TCP_REPAIR_OPTIONS");
+  return {};
+}
+
+SysError BuildRepairedSocket(int fd, const RestoreSpec& s) {
+  const sockaddr* local = reinterpret_cast<const sockaddr*>(&s.local);
+  const sockaddr* remote = reinterpret_cast<const sockaddr*>(&s.remote);
+  if (SysError e = SetInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR")) return e;
+  if (SysError e = SetInt(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON, "TCP_REPAIR=1")) return e;
+  if (SysError e = WriteQueueSeq(fd, TCP_SEND_QUEUE, s.sendSeq)) return e;
+  if (SysError e = WriteQueueSeq(fd, TCP_RECV_QUEUE, s.recvSeq)) return e;
+  if (bind(fd, local, sizeof s.local) < 0) return Fail("bind");
+  if (connect(fd, remote, sizeof s.remote) < 0) return Fail("connect");
+  if (SysError e = SetRepairOptions(fd, s)) return e;
+  if (s.timestamps && setsockopt(fd, IPPROTO_TCP, TCP_TIMESTAMP, &s.timestamp, sizeof s.timestamp) < 0)
+    return Fail("setsockopt", errno, "TCP_TIMESTAMP");
+  if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &s.window, sizeof s.window) < 0)
+    return Fail("setsockopt", errno, "TCP_REPAIR_WINDOW");
+  if (SysError e = SetInt(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF, "TCP_REPAIR=0")) return e;
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return Fail("fcntl", errno, "O_NONBLOCK");
+  return {};
+}
+
+Napi::Value Restore(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RestoreSpec spec;
+  if (!info[0].IsObject() || !ReadRestoreSpec(info[0].As<Napi::Object>(), &spec)) return env.Undefined();
+  Fd sock(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!sock.valid()) return ThrowNativeError(env, Fail("socket"));
+  if (SysError e = BuildRepairedSocket(sock.get(), spec)) return ThrowNativeError(env, e);
+  return Napi::Number::New(env, sock.Release());
+}
+
+Napi::Value SetRepair(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  bool on = info[1].ToBoolean().Value();
+  SysError e = SetInt(fd, IPPROTO_TCP, TCP_REPAIR, on ? TCP_REPAIR_ON : TCP_REPAIR_OFF,
+                      on ? "TCP_REPAIR=1" : "TCP_REPAIR=0");
+  return e ? ThrowNativeError(info.Env(), e) : info.Env().Undefined();
+}
+
+/* Whether this process may use TCP_REPAIR (needs CAP_NET_ADMIN in the network namespace):
+ * returns null if usable, else the NativeError that says why not. */
+Napi::Value RepairProblem(const Napi::CallbackInfo& info) {
+  Fd sock(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  SysError e = sock.valid() ? SetInt(sock.get(), IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON, "TCP_REPAIR=1")
+                            : Fail("socket");
+  return e ? Napi::Value(MakeNativeError(info.Env(), e).Value()) : info.Env().Null();
+}
+
+}  // namespace
+
+void InitRepair(Napi::Env env, Napi::Object exports) {
+  exports.Set("dump", Napi::Function::New(env, Dump));
+  exports.Set("restore", Napi::Function::New(env, Restore));
+  exports.Set("setRepair", Napi::Function::New(env, SetRepair));
+  exports.Set("repairProblem", Napi::Function::New(env, RepairProblem));
+}
+
+}  // namespace wedge
