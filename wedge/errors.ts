@@ -12,6 +12,7 @@ export const ERRORS = {
   WEDGE_ERR_HTTP_SMUGGLING: { status: 400, message: 'ambiguous message framing (request smuggling vector)' },
   WEDGE_ERR_HTTP_UNSUPPORTED: { status: 501, message: 'unsupported HTTP feature' },
   WEDGE_ERR_ORIGIN_MALFORMED: { status: 502, message: 'malformed response from origin' },
+  WEDGE_ERR_STREAM_MAP: { message: 'stream map record out of order or inconsistent' },
   WEDGE_ERR_ORIGIN_UNREACHABLE: { status: 502, message: 'origin unreachable' },
   WEDGE_ERR_LAB: { message: 'lab operation failed' },
   WEDGE_ERR_TAKEOVER: { message: 'takeover step failed' },
