@@ -1,0 +1,123 @@
+/* SoftStateMember logic over real sockets on the loopback interface (multicast loop on, TTL 1,
+ * a random port and group so nothing else hears it). The namespace tests prove the same over
+ * a real bridge, with loss and with groups. */
+import { randomBytes, randomInt } from 'node:crypto';
+import { once } from 'node:events';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SoftStateMember, type SoftStateMemberOptions } from '../../softstate/member.js';
+import { WedgeError } from '../../wedge/errors.js';
+import { sampleRecord } from './sample.js';
+
+const keyRing = { current: 1, keys: new Map([[1, randomBytes(32)]]) };
+const port = randomInt(20000, 60000);
+const baseGroup = `239.77.${randomInt(1, 250)}.1`;
+const started: SoftStateMember[] = [];
+
+async function member(self: string, options: Partial<SoftStateMemberOptions> = {}): Promise<SoftStateMember> {
+  const m = new SoftStateMember({
+    self,
+    interfaceAddress: '127.0.0.1',
+    loopback: true,
+    keyRing,
+    port,
+    baseGroup,
+    advertIntervalMs: 500,
+    expireMs: 2000,
+    ...options,
+  });
+  await m.start();
+  started.push(m);
+  return m;
+}
+
+const until = async (predicate: () => boolean, timeoutMs = 3000): Promise<void> => {
+  const end = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > end) throw new Error('condition not reached');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((m) => m.stop()));
+});
+
+describe('SoftStateMember (loopback)', () => {
+  it('advertises upserts at once, batched per tick, and withdraws removed records', async () => {
+    const a = await member('10.99.0.1');
+    const b = await member('10.99.0.2');
+    const records = Array.from({ length: 40 }, (_, i) => sampleRecord(i));
+    for (const r of records) expect(a.upsert(r)).toBe(true);
+    await until(() => b.recordsOwnedBy('10.99.0.1').length === 40);
+    expect(a.metrics.triggeredAdverts).toBe(1);
+    expect(a.metrics.advertDatagramsSent).toBeLessThan(15);
+    expect(b.records()).toHaveLength(40);
+    a.remove(records[0]!.id);
+    await until(() => b.recordsOwnedBy('10.99.0.1').length === 39);
+    await until(() => b.peers()[0]?.load?.connections === 39);
+    expect(b.peers()).toEqual([expect.objectContaining({ address: '10.99.0.1', alive: true, load: { connections: 39, bytesPerSec: 0 } })]);
+  });
+
+  it('hands a connection over: the old owner hears the higher migration number and steps back', async () => {
+    const a = await member('10.99.0.1');
+    const b = await member('10.99.0.2');
+    const r = sampleRecord(1);
+    a.upsert(r);
+    await until(() => b.records().length === 1);
+    const superseded = once(a, 'superseded');
+    b.upsert({ ...r, owner: '10.99.0.2', migration: 1 });
+    const [winner] = await superseded;
+    expect(winner).toMatchObject({ owner: '10.99.0.2', migration: 1 });
+    expect(a.recordsOwnedBy('10.99.0.1')).toEqual([]);
+    // The old owner cannot re-advertise its stale version.
+    expect(a.upsert({ ...r, updatedAt: Date.now() })).toBe(false);
+    expect(a.records()).toEqual([expect.objectContaining({ owner: '10.99.0.2', migration: 1 })]);
+  });
+
+  it('detects a silent peer and sees it alive again when it comes back', async () => {
+    const a = await member('10.99.0.1');
+    const b = await member('10.99.0.2');
+    await until(() => a.peers().some((p) => p.address === '10.99.0.2' && p.alive));
+    const dead = once(a, 'peer-dead');
+    await b.stop();
+    const [peer, reason] = await dead;
+    expect([peer, reason]).toEqual(['10.99.0.2', 'silent']);
+    const alive = once(a, 'peer-alive');
+    await member('10.99.0.2');
+    expect(await alive).toEqual(['10.99.0.2']);
+  });
+
+  it('converges after an erroneous death report', async () => {
+    const a = await member('10.99.0.1');
+    const b = await member('10.99.0.2');
+    const c = await member('10.99.0.3');
+    await until(() => a.peers().filter((p) => p.alive).length === 2);
+    const events: string[] = [];
+    a.on('peer-dead', (p, reason) => events.push(`dead ${p} ${reason}`));
+    a.on('peer-alive', (p) => events.push(`alive ${p}`));
+    const refuted = once(b, 'declared-dead-self');
+    c.declareDead('10.99.0.2', 'operator says so');
+    expect(await refuted).toEqual(['10.99.0.3', 'operator says so']);
+    await until(() => events.length === 2);
+    expect(events).toEqual(['dead 10.99.0.2 declared dead by 10.99.0.3: operator says so', 'alive 10.99.0.2']);
+    await until(() => c.peers().find((p) => p.address === '10.99.0.2')?.alive === true);
+    expect(c.metrics.noticesSent).toBeGreaterThanOrEqual(1);
+  });
+
+  it('refuses a record too large for the allowed fragments with a counted error', async () => {
+    const a = await member('10.99.0.1', { maxFragments: 2 });
+    expect(() => a.upsert(sampleRecord(1, {}, 10_000))).toThrow(WedgeError);
+    expect(a.metrics.recordsTooLarge).toBe(1);
+    expect(() => a.upsert(sampleRecord(2, { owner: '10.99.0.9' }))).toThrow(/owned by/);
+  });
+
+  it('carries fragmented records', async () => {
+    const a = await member('10.99.0.1');
+    const b = await member('10.99.0.2');
+    const big = sampleRecord(3, {}, 6000);
+    a.upsert(big);
+    await until(() => b.records().length === 1);
+    expect(b.records()[0]).toEqual(big);
+    expect(a.metrics.fragmentsSent).toBeGreaterThan(1);
+  });
+});
