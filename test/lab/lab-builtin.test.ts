@@ -1,0 +1,140 @@
+/*
+ * A real lab with the built-in origin: `lab up --json`, downloads checked by sha256 on every
+ * server (and through the service address from the client when wedges run), `lab exec`,
+ * `lab crash`, `lab declare-dead`, `lab down`. Needs root.
+ */
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IS_ROOT, labNamespaces, processesMentioning, sha256, uniqueLab, wedge, wedgeOk } from './lab-cli.js';
+
+interface UpDocument {
+  lab: string;
+  client: string;
+  servers: { name: string; service: string; address: string; admin: string }[];
+  files: { path: string; bytes: number; sha256: string }[];
+}
+
+interface StatusDocument {
+  runDir: string;
+  dataDir: string;
+  servers: { name: string; ns: string; status: string; origin: { pid: number; running: boolean } | null; wedge: { pid: number; running: boolean } | null }[];
+}
+
+describe.skipIf(!IS_ROOT)('lab with the built-in origin', () => {
+  const lab = uniqueLab('builtin');
+  let up: UpDocument;
+  let status: StatusDocument;
+  let wedges = false;
+
+  beforeAll(async () => {
+    const result = await wedgeOk(['lab', 'up', '--json', '--lab', lab, '--servers', '2', '--file', 'big.bin:4', '--file', 'small.txt:0.01']);
+    up = JSON.parse(result.stdout.toString('utf8')) as UpDocument;
+    status = JSON.parse((await wedgeOk(['lab', 'status', '--json', '--lab', lab])).stdout.toString('utf8')) as StatusDocument;
+    wedges = status.servers.every((s) => s.wedge !== null);
+  });
+
+  afterAll(async () => {
+    await wedge(['lab', 'down', '--lab', lab]);
+  });
+
+  it('prints the lab contract as one JSON object', () => {
+    expect(up.lab).toBe(lab);
+    expect(up.client).toBe('client');
+    expect(up.servers).toEqual([
+      { name: 's1', service: 'http://10.77.0.101:80', address: '10.77.0.11', admin: 'http://127.0.0.1:9090' },
+      { name: 's2', service: 'http://10.77.0.102:80', address: '10.77.0.12', admin: 'http://127.0.0.1:9090' },
+    ]);
+    expect(up.files.map((f) => [f.path, f.bytes])).toEqual([
+      ['/big.bin', 4 * 1024 * 1024],
+      ['/small.txt', 10486],
+    ]);
+    for (const file of up.files) expect(file.sha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it("serves every file from every server's origin with the advertised sha256", async () => {
+    for (const server of up.servers) {
+      for (const file of up.files) {
+        const got = await wedgeOk(['lab', 'exec', server.name, '--lab', lab, '--', 'curl', '-fsS', `http://127.0.0.1:8080${file.path}`]);
+        expect(got.stdout.length, `${server.name}${file.path}`).toBe(file.bytes);
+        expect(sha256(got.stdout), `${server.name}${file.path}`).toBe(file.sha256);
+      }
+    }
+  });
+
+  it('gives every replica the same strong ETag and Last-Modified', async () => {
+    const validators = new Set<string>();
+    for (const server of up.servers) {
+      const head = (await wedgeOk(['lab', 'exec', server.name, '--lab', lab, '--', 'curl', '-fsSI', 'http://127.0.0.1:8080/big.bin'])).stdout.toString();
+      const etag = /^etag: (.*)\r$/im.exec(head)?.[1];
+      const modified = /^last-modified: (.*)\r$/im.exec(head)?.[1];
+      expect(etag).toMatch(/^"sha256-[0-9a-f]{64}"$/);
+      validators.add(`${etag} ${modified}`);
+    }
+    expect(validators.size).toBe(1);
+  });
+
+  it('downloads every file through each service address from the client (when wedges run)', async (ctx) => {
+    if (!wedges) ctx.skip();
+    for (const server of up.servers) {
+      for (const file of up.files) {
+        const got = await wedgeOk(['lab', 'exec', 'client', '--lab', lab, '--', 'curl', '-fsS', server.service + file.path]);
+        expect(sha256(got.stdout), `${server.service}${file.path}`).toBe(file.sha256);
+      }
+    }
+  });
+
+  it("lab exec returns the command's exit status and puts bin/wedge on PATH", async () => {
+    const result = await wedge(['lab', 'exec', 's1', '--lab', lab, '--', 'sh', '-c', 'command -v wedge; exit 3']);
+    expect(result.code).toBe(3);
+    expect(result.stdout.toString().trim()).toMatch(/\/bin\/wedge$/);
+  });
+
+  it('sets up each server for multicast soft state and address adoption', async () => {
+    const routes = (await wedgeOk(['lab', 'exec', 's2', '--lab', lab, '--', 'ip', 'route'])).stdout.toString();
+    expect(routes).toMatch(/^224\.0\.0\.0\/4 dev eth0/m);
+    const addrs = (await wedgeOk(['lab', 'exec', 's2', '--lab', lab, '--', 'ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0'])).stdout.toString();
+    expect(addrs).toContain('10.77.0.12/24');
+    expect(addrs).toContain('10.77.0.102/24');
+    const nonlocal = (await wedgeOk(['lab', 'exec', 's2', '--lab', lab, '--', 'sysctl', '-n', 'net.ipv4.ip_nonlocal_bind'])).stdout.toString();
+    expect(nonlocal.trim()).toBe('1');
+  });
+
+  it('declare-dead tells the other live servers (when wedges run)', async (ctx) => {
+    if (!wedges) ctx.skip();
+    const result = await wedge(['lab', 'declare-dead', 's1', '--lab', lab]);
+    expect(result.stderr).toContain('s2: told');
+    expect(result.code).toBe(0);
+  });
+
+  it('crash leaves the server unreachable and no process in its namespace', async () => {
+    const s2 = status.servers.find((s) => s.name === 's2')!;
+    await wedgeOk(['lab', 'crash', 's2', '--lab', lab]);
+    const pids = (await wedgeOk(['lab', 'exec', 'client', '--lab', lab, '--', 'ip', 'netns', 'pids', s2.ns])).stdout.toString().trim();
+    expect(pids).toBe('');
+    const ping = await wedge(['lab', 'exec', 'client', '--lab', lab, '--', 'ping', '-c', '1', '-W', '1', '10.77.0.12']);
+    expect(ping.code).not.toBe(0);
+    const after = JSON.parse((await wedgeOk(['lab', 'status', '--json', '--lab', lab])).stdout.toString()) as StatusDocument;
+    const crashed = after.servers.find((s) => s.name === 's2')!;
+    expect(crashed.status).toBe('crashed');
+    expect(crashed.origin?.running).toBe(false);
+    // The other server is untouched.
+    const s1 = await wedgeOk(['lab', 'exec', 's1', '--lab', lab, '--', 'curl', '-fsS', 'http://127.0.0.1:8080/small.txt']);
+    expect(sha256(s1.stdout)).toBe(up.files[1]!.sha256);
+  });
+
+  it('down leaves no namespace, process, state or file behind, and can run again', async () => {
+    await wedgeOk(['lab', 'down', '--lab', lab]);
+    expect(await labNamespaces(lab)).toEqual([]);
+    expect(await processesMentioning(status.runDir + '/')).toEqual([]);
+    expect(await processesMentioning(status.dataDir + '/')).toEqual([]);
+    for (const server of status.servers) {
+      if (server.origin) expect(existsSync(`/proc/${server.origin.pid}/ns/net`)).toBe(false);
+    }
+    expect(existsSync(status.runDir)).toBe(false);
+    expect(existsSync(status.dataDir)).toBe(false);
+    await wedgeOk(['lab', 'down', '--lab', lab]);
+    const gone = await wedge(['lab', 'status', '--lab', lab]);
+    expect(gone.code).not.toBe(0);
+    expect(gone.stderr).toContain(`no lab named "${lab}"`);
+  });
+});
