@@ -8,7 +8,7 @@
 import { WedgeError } from '../wedge/errors.js';
 import { killNamespaceProcesses, setLinkDown } from './netns.js';
 import { ADMIN_PORT } from './plan.js';
-import { runIn } from './run.js';
+import { tryRunIn } from './run.js';
 import { findServer, writeState, type LabState } from './state.js';
 
 export async function labCrash(state: LabState, name: string): Promise<number[]> {
@@ -33,12 +33,14 @@ export async function labDeclareDead(state: LabState, name: string): Promise<Dec
   const url = `http://127.0.0.1:${ADMIN_PORT}/peers/${dead.address}/dead`;
   return Promise.all(
     others.map(async (server): Promise<DeclareResult> => {
-      try {
-        const { stdout } = await runIn(server.ns, 'curl', ['-fsS', '--max-time', '5', '--noproxy', '*', '-X', 'POST', url], { timeoutMs: 10_000 });
-        return { server: server.name, ok: true, detail: stdout.trim() };
-      } catch (err) {
-        return { server: server.name, ok: false, detail: (err as Error).message };
-      }
+      const answer = await tryRunIn(server.ns, 'curl', ['-sS', '--max-time', '5', '--noproxy', '*', '-X', 'POST', '-w', '\n%{http_code}', url], {
+        timeoutMs: 10_000,
+      });
+      if (answer === null) return { server: server.name, ok: false, detail: `its admin API at ${server.admin} does not answer` };
+      const lines = answer.stdout.trimEnd().split('\n');
+      const status = Number(lines.pop());
+      const body = lines.join(' ').trim();
+      return { server: server.name, ok: status >= 200 && status < 300, detail: `HTTP ${status} ${body}`.trim() };
     }),
   );
 }

@@ -1,8 +1,9 @@
 /*
  * Starting what runs on each server host: the origin on 127.0.0.1:8080 (built-in or Apache) and
- * `wedge serve` in front of it, with the agreed command line. Whether this build's `wedge serve`
- * accepts that command line is checked once (from its --help); if it does not yet, the lab runs
- * the servers without a wedge and says so, so the origins can still be used and tested.
+ * `wedge serve` in front of it, with the agreed command line. Which of its options this build's
+ * `wedge serve` has is checked once (from its --help): without `--listen` the lab runs the servers
+ * without a wedge, and otherwise it leaves out the options that are not there yet; either way it
+ * says so, so that the origins (and the basic relay) can be used while the wedge is being built.
  */
 import { join } from 'node:path';
 import { apacheCommand, writeApacheConfig } from '../examples/origins/apache.js';
@@ -56,30 +57,23 @@ export async function startOrigin(state: LabState, server: ServerState, kind: Or
   return startDetachedIn(server.ns, argv, log, labEnv(state.lab));
 }
 
-export function startWedge(state: LabState, server: ServerState, keyFile: string): Started {
+/**
+ * Starts `wedge serve` with the agreed command line, leaving out the options in `unsupported`
+ * (options this build of `wedge serve` does not have yet; `lab up` reports them).
+ */
+export function startWedge(state: LabState, server: ServerState, keyFile: string, unsupported: readonly string[] = []): Started {
   const log = join(state.runDir, `${server.name}-wedge.log`);
-  const argv = [
-    process.execPath,
-    compiledCli(),
-    'serve',
-    '--name',
-    server.name,
-    '--listen',
-    `0.0.0.0:${SERVICE_PORT}`,
-    '--service',
-    `${server.vip}:${SERVICE_PORT}`,
-    '--address',
-    server.address,
-    '--iface',
-    server.iface,
-    '--origin',
-    originUrl(),
-    '--admin',
-    `127.0.0.1:${ADMIN_PORT}`,
-    '--state-key-file',
-    keyFile,
-    '--log-file',
-    log,
+  const options: [string, string][] = [
+    ['--name', server.name],
+    ['--listen', `0.0.0.0:${SERVICE_PORT}`],
+    ['--service', `${server.vip}:${SERVICE_PORT}`],
+    ['--address', server.address],
+    ['--iface', server.iface],
+    ['--origin', originUrl()],
+    ['--admin', `127.0.0.1:${ADMIN_PORT}`],
+    ['--state-key-file', keyFile],
+    ['--log-file', log],
   ];
+  const argv = [process.execPath, compiledCli(), 'serve', ...options.filter(([option]) => !unsupported.includes(option)).flat()];
   return startDetachedIn(server.ns, argv, log, labEnv(state.lab));
 }

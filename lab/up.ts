@@ -7,9 +7,9 @@
  *
  * Order: switch namespace + bridge, client, servers (veth, own address, VIP, multicast route,
  * nonlocal bind, shaping) while the files are generated; files copied to every server; origins
- * started and polled until each file answers 200; then, when this build's `wedge serve` takes the
- * lab's command line, the wedges, polled until their admin API is healthy and the client gets an
- * HTTP answer on the service address.
+ * started and polled until each file answers 200; then (when this build's `wedge serve` has
+ * --listen) the wedges, polled until their admin API is healthy and the client gets an HTTP answer
+ * on the service address.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -200,15 +200,16 @@ async function build(state: LabState, options: UpOptions, plan: Plan, checkpoint
   checkpoint();
 
   const missing = await missingServeOptions();
-  if (missing.length > 0) {
-    say(`NOT starting wedges: this build's \`wedge serve\` lacks ${missing.join(', ')}; servers run their origins only`);
+  if (missing.includes('--listen')) {
+    say("NOT starting wedges: this build's `wedge serve` has no --listen; servers run their origins only");
     return;
   }
+  if (missing.length > 0) say(`this build's \`wedge serve\` lacks ${missing.join(', ')}: wedges start without them`);
   const keyFile = join(state.runDir, 'cluster.key');
   await writeFile(keyFile, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
   const wedges = new Map<string, Started>();
   for (const server of state.servers) {
-    const started = startWedge(state, server, keyFile);
+    const started = startWedge(state, server, keyFile, missing);
     wedges.set(server.name, started);
     server.wedge = { pid: started.pid, log: started.log };
   }
