@@ -17,9 +17,10 @@
  * for deadAfterMs is dead ('peer-dead' with reason 'silent'). Defaults: 100 ms / 400 ms.
  *  - Detection bound: the last heartbeat precedes the crash, the check runs every 50 ms, so
  *    death is reported at most 400 + 50 = 450 ms after it (under the 0.5 s target).
- *  - Cost: a heartbeat datagram is ~110 bytes on the wire (~80 B UDP payload + IP/UDP
- *    headers): 10/s = ~1.1 kB/s sent per member, and (n-1) x 10 datagrams/s received in a
- *    group of n, each one GCM open (~2 us). Negligible beside the adverts.
+ *  - Cost: a heartbeat datagram is ~130 bytes on the wire (~100 B UDP payload + IP/UDP
+ *    headers): 10/s = ~1.3 kB/s sent per member, and (n-1) x 10 datagrams/s received in a
+ *    group of n, each one GCM open (a few us). Small beside the adverts (~175 kB/s for 1,000
+ *    connections every 3 s, see test/bench/softstate.bench.ts).
  *  - False positives: a peer is declared dead only after four heartbeats in a row are lost.
  *    With independent loss p that is p^4 per 100 ms: 1e-8 at 1% loss (one false alarm per
  *    ~30 years per peer), but 0.8% at 30% loss (one per ~12 s). Event-loop stalls over
