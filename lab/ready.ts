@@ -26,10 +26,18 @@ async function logTail(log: string, lines = 15): Promise<string> {
 
 /**
  * Polls `check` until it returns true. Fails with an error naming `what` and the process's log
- * when the process exits first or the deadline passes.
+ * when the process exits first or the deadline passes; `checkpoint` throws to abandon the wait
+ * (when `lab up` is interrupted).
  */
-export async function waitUntil(what: string, process: Started, deadline: number, check: () => Promise<boolean>): Promise<void> {
+export async function waitUntil(
+  what: string,
+  process: Started,
+  deadline: number,
+  checkpoint: () => void,
+  check: () => Promise<boolean>,
+): Promise<void> {
   for (;;) {
+    checkpoint();
     if (process.exit !== null) {
       const how = process.exit.signal ?? `status ${String(process.exit.code)}`;
       throw new WedgeError('WEDGE_ERR_LAB', `${what} exited (${how}) while starting; see ${process.log}${await logTail(process.log)}`);

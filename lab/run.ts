@@ -13,7 +13,6 @@ export interface RunResult {
 
 export interface RunOptions {
   timeoutMs?: number;
-  input?: string;
 }
 
 function describe(cmd: string, args: readonly string[]): string {
@@ -23,7 +22,7 @@ function describe(cmd: string, args: readonly string[]): string {
 /** Runs a command to completion; rejects with WEDGE_ERR_LAB on a non-zero exit or timeout. */
 export function run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = execFile(
+    execFile(
       cmd,
       args,
       { timeout: options.timeoutMs ?? 30_000, maxBuffer: 16 * 1024 * 1024, encoding: 'utf8' },
@@ -36,7 +35,6 @@ export function run(cmd: string, args: readonly string[], options: RunOptions = 
         resolve({ stdout, stderr });
       },
     );
-    if (options.input !== undefined) child.stdin?.end(options.input);
   });
 }
 

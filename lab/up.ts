@@ -147,10 +147,10 @@ async function buildNetwork(state: LabState, rate: Rate | undefined, checkpoint:
   }
 }
 
-async function originsReady(state: LabState, started: Map<string, Started>, deadline: number): Promise<void> {
+async function originsReady(state: LabState, started: Map<string, Started>, deadline: number, checkpoint: () => void): Promise<void> {
   await Promise.all(
     state.servers.map((server) =>
-      waitUntil(`${server.name}'s ${state.origin} origin`, started.get(server.name)!, deadline, async () => {
+      waitUntil(`${server.name}'s ${state.origin} origin`, started.get(server.name)!, deadline, checkpoint, async () => {
         for (const file of state.files) {
           if ((await httpStatus(server.ns, originUrl() + file.path, 'HEAD')) !== 200) return false;
         }
@@ -160,11 +160,11 @@ async function originsReady(state: LabState, started: Map<string, Started>, dead
   );
 }
 
-async function wedgesReady(state: LabState, started: Map<string, Started>, deadline: number): Promise<void> {
+async function wedgesReady(state: LabState, started: Map<string, Started>, deadline: number, checkpoint: () => void): Promise<void> {
   const probePath = state.files[0]?.path ?? '/';
   await Promise.all(
     state.servers.map((server) =>
-      waitUntil(`${server.name}'s wedge`, started.get(server.name)!, deadline, async () => {
+      waitUntil(`${server.name}'s wedge`, started.get(server.name)!, deadline, checkpoint, async () => {
         if ((await httpStatus(server.ns, `${server.admin}/healthz`)) !== 200) return false;
         return (await httpStatus(state.client.ns, server.service + probePath, 'HEAD')) !== 0;
       }),
@@ -195,7 +195,7 @@ async function build(state: LabState, options: UpOptions, plan: Plan, checkpoint
     server.origin = { pid: started.pid, log: started.log };
   }
   await writeState(state);
-  await originsReady(state, origins, deadline);
+  await originsReady(state, origins, deadline, checkpoint);
   say(`${state.origin} origins answer on 127.0.0.1:8080 on every server`);
   checkpoint();
 
@@ -214,7 +214,7 @@ async function build(state: LabState, options: UpOptions, plan: Plan, checkpoint
     server.wedge = { pid: started.pid, log: started.log };
   }
   await writeState(state);
-  await wedgesReady(state, wedges, deadline);
+  await wedgesReady(state, wedges, deadline, checkpoint);
   say('wedges answer on every service address');
 }
 
