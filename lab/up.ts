@@ -174,7 +174,8 @@ async function wedgesReady(state: LabState, started: Map<string, Started>, deadl
 
 async function build(state: LabState, options: UpOptions, plan: Plan, checkpoint: () => void): Promise<void> {
   const say = options.progress;
-  const deadline = Date.now() + options.timeoutSeconds * 1000;
+  // Each wait (origins, then wedges) gets the whole --timeout; generating files does not count.
+  const deadline = (): number => Date.now() + options.timeoutSeconds * 1000;
   const sourceDir = join(state.dataDir, 'source');
   const mtime = Math.floor(Date.now() / 1000);
   await mkdir(state.dataDir, { recursive: true, mode: 0o755 });
@@ -195,7 +196,7 @@ async function build(state: LabState, options: UpOptions, plan: Plan, checkpoint
     server.origin = { pid: started.pid, log: started.log };
   }
   await writeState(state);
-  await originsReady(state, origins, deadline, checkpoint);
+  await originsReady(state, origins, deadline(), checkpoint);
   say(`${state.origin} origins answer on 127.0.0.1:8080 on every server`);
   checkpoint();
 
@@ -214,7 +215,7 @@ async function build(state: LabState, options: UpOptions, plan: Plan, checkpoint
     server.wedge = { pid: started.pid, log: started.log };
   }
   await writeState(state);
-  await wedgesReady(state, wedges, deadline, checkpoint);
+  await wedgesReady(state, wedges, deadline(), checkpoint);
   say('wedges answer on every service address');
 }
 
