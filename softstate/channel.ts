@@ -7,7 +7,7 @@
  * Ethernet MTU with room for IP/UDP headers and tunnels). The plaintext budget is the MTU less
  * the crypto header and tag, computed once for our sender id.
  *
- * Inbox order of checks, cheapest first: size, header, replay pre-check, key, GCM
+ * Inbox order of checks, cheapest first: size, header, own sender id, replay pre-check, key, GCM
  * authentication, replay commit, decoding, fragment reassembly. A datagram is counted in
  * exactly one `rejected` reason or accepted.
  */
@@ -29,6 +29,7 @@ import {
   DatagramSealer,
   datagramOverhead,
   epochHex,
+  parseHeader,
   ReplayGuard,
   type KeyRing,
   type RejectReason,
@@ -174,10 +175,13 @@ export class Inbox {
    * of an item not yet complete). Never throws. */
   receive(datagram: Uint8Array, now = Date.now()): InboundMessage | undefined {
     if (datagram.length > this.maxDatagram) return this.reject('too-large');
+    // Our own datagrams (multicast loop on) are dropped before any crypto work; a forged one
+    // claiming our id is dropped too, which is what it deserves.
+    const header = parseHeader(datagram);
+    if (header.ok && header.header.sender === this.self) return this.reject('own');
     const opened = this.opener.open(datagram, now);
     if (!opened.ok) return this.reject(opened.reason);
     const origin: Origin = { sender: opened.header.sender, epoch: opened.header.epoch, seq: opened.header.seq };
-    if (origin.sender === this.self) return this.reject('own');
     const decoded = decodeFrame(opened.plaintext);
     if (!decoded.ok) return this.reject(decoded.reason);
     const frame = decoded.value;

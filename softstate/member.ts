@@ -259,7 +259,11 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     });
     await transport.start();
     transport.on('message', (datagram) => this.receive(datagram));
-    transport.on('error', (err) => this.emit('error', err));
+    transport.on('error', (err) => {
+      // An unheard 'error' would throw: log it instead when the daemon does not listen.
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+      else this.logger?.warn({ err }, 'soft-state socket error');
+    });
     this.transport = transport;
     const checkEvery = Math.max(10, Math.min(50, Math.floor(this.deadAfterMs / 8)));
     this.timers.push(setInterval(() => this.sendHeartbeat(), this.heartbeatIntervalMs));
@@ -282,6 +286,12 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     const transport = this.transport;
     this.transport = undefined;
     await transport?.stop();
+  }
+
+  /* Key rotation (e.g. on SIGHUP): seal with the ring's newest key, open with any of its keys. */
+  setKeyRing(ring: KeyRing): void {
+    this.outbox.setKeyRing(ring);
+    this.inbox.setKeyRing(ring);
   }
 
   /* Load figures carried by the next heartbeats (connections are counted here). */

@@ -4,6 +4,8 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Outbox } from '../../softstate/channel.js';
+import { bucketOf } from '../../softstate/groups.js';
 import { SoftStateMember, type SoftStateMemberOptions } from '../../softstate/member.js';
 import { WedgeError } from '../../wedge/errors.js';
 import { sampleRecord } from './sample.js';
@@ -119,5 +121,30 @@ describe('SoftStateMember (loopback)', () => {
     await until(() => b.records().length === 1);
     expect(b.records()[0]).toEqual(big);
     expect(a.metrics.fragmentsSent).toBeGreaterThan(1);
+  });
+});
+
+describe('SoftStateMember receive checks', () => {
+  const candidates = Array.from({ length: 20 }, (_, i) => `10.98.0.${i + 1}`);
+  const [self, mate] = candidates.filter((a) => bucketOf(a, 2) === 0) as [string, string];
+  const stranger = candidates.find((a) => bucketOf(a, 2) === 1)!;
+  const m = new SoftStateMember({ self, keyRing, groups: 2 });
+  const from = (sender: string) => new Outbox({ ring: keyRing, self: sender });
+
+  it('ignores heartbeats and adverts from another group', () => {
+    const out = from(stranger);
+    m.receive(out.heartbeat({ connections: 0, bytesPerSec: 0 }));
+    m.receive(out.adverts([out.encodeItem({ kind: 'record', record: sampleRecord(1, { owner: stranger }) })]).datagrams[0]!);
+    expect(m.metrics.rejected['wrong-group']).toBe(2);
+    expect(m.peers()).toEqual([]);
+    expect(m.records()).toEqual([]);
+  });
+
+  it('accepts a record only from its owner', () => {
+    const out = from(mate);
+    m.receive(out.adverts([out.encodeItem({ kind: 'record', record: sampleRecord(1, { owner: '10.98.0.200' }) })]).datagrams[0]!);
+    expect(m.metrics.rejected['owner-mismatch']).toBe(1);
+    m.receive(out.adverts([out.encodeItem({ kind: 'record', record: sampleRecord(1, { owner: mate }) })]).datagrams[0]!);
+    expect(m.recordsOwnedBy(mate)).toHaveLength(1);
   });
 });
