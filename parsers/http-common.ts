@@ -47,6 +47,8 @@ for (let d = 0; d < 6; d++) {
  */
 export function parseFieldLines(buf: Buffer, from: number, to: number, code: WedgeErrorCode): HeaderList {
   const headers: HeaderList = [];
+  // One string for the whole section; names and values are cheap slices of it.
+  const text = buf.toString('latin1', from, to);
   let lineStart = from;
   while (lineStart < to) {
     const lf = buf.indexOf(LF, lineStart);
@@ -64,7 +66,7 @@ export function parseFieldLines(buf: Buffer, from: number, to: number, code: Wed
       throw new WedgeError(code, 'invalid character in header name');
     }
     if (i === lineStart) throw new WedgeError(code, 'empty header name');
-    const name = buf.toString('latin1', lineStart, i).toLowerCase();
+    const name = text.slice(lineStart - from, i - from).toLowerCase();
 
     let valueStart = i + 1;
     while (valueStart < lineEnd && (buf[valueStart] === SP || buf[valueStart] === HTAB)) valueStart++;
@@ -76,7 +78,7 @@ export function parseFieldLines(buf: Buffer, from: number, to: number, code: Wed
         throw new WedgeError(code, c === CR ? 'bare CR in header value' : 'control character in header value');
       }
     }
-    headers.push([name, buf.toString('latin1', valueStart, valueEnd)]);
+    headers.push([name, text.slice(valueStart - from, valueEnd - from)]);
     lineStart = lf + 1;
   }
   return headers;
@@ -84,16 +86,27 @@ export function parseFieldLines(buf: Buffer, from: number, to: number, code: Wed
 
 /** Splits a comma-separated field value into trimmed members; empty members are kept as ''. */
 export function splitList(value: string): string[] {
-  return value.split(',').map((member) => member.replace(/^[ \t]+|[ \t]+$/g, ''));
+  const members = value.split(',');
+  for (let k = 0; k < members.length; k++) members[k] = trimOws(members[k]!);
+  return members;
 }
 
-/** True when a comma-separated header (e.g. Connection) has `token` as a member, case-insensitive. */
-export function listHasToken(headers: HeaderList, name: string, token: string): boolean {
+function trimOws(text: string): string {
+  let start = 0;
+  let end = text.length;
+  while (start < end && (text.charCodeAt(start) === SP || text.charCodeAt(start) === HTAB)) start++;
+  while (end > start && (text.charCodeAt(end - 1) === SP || text.charCodeAt(end - 1) === HTAB)) end--;
+  return start === 0 && end === text.length ? text : text.slice(start, end);
+}
+
+/** Lower-cased members of every field named `name` (e.g. the Connection options). */
+export function listMembers(headers: HeaderList, name: string): string[] {
+  const members: string[] = [];
   for (const [n, v] of headers) {
     if (n !== name) continue;
-    for (const member of splitList(v)) if (member.toLowerCase() === token) return true;
+    for (const member of splitList(v)) members.push(member.toLowerCase());
   }
-  return false;
+  return members;
 }
 
 export function headerValues(headers: HeaderList, name: string): string[] {

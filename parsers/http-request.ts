@@ -17,6 +17,8 @@
  *   skipped empty lines included) are ever buffered; the 431 error is raised as soon as the
  *   head would exceed the limit.
  * - `body` events' data are views into the pushed chunks (no copy); `rawHead` is a copy.
+ * - `upgrade` and `expectContinue` are only reported: the parser keeps reading HTTP after the
+ *   message, so a relay that lets the origin switch protocols (101) must stop pushing bytes.
  *
  * Failure: every protocol violation throws WedgeError (see docs/errors.md):
  *   WEDGE_ERR_HTTP_MALFORMED        bad request line / characters / bare CR or LF / obs-fold /
@@ -44,7 +46,7 @@ import {
   IS_TARGET_CHAR,
   IS_TCHAR,
   LF,
-  listHasToken,
+  listMembers,
   parseDecimalLength,
   parseFieldLines,
   SP,
@@ -355,12 +357,12 @@ function interpretHeaders(headers: HeaderList, version: '1.0' | '1.1'): HeaderMe
     body = { kind: 'length', length };
   }
 
-  const keepAlive =
-    version === '1.1' ? !listHasToken(headers, 'connection', 'close') : listHasToken(headers, 'connection', 'keep-alive');
+  const connection = listMembers(headers, 'connection');
+  const keepAlive = version === '1.1' ? !connection.includes('close') : connection.includes('keep-alive');
   // RFC 9110 §10.1.1: a server ignores 100-continue from an HTTP/1.0 client.
   const expect = firstHeader(headers, 'expect');
   const expectContinue = version === '1.1' && expect !== undefined && expect.toLowerCase() === '100-continue';
-  const upgrade = listHasToken(headers, 'connection', 'upgrade') && firstHeader(headers, 'upgrade') !== undefined;
+  const upgrade = connection.includes('upgrade') && firstHeader(headers, 'upgrade') !== undefined;
   return { body, keepAlive, expectContinue, upgrade };
 }
 

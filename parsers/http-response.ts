@@ -37,7 +37,7 @@ import {
   type HeaderList,
   headerValues,
   LF,
-  listHasToken,
+  listMembers,
   parseDecimalLength,
   parseFieldLines,
   SP,
@@ -144,7 +144,9 @@ export function parseResponseHead(
   head.body = responseBody(head, headers, requestMethod);
   head.keepAlive =
     head.body.kind !== 'until-close' &&
-    (version === '1.1' ? !listHasToken(headers, 'connection', 'close') : listHasToken(headers, 'connection', 'keep-alive'));
+    (version === '1.1'
+      ? !listMembers(headers, 'connection').includes('close')
+      : listMembers(headers, 'connection').includes('keep-alive'));
   return head;
 }
 
