@@ -35,6 +35,7 @@ import {
   type RejectReason,
 } from './crypto.js';
 import type { DeathNotice, Heartbeat } from './records.js';
+import { WedgeError } from '../wedge/errors.js';
 
 export const DEFAULT_MTU = 1400;
 export const DEFAULT_MAX_FRAGMENTS = 32;
@@ -80,7 +81,7 @@ export class Outbox {
     this.mtu = options.mtu ?? DEFAULT_MTU;
     this.maxFragments = Math.min(options.maxFragments ?? DEFAULT_MAX_FRAGMENTS, MAX_FRAGMENTS_LIMIT);
     this.maxPayload = this.mtu - datagramOverhead(options.self);
-    if (this.maxPayload < 64) throw new RangeError(`mtu ${this.mtu} leaves no room for soft state`);
+    if (this.maxPayload < 64) throw new WedgeError('WEDGE_ERR_CONFIG', `soft-state mtu ${this.mtu} leaves no room for payload`);
   }
 
   get epoch(): bigint {

@@ -14,7 +14,9 @@
  * withdrawal so receivers forget a closed connection at once.
  *
  * Liveness. A heartbeat (with the sender's load) every heartbeatIntervalMs; a peer not heard
- * for deadAfterMs is dead ('peer-dead' with reason 'silent'). Defaults: 100 ms / 400 ms.
+ * for deadAfterMs is dead ('peer-dead' with reason 'silent'). A heartbeat with a higher epoch
+ * means the peer restarted and lost its connections: 'peer-dead' ('restarted'), then
+ * 'peer-alive'. Defaults: 100 ms / 400 ms.
  *  - Detection bound: the last heartbeat precedes the crash, the check runs every 50 ms, so
  *    death is reported at most 400 + 50 = 450 ms after it (under the 0.5 s target).
  *  - Cost: a heartbeat datagram is ~130 bytes on the wire (~100 B UDP payload + IP/UDP
@@ -271,6 +273,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     this.timers.push(setInterval(() => this.housekeeping(), 1000));
     this.schedulePeriodicAdvert();
     this.sendHeartbeat();
+    if (this.dirty.size > 0) this.scheduleFlush();
     this.logger?.info({ group: this.group, epoch: this.epoch }, 'soft-state member started');
   }
 
@@ -444,6 +447,9 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
       peer = { address: message.sender, alive: false, epoch: undefined, seq: 0, lastHeardMono: now, lastHeardAt: undefined, load: undefined };
       this.peerStates.set(message.sender, peer);
     }
+    // A higher epoch is a new incarnation (checked authentic and newer by the replay guard):
+    // the old one died with its connections, even if the restart beat deadAfterMs.
+    if (peer.alive && peer.epoch !== undefined && message.epoch > peer.epoch) this.markDead(peer, 'restarted');
     peer.epoch = message.epoch;
     peer.seq = message.seq;
     peer.lastHeardMono = now;

@@ -126,7 +126,7 @@ describe('SoftStateMember (loopback)', () => {
 
 describe('SoftStateMember receive checks', () => {
   const candidates = Array.from({ length: 20 }, (_, i) => `10.98.0.${i + 1}`);
-  const [self, mate] = candidates.filter((a) => bucketOf(a, 2) === 0) as [string, string];
+  const [self, mate, restarter] = candidates.filter((a) => bucketOf(a, 2) === 0) as [string, string, string];
   const stranger = candidates.find((a) => bucketOf(a, 2) === 1)!;
   const m = new SoftStateMember({ self, keyRing, groups: 2 });
   const from = (sender: string) => new Outbox({ ring: keyRing, self: sender });
@@ -146,5 +146,16 @@ describe('SoftStateMember receive checks', () => {
     expect(m.metrics.rejected['owner-mismatch']).toBe(1);
     m.receive(out.adverts([out.encodeItem({ kind: 'record', record: sampleRecord(1, { owner: mate }) })]).datagrams[0]!);
     expect(m.recordsOwnedBy(mate)).toHaveLength(1);
+  });
+
+  it('reports a fast restart (new epoch) as a death followed by life', () => {
+    const events: string[] = [];
+    m.on('peer-dead', (p, reason) => events.push(`dead ${p} ${reason}`));
+    m.on('peer-alive', (p) => events.push(`alive ${p}`));
+    const before = new Outbox({ ring: keyRing, self: restarter, epoch: 1000n });
+    m.receive(before.heartbeat({ connections: 1, bytesPerSec: 0 }));
+    m.receive(before.heartbeat({ connections: 1, bytesPerSec: 0 }));
+    m.receive(new Outbox({ ring: keyRing, self: restarter, epoch: 2000n }).heartbeat({ connections: 0, bytesPerSec: 0 }));
+    expect(events).toEqual([`alive ${restarter}`, `dead ${restarter} restarted`, `alive ${restarter}`]);
   });
 });
