@@ -3,9 +3,11 @@
  * server (and through the service address from the client when wedges run), `lab exec`,
  * `lab crash`, `lab declare-dead`, `lab down`. Needs root.
  */
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IS_ROOT, labNamespaces, processesMentioning, sha256, uniqueLab, wedge, wedgeOk } from './lab-cli.js';
+import { CLI, IS_ROOT, labNamespaces, processesMentioning, sha256, uniqueLab, watchFinRst, wedge, wedgeOk } from './lab-cli.js';
 
 interface UpDocument {
   lab: string;
@@ -110,7 +112,26 @@ describe.skipIf(!IS_ROOT)('lab with the built-in origin', () => {
 
   it('crash leaves the server unreachable and no process in its namespace', async () => {
     const s2 = status.servers.find((s) => s.name === 's2')!;
-    await wedgeOk(['lab', 'crash', 's2', '--lab', lab]);
+    // With a wedge, a slow download from s2 is in flight while it crashes, and the switch port
+    // watches for any FIN or RST from s2: there must be none.
+    const watch = wedges ? await watchFinRst(`wl_${lab}_sw`, 'p-s2', '10.77.0.102') : null;
+    const download = wedges
+      ? spawn(process.execPath, [CLI, 'lab', 'exec', 'client', '--lab', lab, '--', 'curl', '-sS', '-o', '/dev/null', '--limit-rate', '100K', 'http://10.77.0.102/big.bin'], {
+          stdio: 'ignore',
+        })
+      : null;
+    try {
+      if (download) await sleep(1_000);
+      await wedgeOk(['lab', 'crash', 's2', '--lab', lab]);
+      if (watch && download) {
+        await sleep(1_000);
+        expect(download.exitCode, 'the client saw its download end').toBeNull();
+        expect(await watch.stop()).toEqual([]);
+      }
+    } finally {
+      download?.kill('SIGTERM');
+      await watch?.stop();
+    }
     const pids = (await wedgeOk(['lab', 'exec', 'client', '--lab', lab, '--', 'ip', 'netns', 'pids', s2.ns])).stdout.toString().trim();
     expect(pids).toBe('');
     const ping = await wedge(['lab', 'exec', 'client', '--lab', lab, '--', 'ping', '-c', '1', '-W', '1', '10.77.0.12']);

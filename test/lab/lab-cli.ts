@@ -2,7 +2,7 @@
  * Helpers for the lab tests: run the real `wedge` CLI (compiled, in dist/) as a separate process,
  * exactly as users and scripts do, and look at what the lab left on the machine.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -63,4 +63,31 @@ export async function processesMentioning(text: string): Promise<number[]> {
     if (cmdline.replaceAll('\0', ' ').includes(text)) found.push(Number(entry));
   }
   return found;
+}
+
+/**
+ * Starts tcpdump on `iface` in namespace `ns` for TCP segments from `source` carrying FIN or RST.
+ * `stop()` ends it and returns the lines it printed (one per such segment).
+ */
+export async function watchFinRst(ns: string, iface: string, source: string): Promise<{ stop(): Promise<string[]> }> {
+  const filter = `tcp and src host ${source} and (tcp[tcpflags] & (tcp-fin|tcp-rst) != 0)`;
+  const tcpdump = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', iface, '-n', '-l', '-U', filter], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  tcpdump.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const exited = new Promise<void>((resolve) => tcpdump.on('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    let err = '';
+    tcpdump.stderr.on('data', (chunk: Buffer) => {
+      err += chunk.toString();
+      if (err.includes('listening on')) resolve();
+    });
+    tcpdump.on('exit', (code) => reject(new Error(`tcpdump exited ${code}: ${err}`)));
+  });
+  return {
+    async stop() {
+      if (tcpdump.exitCode === null && tcpdump.signalCode === null) tcpdump.kill('SIGINT');
+      await exited;
+      return out.split('\n').filter((line) => line.trim().length > 0);
+    },
+  };
 }
