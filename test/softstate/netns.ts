@@ -105,8 +105,18 @@ export class SegmentLab {
   readonly servers: { ns: string; address: string }[] = [];
   private readonly processes: MemberProcess[] = [];
 
-  /* Builds the bridge and one namespace per address (addresses in 10.77.0.0/24). */
+  /* Builds the bridge and one namespace per address (addresses in 10.77.0.0/24); on failure
+   * removes what it built before rethrowing. */
   create(addresses: string[]): void {
+    try {
+      this.build(addresses);
+    } catch (err) {
+      this.removeNamespaces();
+      throw err;
+    }
+  }
+
+  private build(addresses: string[]): void {
     ip('netns', 'add', this.bridge);
     ip('-n', this.bridge, 'link', 'set', 'lo', 'up');
     ip('-n', this.bridge, 'link', 'add', 'br0', 'type', 'bridge', 'mcast_snooping', '0');
@@ -183,6 +193,10 @@ export class SegmentLab {
 
   async destroy(): Promise<void> {
     await this.stopMembers();
+    this.removeNamespaces();
+  }
+
+  private removeNamespaces(): void {
     for (const ns of [...this.servers.map((s) => s.ns), this.bridge]) {
       try {
         ip('netns', 'del', ns);
