@@ -33,6 +33,15 @@ describe('RequestParser: malformed request lines and heads', () => {
     expectRejected(input, 'WEDGE_ERR_HTTP_MALFORMED');
   });
 
+  it.each([
+    ['obs-fold', 'GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n', 'obs-fold'],
+    ['space before colon', 'GET / HTTP/1.1\r\nHost : h\r\n\r\n', 'whitespace between header name and colon'],
+    ['bare CR', 'GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n', 'bare CR'],
+    ['NUL', 'GET / HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n', 'control character'],
+  ])('the error message names the fault: %s', (_name, input, words) => {
+    expect(() => new RequestParser().push(Buffer.from(input, 'latin1'))).toThrow(words);
+  });
+
   it('a failed parser stays dead: every later push throws the same error', () => {
     const parser = new RequestParser();
     let first: unknown;
