@@ -10,8 +10,9 @@
  * Adverts. upsert() stores the record and schedules a triggered advert on setImmediate, so
  * everything the daemon changed in the same event-loop turn leaves in as few datagrams as the
  * MTU allows. Every advertIntervalMs (±10% jitter, so members do not synchronise) all local
- * records are sent again: soft state, receivers expire entries after expireMs. remove() sends a
- * withdrawal so receivers forget a closed connection at once.
+ * records are sent again, paced (below): soft state, receivers expire entries after expireMs.
+ * remove() sends a withdrawal so receivers forget a closed connection at once. Heartbeats,
+ * notices and triggered adverts are never paced: they are small and time-critical.
  *
  * Liveness. A heartbeat (with the sender's load) every heartbeatIntervalMs; a peer not heard
  * for deadAfterMs is dead ('peer-dead' with reason 'silent'). A heartbeat with a higher epoch
@@ -69,6 +70,11 @@ export const DEFAULT_EXPIRE_MS = 10_000;
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 100;
 export const DEFAULT_DEAD_AFTER_MS = 400;
 const NOTICE_COPIES = 3;
+/* Periodic rounds leave in bursts of PACE_BURST datagrams every PACE_INTERVAL_MS (1,000
+ * connections = ~500 datagrams = ~80 ms), so a receiver's socket buffer (208 kB by default on
+ * Linux) does not overflow while its event loop is busy. */
+const PACE_BURST = 32;
+const PACE_INTERVAL_MS = 5;
 
 export interface SoftStateMemberOptions {
   /* This server's address: its sender id, its records' owner, the input of its group hash. */
@@ -190,6 +196,8 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly noticeTimers = new Set<NodeJS.Timeout>();
   private advertTimer: NodeJS.Timeout | undefined;
+  private paced: Buffer[] = [];
+  private pacer: NodeJS.Timeout | undefined;
   private load: { bytesPerSec: number; cpu?: number } = { bytesPerSec: 0 };
   private readonly counters = {
     advertDatagramsSent: 0,
@@ -284,6 +292,9 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     this.noticeTimers.clear();
     if (this.advertTimer) clearTimeout(this.advertTimer);
     if (this.flushScheduled) clearImmediate(this.flushScheduled);
+    if (this.pacer) clearTimeout(this.pacer);
+    this.paced = [];
+    this.pacer = undefined;
     this.advertTimer = undefined;
     this.flushScheduled = undefined;
     const transport = this.transport;
@@ -568,21 +579,33 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
       if (!this.transport) return;
       if (this.local.size > 0) {
         this.counters.periodicAdverts++;
-        this.sendAdverts([...this.local.values()].map((e) => e.encoded), this.local.size);
+        this.sendAdverts([...this.local.values()].map((e) => e.encoded), this.local.size, true);
       }
       this.schedulePeriodicAdvert();
     }, delay);
   }
 
-  private sendAdverts(items: Buffer[], records: number): void {
+  private sendAdverts(items: Buffer[], records: number, paced = false): void {
     const transport = this.transport;
     if (!transport) return;
     const { datagrams, refused, fragments } = this.outbox.adverts(items);
     this.counters.recordsTooLarge += refused.length;
-    for (const d of datagrams) transport.send(d);
+    if (paced) {
+      // A new round carries every current record: what is left of the previous one is stale.
+      this.paced = datagrams;
+      if (!this.pacer) this.pace();
+    } else {
+      for (const d of datagrams) transport.send(d);
+    }
     this.counters.advertDatagramsSent += datagrams.length;
     this.counters.fragmentsSent += fragments;
     this.counters.recordsAdvertised += records - refused.length;
+  }
+
+  private pace(): void {
+    this.pacer = undefined;
+    for (const d of this.paced.splice(0, PACE_BURST)) this.transport?.send(d);
+    if (this.paced.length > 0) this.pacer = setTimeout(() => this.pace(), PACE_INTERVAL_MS);
   }
 
   private sendHeartbeat(): void {

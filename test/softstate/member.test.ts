@@ -60,6 +60,20 @@ describe('SoftStateMember (loopback)', () => {
     expect(b.peers()).toEqual([expect.objectContaining({ address: '10.99.0.1', alive: true, load: { connections: 39, bytesPerSec: 0 } })]);
   });
 
+  it('re-advertises periodically so records outlive the expiry, and they expire once the owner is gone', async () => {
+    const fast = { advertIntervalMs: 100, expireMs: 400 };
+    const a = await member('10.99.0.1', fast);
+    const b = await member('10.99.0.2', fast);
+    const records = Array.from({ length: 300 }, (_, i) => sampleRecord(i));
+    for (const r of records) a.upsert(r);
+    await until(() => b.records().length === 300);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(b.records()).toHaveLength(300);
+    expect(a.metrics.periodicAdverts).toBeGreaterThan(3);
+    await a.stop();
+    await until(() => b.records().length === 0);
+  });
+
   it('hands a connection over: the old owner hears the higher migration number and steps back', async () => {
     const a = await member('10.99.0.1');
     const b = await member('10.99.0.2');
