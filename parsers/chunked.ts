@@ -14,8 +14,9 @@
  *
  * Failure: any framing error (non-hex size, size beyond Number.MAX_SAFE_INTEGER, whitespace not
  * followed by an extension, a bare CR or LF, data not followed by CRLF, an invalid trailer line,
- * obs-fold in trailers) throws WedgeError with the caller's `malformedCode`; an over-long
- * chunk-size line or trailer section throws `tooLargeCode`. After throwing, the framer is dead.
+ * obs-fold in trailers, a chunk-size line over `maxSizeLineBytes`, e.g. thousands of leading
+ * zeros) throws WedgeError with the caller's `malformedCode`; a trailer section over its limit
+ * throws `tooLargeCode`. After throwing, the framer is dead.
  */
 
 import { WedgeError, type WedgeErrorCode } from '../wedge/errors.js';
@@ -144,6 +145,7 @@ export class ChunkedBodyFramer {
           break;
         }
         case State.SizeLineLf: {
+          this.countSizeLineByte();
           if (c !== LF) this.fail('bare CR in chunk size line');
           if (this.chunkSize === 0) {
             this.state = State.TrailerLineStart;
@@ -205,9 +207,7 @@ export class ChunkedBodyFramer {
   }
 
   private countSizeLineByte(): void {
-    if (++this.sizeLineBytes > this.maxSizeLineBytes) {
-      throw new WedgeError(this.tooLargeCode, 'chunk size line too long');
-    }
+    if (++this.sizeLineBytes > this.maxSizeLineBytes) this.fail('chunk size line too long');
   }
 
   private countTrailerByte(): void {

@@ -68,10 +68,17 @@ describe('ChunkedBodyFramer', () => {
   });
 
   it('size line and trailer limits', () => {
-    const longExt = new ChunkedBodyFramer({ maxSizeLineBytes: 16, tooLargeCode: 'WEDGE_ERR_HTTP_HEADER_TOO_LARGE' });
-    expect(() => longExt.push(Buffer.from('5;' + 'a'.repeat(20)))).toThrow(expect.objectContaining({ code: 'WEDGE_ERR_HTTP_HEADER_TOO_LARGE' }));
-    const longTrailer = new ChunkedBodyFramer({ maxTrailerBytes: 16 });
-    expect(() => longTrailer.push(Buffer.from('0\r\nX: ' + 'a'.repeat(20)))).toThrow(WedgeError);
+    const codes = { malformedCode: 'WEDGE_ERR_HTTP_MALFORMED', tooLargeCode: 'WEDGE_ERR_HTTP_HEADER_TOO_LARGE' } as const;
+    const longExt = new ChunkedBodyFramer({ ...codes, maxSizeLineBytes: 16 });
+    expect(() => longExt.push(Buffer.from('5;' + 'a'.repeat(20)))).toThrow(expect.objectContaining({ code: 'WEDGE_ERR_HTTP_MALFORMED' }));
+    const exactExt = new ChunkedBodyFramer({ ...codes, maxSizeLineBytes: 16 });
+    expect(exactExt.push(Buffer.from('5;' + 'a'.repeat(12) + '\r\n'))).toEqual({ consumed: 16, done: false });
+    const overExt = new ChunkedBodyFramer({ ...codes, maxSizeLineBytes: 16 });
+    expect(() => overExt.push(Buffer.from('5;' + 'a'.repeat(13) + '\r\n'))).toThrow(WedgeError);
+    const longTrailer = new ChunkedBodyFramer({ ...codes, maxTrailerBytes: 16 });
+    expect(() => longTrailer.push(Buffer.from('0\r\nX: ' + 'a'.repeat(20)))).toThrow(
+      expect.objectContaining({ code: 'WEDGE_ERR_HTTP_HEADER_TOO_LARGE' }),
+    );
     const dead = longTrailer;
     expect(() => dead.push(Buffer.from('\r\n'))).toThrow(WedgeError);
   });

@@ -60,6 +60,7 @@ describe('RequestParser: smuggling vectors are rejected', () => {
     ['chunk size with a leading space', `${H}Transfer-Encoding: chunked\r\n\r\n 5\r\nhello\r\n0\r\n\r\n`],
     ['negative chunk size', `${H}Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n`],
     ['absurd chunk size (overflow)', `${H}Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\nx\r\n0\r\n\r\n`],
+    ['chunk size with 5000 leading zeros', `${H}Transfer-Encoding: chunked\r\n\r\n${'0'.repeat(5000)}5\r\nhello\r\n0\r\n\r\n`],
     ['chunk size just over MAX_SAFE_INTEGER', `${H}Transfer-Encoding: chunked\r\n\r\n20000000000000\r\n`],
     ['chunk data longer than its size (missing CRLF)', `${H}Transfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n0\r\n\r\n`],
     ['chunk data followed by bare LF', `${H}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\n0\r\n\r\n`],
