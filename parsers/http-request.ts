@@ -85,6 +85,7 @@ const enum Phase {
 /** Registered codings that may precede chunked: valid, but the wedge does not relay them. */
 const KNOWN_CODINGS = new Set(['gzip', 'x-gzip', 'deflate', 'compress', 'x-compress', 'br', 'zstd']);
 const HTTP_1_PREFIX = Buffer.from('HTTP/1.', 'latin1');
+const RETAINED_STORE_BYTES = 4096;
 const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//;
 const HOST_VALUE = /^[A-Za-z0-9\-._~!$&'()*+,;=%:[\]]*$/;
 
@@ -180,6 +181,8 @@ export class RequestParser {
     if (headEnd < 0) return pos + take;
     this.emitHead(store, 0, headEnd, events);
     this.storeLength = 0;
+    // An idle keep-alive connection should not pin a large buffer left by one big head.
+    if (store.length > RETAINED_STORE_BYTES) this.store = undefined;
     return pos + (headEnd - previousLength);
   }
 

@@ -31,7 +31,8 @@
  *
  * locate(offset) answers:
  *   headers       offset inside the recorded head: resend head[offset..], then the body
- *   body          inside a resumable body: Range bytes=(range start + bodyOffset)-, If-Range
+ *   body          inside a resumable body: ask the origin for resumeRange(exchange,
+ *                 bodyOffset) with If-Range: ifRangeValidator(exchange)
  *   between       at the end of `after` (undefined: nothing retained before) and before any
  *                 byte of the next response. `next` is the oldest request that has no response
  *                 begun: the adopter must answer it or abort. If `after.keepAlive` is false the
@@ -296,6 +297,21 @@ export class StreamMap {
 export function ifRangeValidator(exchange: Exchange): string | undefined {
   if (!exchange.resumable) return undefined;
   return exchange.validator.etag ?? exchange.validator.lastModified;
+}
+
+/**
+ * The Range header value that fetches the rest of `exchange`'s body from `bodyOffset` on: an
+ * open range for a 200, the rest of the original range for a 206.
+ */
+export function resumeRange(exchange: Exchange, bodyOffset: number): string {
+  if (!exchange.resumable || exchange.bodyLength === undefined || bodyOffset < 0 || bodyOffset >= exchange.bodyLength) {
+    fail(`no body byte ${bodyOffset} to resume in exchange ${exchange.index}`);
+  }
+  if (exchange.status === 206) {
+    const range = exchange.contentRange!;
+    return `bytes=${range.start + bodyOffset}-${range.end}`;
+  }
+  return `bytes=${bodyOffset}-`;
 }
 
 function whyNotResumable(exchange: Exchange, head: ResponseHead): string | undefined {

@@ -61,6 +61,13 @@ describe('RequestParser: header section size limit', () => {
     expect(outcome.events.filter((e) => e.type === 'head')).toHaveLength(5);
   });
 
+  it('a large head assembled across pushes, then small ones, all parse', () => {
+    const input = headOfSize(5000) + headOfSize(200) + headOfSize(3000);
+    const outcome = parseEveryWay(input);
+    expect(outcome.error).toBeUndefined();
+    expect(outcome.events.filter((e) => e.type === 'end').map((e) => e.type === 'end' && e.end)).toEqual([5000, 5200, 8200]);
+  });
+
   it('an oversized chunk trailer section is rejected with 431 as well', () => {
     const input = `POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: ${'a'.repeat(400)}\r\n\r\n`;
     expect(parseEveryWay(input, { maxHeaderBytes: 256 }).error).toBe('WEDGE_ERR_HTTP_HEADER_TOO_LARGE');

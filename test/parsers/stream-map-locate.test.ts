@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { RequestParser, type RequestHead } from '../../parsers/http-request.js';
 import { parseResponseHead } from '../../parsers/http-response.js';
-import { ifRangeValidator, type Position, StreamMap } from '../../parsers/stream-map.js';
+import { ifRangeValidator, type Position, resumeRange, StreamMap } from '../../parsers/stream-map.js';
 
 const DATE = 'Date: Wed, 02 Jul 2025 10:00:00 GMT\r\n';
 const LM = 'Last-Modified: Tue, 01 Jul 2025 10:00:00 GMT\r\n';
@@ -166,6 +166,11 @@ describe('StreamMap.locate on a hand-built multi-exchange stream', () => {
     expect(ifRangeValidator(map.retained[0]!)).toBe('"a1"');
     expect(ifRangeValidator(map.retained[4]!)).toBe('Tue, 01 Jul 2025 10:00:00 GMT');
     expect(map.retained[4]!.contentRange).toEqual({ start: 100, end: 109, total: 1000 });
+    expect(resumeRange(map.retained[0]!, 3)).toBe('bytes=3-');
+    expect(resumeRange(map.retained[4]!, 3)).toBe('bytes=103-109');
+    expect(resumeRange(map.retained[4]!, 9)).toBe('bytes=109-109');
+    expect(() => resumeRange(map.retained[4]!, 10)).toThrow(expect.objectContaining({ code: 'WEDGE_ERR_STREAM_MAP' }));
+    expect(() => resumeRange(map.retained[2]!, 0)).toThrow(expect.objectContaining({ code: 'WEDGE_ERR_STREAM_MAP' }));
     expect(map.retained[1]!.head!.toString()).toBe(plans[1]!.interim! + plans[1]!.head);
   });
 
