@@ -101,6 +101,31 @@ describe.skipIf(!IS_ROOT)('lab with the built-in origin', () => {
     expect(nonlocal.trim()).toBe('1');
   });
 
+  it('carries UDP multicast from one server to another over the segment', async () => {
+    const receiver = spawn(
+      process.execPath,
+      [CLI, 'lab', 'exec', 's2', '--lab', lab, '--', 'node', '-e', `
+        const socket = require('dgram').createSocket({ type: 'udp4', reuseAddr: true });
+        socket.on('message', (m, from) => { console.log(m.toString() + ' from ' + from.address); process.exit(0); });
+        socket.bind(7777, () => { socket.addMembership('239.77.0.1'); console.log('ready'); });
+        setTimeout(() => process.exit(3), 8000);`],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let heard = '';
+    receiver.stdout.on('data', (chunk: Buffer) => (heard += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => receiver.on('exit', (code) => resolve(code)));
+    while (!heard.includes('ready') && receiver.exitCode === null) await sleep(50);
+    await wedgeOk(['lab', 'exec', 's1', '--lab', lab, '--', 'node', '-e', `
+      const socket = require('dgram').createSocket('udp4');
+      let n = 0;
+      const timer = setInterval(() => {
+        socket.send('hello', 7777, '239.77.0.1');
+        if (++n === 20) { clearInterval(timer); socket.close(); }
+      }, 100);`]);
+    expect(await exited).toBe(0);
+    expect(heard).toContain('hello from 10.77.0.11');
+  });
+
   it("declare-dead delivers the report to every other live server's admin API (when wedges run)", async (ctx) => {
     if (!wedges) ctx.skip();
     const result = await wedge(['lab', 'declare-dead', 's1', '--lab', lab]);
