@@ -5,6 +5,7 @@
  * parallel cannot collide on interface names.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { WedgeError } from '../wedge/errors.js';
 import { run, runIn, tryRun } from './run.js';
 
 export async function listNamespaces(prefix: string): Promise<string[]> {
@@ -67,7 +68,7 @@ export async function killNamespaceProcesses(ns: string, graceMs = 0, deadlineMs
       signalled.add(pid);
     }
     if (Date.now() - start > deadlineMs) {
-      throw new Error(`processes ${pids.join(', ')} in namespace ${ns} survive SIGKILL`);
+      throw new WedgeError('WEDGE_ERR_LAB', `processes ${pids.join(', ')} in namespace ${ns} survive SIGKILL`);
     }
     await sleep(20);
     pids = await namespacePids(ns);
