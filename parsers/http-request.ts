@@ -20,7 +20,7 @@
  * - `upgrade` and `expectContinue` are only reported: the parser keeps reading HTTP after the
  *   message, so a relay that lets the origin switch protocols (101) must stop pushing bytes.
  *
- * Failure: every protocol violation throws WedgeError (see docs/errors.md):
+ * Failure: every protocol violation is a WedgeError (see docs/errors.md):
  *   WEDGE_ERR_HTTP_MALFORMED        bad request line / characters / bare CR or LF / obs-fold /
  *                                   missing or repeated Host in 1.1 / bad chunk framing
  *   WEDGE_ERR_HTTP_HEADER_TOO_LARGE header section (or chunk trailer section) over the limit
@@ -28,9 +28,10 @@
  *                                   TE not ending in a single exactly-understood `chunked`,
  *                                   TE in HTTP/1.0, repeated TE fields
  *   WEDGE_ERR_HTTP_UNSUPPORTED      CONNECT, or a transfer coding other than chunked (gzip, ...)
- * Events produced before the error in the same push are lost with it: the connection must be
- * answered with the error's status and closed. Once it has thrown, the parser stays dead and
- * every later push throws the same error.
+ * The violation is reported as a final `error` event, after the events of the same push that
+ * preceded it (a good request pipelined before a bad one is still delivered whole): the relay
+ * answers the good ones, then the error's status, and closes. Once failed, the parser stays
+ * dead and every later push returns the same error event.
  *
  * Decision: any repeated Content-Length, even identical (`5, 5` or two `5` fields), is rejected
  * as smuggling. RFC 9110 §8.6 allows either; the wedge forwards the head verbatim to an origin
@@ -70,7 +71,8 @@ export interface RequestHead {
 export type RequestEvent =
   | { type: 'head'; head: RequestHead; start: number }
   | { type: 'body'; data: Buffer }
-  | { type: 'end'; end: number };
+  | { type: 'end'; end: number }
+  | { type: 'error'; error: WedgeError };
 
 export interface RequestParserOptions {
   maxHeaderBytes?: number;
@@ -118,18 +120,19 @@ export class RequestParser {
   }
 
   push(chunk: Buffer): RequestEvent[] {
-    if (this.failure) throw this.failure;
+    if (this.failure) return [{ type: 'error', error: this.failure }];
+    const events: RequestEvent[] = [];
     try {
-      return this.consume(chunk);
+      this.consume(chunk, events);
     } catch (error) {
       this.failure =
         error instanceof WedgeError ? error : new WedgeError('WEDGE_ERR_HTTP_MALFORMED', String(error), { cause: error });
-      throw this.failure;
+      events.push({ type: 'error', error: this.failure });
     }
+    return events;
   }
 
-  private consume(chunk: Buffer): RequestEvent[] {
-    const events: RequestEvent[] = [];
+  private consume(chunk: Buffer, events: RequestEvent[]): void {
     let pos = 0;
     while (pos < chunk.length) {
       if (this.phase === Phase.Head) {
@@ -148,7 +151,6 @@ export class RequestParser {
       }
     }
     this.chunkOffset += chunk.length;
-    return events;
   }
 
   private finishMessage(pos: number, events: RequestEvent[]): void {

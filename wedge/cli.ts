@@ -6,6 +6,8 @@
 import { Command } from 'commander';
 import { WedgeError } from './errors.js';
 import { registerServeCommand } from './serve-command.js';
+import { registerStatusCommand } from './status-command.js';
+import { registerDemoCommand } from './demo-command.js';
 import { registerLabCommands } from '../lab/command.js';
 import { registerOriginCommand } from '../examples/origins/command.js';
 
@@ -18,6 +20,8 @@ const program = new Command('wedge')
   .configureHelp({ sortSubcommands: false });
 
 registerServeCommand(program);
+registerStatusCommand(program);
+registerDemoCommand(program);
 registerLabCommands(program);
 registerOriginCommand(program);
 

@@ -5,7 +5,7 @@
  */
 import { expect } from 'vitest';
 import { RequestParser, type RequestEvent, type RequestParserOptions } from '../../parsers/http-request.js';
-import { WedgeError, type WedgeErrorCode } from '../../wedge/errors.js';
+import type { WedgeErrorCode } from '../../wedge/errors.js';
 
 export type NormalEvent =
   | { type: 'head'; start: number; head: Record<string, unknown> }
@@ -22,7 +22,7 @@ export function normalise(events: RequestEvent[]): NormalEvent[] {
       else out.push({ type: 'body', data: event.data.toString('latin1') });
     } else if (event.type === 'head') {
       out.push({ type: 'head', start: event.start, head: { ...event.head, rawHead: event.head.rawHead.toString('latin1') } });
-    } else {
+    } else if (event.type === 'end') {
       out.push({ type: 'end', end: event.end });
     }
   }
@@ -36,11 +36,9 @@ export function feed(pieces: Buffer[], options?: RequestParserOptions): Outcome 
   const parser = new RequestParser(options);
   const events: RequestEvent[] = [];
   for (const piece of pieces) {
-    try {
-      events.push(...parser.push(piece));
-    } catch (error) {
-      if (!(error instanceof WedgeError)) throw error;
-      return { events: normalise(events), error: error.code };
+    for (const event of parser.push(piece)) {
+      if (event.type === 'error') return { events: normalise(events), error: event.error.code };
+      events.push(event);
     }
   }
   return { events: normalise(events) };

@@ -39,19 +39,22 @@ describe('RequestParser: malformed request lines and heads', () => {
     ['bare CR', 'GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n', 'bare CR'],
     ['NUL', 'GET / HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n', 'control character'],
   ])('the error message names the fault: %s', (_name, input, words) => {
-    expect(() => new RequestParser().push(Buffer.from(input, 'latin1'))).toThrow(words);
+    const events = new RequestParser().push(Buffer.from(input, 'latin1'));
+    const last = events.at(-1);
+    expect(last?.type).toBe('error');
+    expect(last?.type === 'error' && last.error.message).toContain(words);
   });
 
-  it('a failed parser stays dead: every later push throws the same error', () => {
+  it('a failed parser stays dead: every later push returns the same error', () => {
     const parser = new RequestParser();
-    let first: unknown;
-    try {
-      parser.push(Buffer.from('GET / HTTP/1.1\nHost: h\r\n\r\n'));
-    } catch (error) {
-      first = error;
-    }
-    expect(first).toBeInstanceOf(WedgeError);
-    expect(() => parser.push(Buffer.from('GET / HTTP/1.1\r\nHost: h\r\n\r\n'))).toThrow(first as Error);
-    expect(() => parser.push(Buffer.alloc(0))).toThrow(first as Error);
+    const first = parser.push(Buffer.from('GET / HTTP/1.1\nHost: h\r\n\r\n')).at(-1);
+    expect(first?.type === 'error' && first.error).toBeInstanceOf(WedgeError);
+    expect(parser.push(Buffer.from('GET / HTTP/1.1\r\nHost: h\r\n\r\n'))).toEqual([first]);
+    expect(parser.push(Buffer.alloc(0))).toEqual([first]);
+  });
+
+  it('requests completed before the violation in the same push are still delivered', () => {
+    const events = new RequestParser().push(Buffer.from('GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\nHost: h\n\n'));
+    expect(events.map((e) => e.type)).toEqual(['head', 'end', 'error']);
   });
 });
