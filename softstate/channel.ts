@@ -119,8 +119,8 @@ export class Outbox {
     return { datagrams: packed.frames.map((f) => this.sealer.seal(f)), refused: packed.refused, fragments: packed.fragments };
   }
 
-  heartbeat(load: Heartbeat['load']): Buffer {
-    return this.sealer.seal(encodeHeartbeat({ sender: this.sealer.sender, epoch: this.epochHex, load }));
+  heartbeat(load: Heartbeat['load'], services: string[] = []): Buffer {
+    return this.sealer.seal(encodeHeartbeat({ sender: this.sealer.sender, epoch: this.epochHex, load, services }));
   }
 
   notice(notice: DeathNotice): Buffer {

@@ -143,7 +143,7 @@ export function decodeItem(bytes: Uint8Array): DecodeResult<AdvertItem> {
 }
 
 export function encodeHeartbeat(h: Heartbeat): Buffer {
-  return pack([FRAME_HEARTBEAT, h.sender, h.epoch, h.load.connections, h.load.bytesPerSec, h.load.cpu ?? null]);
+  return pack([FRAME_HEARTBEAT, h.sender, h.epoch, h.load.connections, h.load.bytesPerSec, h.load.cpu ?? null, h.services ?? []]);
 }
 
 export function encodeDeathNotice(n: DeathNotice): Buffer {
@@ -232,11 +232,12 @@ function frameFromValue(value: unknown): Frame | undefined {
       return items.length > 0 ? { kind: 'advert', items } : undefined;
     }
     case FRAME_HEARTBEAT: {
-      if (value.length !== 6) return undefined;
+      if (value.length !== 7) return undefined;
       const heartbeat = parseHeartbeat({
         sender: value[1],
         epoch: value[2],
         load: { connections: value[3], bytesPerSec: value[4], cpu: value[5] },
+        services: value[6],
       });
       return heartbeat && { kind: 'heartbeat', heartbeat };
     }

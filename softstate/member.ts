@@ -61,7 +61,7 @@ import {
   type GroupConfig,
   type SupportGroup,
 } from './groups.js';
-import { isAddress, MAX_REASON_LENGTH, parseConnectionRecord, type ConnectionRecord, type DeathNotice, type Load, type Withdrawal } from './records.js';
+import { isAddress, MAX_REASON_LENGTH, MAX_SERVICES, parseConnectionRecord, type ConnectionRecord, type DeathNotice, type Load, type Withdrawal } from './records.js';
 import { compareVersions, SoftStateTable } from './table.js';
 import { MulticastTransport } from './transport.js';
 
@@ -105,6 +105,8 @@ export interface PeerInfo {
   /* Wall-clock ms of the last heartbeat, if any was heard. */
   lastHeardAt: number | undefined;
   load: Load | undefined;
+  /* Service addresses the peer said it answers for in its last heartbeat. */
+  services: string[];
   epoch: string | undefined;
   /* Why and since when (wall-clock ms) the peer is dead. */
   deadReason?: string;
@@ -158,6 +160,7 @@ interface PeerState {
   lastHeardMono: number;
   lastHeardAt: number | undefined;
   load: Load | undefined;
+  services: string[];
   deadReason?: string;
   deadSince?: number;
   /* After a death notice: a heartbeat must be above this (epoch, seq) to prove life. */
@@ -199,6 +202,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   private paced: Buffer[] = [];
   private pacer: NodeJS.Timeout | undefined;
   private load: { bytesPerSec: number; cpu?: number } = { bytesPerSec: 0 };
+  private services: string[] = [];
   private readonly counters = {
     advertDatagramsSent: 0,
     fragmentsSent: 0,
@@ -308,6 +312,11 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     this.inbox.setKeyRing(ring);
   }
 
+  /* Service addresses carried by the next heartbeats. */
+  setServices(addresses: readonly string[]): void {
+    this.services = addresses.slice(0, MAX_SERVICES);
+  }
+
   /* Load figures carried by the next heartbeats (connections are counted here). */
   setLoad(load: { bytesPerSec: number; cpu?: number }): void {
     this.load = load;
@@ -389,6 +398,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
       alive: p.alive,
       lastHeardAt: p.lastHeardAt,
       load: p.load,
+      services: p.services,
       epoch: p.epoch === undefined ? undefined : epochHex(p.epoch),
       ...(p.deadReason !== undefined ? { deadReason: p.deadReason, deadSince: p.deadSince } : {}),
     }));
@@ -455,7 +465,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     const now = performance.now();
     let peer = this.peerStates.get(message.sender);
     if (!peer) {
-      peer = { address: message.sender, alive: false, epoch: undefined, seq: 0, lastHeardMono: now, lastHeardAt: undefined, load: undefined };
+      peer = { address: message.sender, alive: false, epoch: undefined, seq: 0, lastHeardMono: now, lastHeardAt: undefined, load: undefined, services: [] };
       this.peerStates.set(message.sender, peer);
     }
     // A higher epoch is a new incarnation (checked authentic and newer by the replay guard):
@@ -466,6 +476,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     peer.lastHeardMono = now;
     peer.lastHeardAt = Date.now();
     peer.load = message.heartbeat.load;
+    peer.services = message.heartbeat.services ?? [];
     if (peer.alive) return;
     if (peer.bar && !above(message.epoch, message.seq, peer.bar)) return;
     peer.alive = true;
@@ -490,7 +501,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     }
     let peer = this.peerStates.get(notice.peer);
     if (!peer) {
-      peer = { address: notice.peer, alive: true, epoch: undefined, seq: 0, lastHeardMono: performance.now(), lastHeardAt: undefined, load: undefined };
+      peer = { address: notice.peer, alive: true, epoch: undefined, seq: 0, lastHeardMono: performance.now(), lastHeardAt: undefined, load: undefined, services: [] };
       this.peerStates.set(notice.peer, peer);
     }
     const barCandidates: { epoch: bigint; seq: number }[] = [];
@@ -610,7 +621,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
 
   private sendHeartbeat(): void {
     if (!this.transport) return;
-    this.transport.send(this.outbox.heartbeat({ connections: this.local.size, ...this.load }));
+    this.transport.send(this.outbox.heartbeat({ connections: this.local.size, ...this.load }, this.services));
     this.counters.heartbeatsSent++;
   }
 

@@ -66,6 +66,9 @@ export interface Heartbeat {
   /* The sender's epoch as 16 hex digits (the same value as in the datagram header). */
   epoch: string;
   load: Load;
+  /* Service addresses the sender answers for now (its own and adopted ones), so that a dead
+   * server's addresses are adopted even when it had no live connection. */
+  services?: string[];
 }
 
 export interface DeathNotice {
@@ -92,6 +95,7 @@ export interface Withdrawal {
 
 export const MAX_ADDRESS_LENGTH = 64;
 export const MAX_REASON_LENGTH = 200;
+export const MAX_SERVICES = 32;
 const MAX_SECRET_LENGTH = 256;
 
 export function connectionId(client: Endpoint, service: Endpoint): string {
@@ -217,7 +221,9 @@ export function parseHeartbeat(value: unknown): Heartbeat | undefined {
   const h = value as Record<string, unknown>;
   const load = parseLoad(h.load);
   if (!isAddress(h.sender) || !isEpochHex(h.epoch) || !load) return undefined;
-  return { sender: h.sender, epoch: h.epoch, load };
+  const services = h.services;
+  if (!Array.isArray(services) || services.length > MAX_SERVICES || !services.every(isAddress)) return undefined;
+  return { sender: h.sender, epoch: h.epoch, load, services: [...services] };
 }
 
 export function parseDeathNotice(value: unknown): DeathNotice | undefined {
