@@ -32,7 +32,8 @@ import { WedgeError, type WedgeErrorCode } from '../wedge/errors.js';
 import { RequestParser, type RequestHead } from '../parsers/http-request.js';
 import { parseResponseHead, type ResponseHead } from '../parsers/http-response.js';
 import { ChunkedBodyFramer } from '../parsers/chunked.js';
-import { StreamMap } from '../parsers/stream-map.js';
+import { StreamMap, type Exchange as MapExchange } from '../parsers/stream-map.js';
+import { rangeRequest, requestKeepsAlive, resumeMismatch, type ResumeStep } from './resume.js';
 import { socketFd, startReading, stopReading } from './socket-handle.js';
 
 export type ConnectionState = 'idle' | 'forwarding' | 'relaying-body' | 'closing' | 'closed';
@@ -73,6 +74,17 @@ export interface RelayOptions {
   maxPipelineBytes?: number;
   /* Bodies shorter than this stay in JavaScript: a splice costs a few syscalls to set up. */
   spliceThreshold?: number;
+  /* A connection taken over from another server, to continue where its client stands. */
+  adopted?: AdoptedStream;
+}
+
+/* The state of a taken-over connection at the point the client has reached (splice/resume.ts). */
+export interface AdoptedStream {
+  streamMap: StreamMap;
+  bytesFromClient: number;
+  bytesToClient: number;
+  steps: ResumeStep[];
+  replay: MapExchange[];
 }
 
 interface PendingRequest {
@@ -82,12 +94,18 @@ interface PendingRequest {
   end?: number;
   bodyChunks: Buffer[];
   forwarded: boolean;
+  /* Already in the stream map (replayed after a takeover). */
+  recorded?: boolean;
 }
 interface PendingReject {
   kind: 'reject';
   error: WedgeError;
 }
-type PendingItem = PendingRequest | PendingReject;
+interface PendingResume {
+  kind: 'resume';
+  step: ResumeStep;
+}
+type PendingItem = PendingRequest | PendingReject | PendingResume;
 
 type ResponsePhase =
   | { kind: 'head'; buffered: Buffer; interim: Buffer[] }
@@ -98,6 +116,8 @@ type ResponsePhase =
 
 interface Exchange {
   request: PendingRequest;
+  /* Set when this exchange re-fetches the rest of a recorded response after a takeover. */
+  resume?: ResumeStep;
   phase: ResponsePhase;
   response?: ResponseHead;
   keepAlive: boolean;
@@ -106,16 +126,18 @@ interface Exchange {
 export class RelayConnection extends EventEmitter {
   readonly id: string;
   readonly client: Socket;
-  readonly streamMap = new StreamMap();
+  readonly streamMap: StreamMap;
   readonly openedAt = Date.now();
   state: ConnectionState = 'idle';
   bytesFromClient = 0;
   bytesToClient = 0;
   requests = 0;
 
-  private readonly options: Required<Omit<RelayOptions, 'splicer'>> & { splicer?: Splicer };
+  private readonly options: Required<Omit<RelayOptions, 'splicer' | 'adopted'>> & { splicer?: Splicer };
   private readonly log: Logger;
   private readonly parser: RequestParser;
+  /* Client-to-server offset where this relay's parser started (non-zero after a takeover). */
+  private readonly parserBase: number;
   private readonly pending: PendingItem[] = [];
   private pendingBytes = 0;
   private parsing: PendingRequest | undefined;
@@ -131,11 +153,22 @@ export class RelayConnection extends EventEmitter {
     this.id = `${client.remoteAddress}:${client.remotePort}>${client.localAddress}:${client.localPort}`;
     this.log = options.logger.child({ conn: this.id });
     this.parser = new RequestParser({ maxHeaderBytes: this.options.maxHeaderBytes });
+    const adopted = options.adopted;
+    this.streamMap = adopted?.streamMap ?? new StreamMap();
+    this.bytesFromClient = this.parserBase = adopted?.bytesFromClient ?? 0;
+    this.bytesToClient = adopted?.bytesToClient ?? 0;
+    if (adopted) {
+      for (const step of adopted.steps) this.pending.push({ kind: 'resume', step });
+      for (const exchange of adopted.replay) this.pending.push(recordedRequest(exchange));
+    }
     client.setNoDelay(true);
     client.on('data', (chunk: Buffer) => this.onClientData(chunk));
     client.on('end', () => this.onClientEnd());
     client.on('error', (err) => this.fail('client-error', err));
     client.on('close', () => this.teardown());
+    // An adopted connection has work before the client says anything; start it once the owner
+    // has registered its listeners.
+    if (adopted) process.nextTick(() => this.pump());
   }
 
   /* ---- lifecycle ---- */
@@ -175,9 +208,9 @@ export class RelayConnection extends EventEmitter {
     this.options.observer.bytes('client-to-origin', chunk.length);
     if (this.stopParsing) return;
     for (const event of this.parser.push(chunk)) {
-      if (event.type === 'head') this.onRequestHead(event.head, event.start);
+      if (event.type === 'head') this.onRequestHead(event.head, this.parserBase + event.start);
       else if (event.type === 'body') this.onRequestBody(event.data);
-      else if (event.type === 'end') this.onRequestEnd(event.end);
+      else if (event.type === 'end') this.onRequestEnd(this.parserBase + event.end);
       else this.reject(event.error);
       if (this.stopParsing) break;
     }
@@ -247,11 +280,29 @@ export class RelayConnection extends EventEmitter {
       if (this.clientEnded) this.closeGracefully();
       return;
     }
-    if (item.kind === 'reject') {
-      this.sendReject(item.error);
+    if (item.kind === 'reject') this.sendReject(item.error);
+    else if (item.kind === 'resume') this.startResume(item.step);
+    else this.startExchange(item);
+  }
+
+  /* Send the rest of a recorded response: its remaining head bytes, then its body from the origin. */
+  private startResume(step: ResumeStep): void {
+    const recorded = step.exchange;
+    this.setState('forwarding');
+    this.writeToClient(step.headRest);
+    const exchange: Exchange = {
+      request: recordedRequest(recorded),
+      resume: step,
+      phase: { kind: 'head', buffered: Buffer.alloc(0), interim: [] },
+      keepAlive: recorded.keepAlive === true && requestKeepsAlive(recorded),
+    };
+    this.exchange = exchange;
+    if (recorded.bodyLength === step.bodyOffset) {
+      this.finishExchange(false);
       return;
     }
-    this.startExchange(item);
+    this.originSocket();
+    this.writeToOrigin(rangeRequest(recorded, step.bodyOffset));
   }
 
   private startExchange(request: PendingRequest): void {
@@ -262,8 +313,10 @@ export class RelayConnection extends EventEmitter {
       phase: { kind: 'head', buffered: Buffer.alloc(0), interim: [] },
       keepAlive: request.head.keepAlive,
     };
-    this.streamMap.beginRequest(request.start, request.head);
-    if (request.end !== undefined) this.streamMap.endRequest(request.end);
+    if (!request.recorded) {
+      this.streamMap.beginRequest(request.start, request.head);
+      if (request.end !== undefined) this.streamMap.endRequest(request.end);
+    }
     this.originSocket();
     request.forwarded = true;
     let held = request.head.rawHead.length;
@@ -364,6 +417,10 @@ export class RelayConnection extends EventEmitter {
       return;
     }
     const rest = buffered.subarray(head.headerLength);
+    if (exchange.resume) {
+      this.onResumeHead(exchange, exchange.resume, head, rest);
+      return;
+    }
     if (head.status >= 100 && head.status < 200) {
       if (head.status === 101) {
         this.originFailed(exchange, 'origin-switched-protocols');
@@ -400,6 +457,23 @@ export class RelayConnection extends EventEmitter {
         this.writeToClient(rest);
         return;
     }
+  }
+
+  /* The origin's answer to a resume range request: checked, never forwarded; only its body is. */
+  private onResumeHead(exchange: Exchange, step: ResumeStep, head: ResponseHead, rest: Buffer): void {
+    if (head.status >= 100 && head.status < 200 && head.status !== 101) {
+      this.onResponseHeadBytes(exchange, rest);
+      return;
+    }
+    const mismatch = resumeMismatch(step.exchange, step.bodyOffset, head);
+    if (mismatch) {
+      this.fail('representation-changed', mismatch);
+      return;
+    }
+    exchange.response = head;
+    this.setState('relaying-body');
+    exchange.phase = { kind: 'length', remaining: step.exchange.bodyLength! - step.bodyOffset };
+    this.relayLengthBody(exchange, rest);
   }
 
   private relayLengthBody(exchange: Exchange, chunk: Buffer): void {
@@ -449,7 +523,8 @@ export class RelayConnection extends EventEmitter {
   private finishExchange(originSentExtra: boolean): void {
     const exchange = this.exchange;
     if (!exchange) return;
-    this.streamMap.endResponse(this.bytesToClient);
+    // A resumed response the old owner had finished writing is already complete in the map.
+    if (exchange.resume?.exchange.responseEnd === undefined) this.streamMap.endResponse(this.bytesToClient);
     this.exchange = undefined;
     if (originSentExtra) {
       this.log.warn('origin sent bytes beyond the response; dropping the origin connection');
@@ -486,7 +561,7 @@ export class RelayConnection extends EventEmitter {
 
   /* Before any response byte reached the client a clear 502 is possible; after, only a reset. */
   private originFailed(exchange: Exchange, reason: string, err?: unknown): void {
-    if (!exchange.response && exchange.phase.kind === 'head' && exchange.phase.interim.length === 0) {
+    if (!exchange.resume && !exchange.response && exchange.phase.kind === 'head' && exchange.phase.interim.length === 0) {
       this.log.warn({ reason, err: err instanceof Error ? err.message : err }, 'origin failed before responding');
       this.options.observer.abort(reason);
       const error =
@@ -537,3 +612,10 @@ const STATUS_TEXT: Record<number, string> = {
   501: 'Not Implemented',
   502: 'Bad Gateway',
 };
+
+/* A request from the stream map, to send to the origin again (already recorded there). */
+function recordedRequest(exchange: MapExchange): PendingRequest {
+  const parsed = new RequestParser().push(exchange.requestHead).find((e) => e.type === 'head');
+  if (parsed?.type !== 'head') throw new WedgeError('WEDGE_ERR_STREAM_MAP', `recorded request ${exchange.index} does not parse`);
+  return { kind: 'request', head: parsed.head, start: exchange.requestStart, end: exchange.requestEnd!, bodyChunks: [], forwarded: false, recorded: true };
+}

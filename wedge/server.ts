@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import net, { type Server, type Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { RelayConnection, type Splicer } from '../splice/connection.js';
+import { RelayConnection, type AdoptedStream, type Splicer } from '../splice/connection.js';
 import { startAdmin } from './admin.js';
 import { WedgeMetrics } from './metrics.js';
 
@@ -23,7 +23,7 @@ export interface ServeConfig {
   logger: Logger;
 }
 
-export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }> {
+export class WedgeServer extends EventEmitter<{ connection: [RelayConnection, number] }> {
   readonly metrics = new WedgeMetrics();
   readonly connections = new Map<string, RelayConnection>();
   private server: Server | undefined;
@@ -73,11 +73,21 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
       socket.destroy();
       return;
     }
+    this.register(socket);
+  }
+
+  /* A connection taken over from another server (its socket restored here). */
+  adopt(socket: Socket, adopted: AdoptedStream, migration: number): RelayConnection {
+    return this.register(socket, adopted, migration);
+  }
+
+  private register(socket: Socket, adopted?: AdoptedStream, migration = 0): RelayConnection {
     const connection = new RelayConnection(socket, {
       origin: this.config.origin,
       logger: this.config.logger,
       observer: this.metrics,
       ...(this.config.splicer ? { splicer: this.config.splicer } : {}),
+      ...(adopted ? { adopted } : {}),
     });
     this.connections.set(connection.id, connection);
     this.metrics.connectionsTotal.inc();
@@ -86,7 +96,8 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
       this.connections.delete(connection.id);
       this.metrics.connectionsActive.dec();
     });
-    this.emit('connection', connection);
+    this.emit('connection', connection, migration);
+    return connection;
   }
 }
 
