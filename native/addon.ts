@@ -31,9 +31,11 @@ export interface RawDump extends RawEndpoints {
   sack: boolean;
   timestamps: boolean;
   window: RawWindow;
+  /* Sequence space received from the peer in order (data and FIN): recvSeq - bytesReceived is its ISN+1. */
+  bytesReceived: number;
 }
 
-export type RawRestoreSpec = Omit<RawDump, 'clockReadAt'>;
+export type RawRestoreSpec = Omit<RawDump, 'clockReadAt' | 'bytesReceived'>;
 
 export interface RawProbeRequest extends RawEndpoints {
   seq: number;

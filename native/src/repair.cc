@@ -24,6 +24,7 @@
  *
  * Limits: IPv4. The caller (native/repair.ts) decides every value restore() sets.
  */
+#include <cstring>
 #include <fcntl.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -111,6 +112,19 @@ Napi::Object WindowToJs(Napi::Env env, const tcp_repair_window& w) {
   return o;
 }
 
+/* tcpi_bytes_received (sequence space received in order, FIN included) is newer than glibc's
+ * struct tcp_info, so it is read at its fixed offset in the kernel's (Linux >= 4.1). With it the
+ * peer's ISN+1 is recvSeq - bytesReceived, whenever the dump is taken. */
+SysError ReadBytesReceived(int fd, uint64_t* bytes) {
+  constexpr size_t kOffset = 128;
+  unsigned char raw[232] = {};
+  socklen_t length = sizeof raw;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, raw, &length) < 0) return Fail("getsockopt", errno, "TCP_INFO");
+  if (length < kOffset + sizeof *bytes) return Fail("getsockopt", ENOTSUP, "TCP_INFO too short for tcpi_bytes_received");
+  memcpy(bytes, raw + kOffset, sizeof *bytes);
+  return {};
+}
+
 Napi::Value Dump(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
@@ -120,6 +134,8 @@ Napi::Value Dump(const Napi::CallbackInfo& info) {
   SysError e = ReadEndpoints(fd, &local, &remote);
   if (!e) e = GetOpt(fd, TCP_INFO, &tcpInfo, "TCP_INFO");
   if (!e) e = ReadRepairState(fd, &state);
+  uint64_t bytesReceived = 0;
+  if (!e) e = ReadBytesReceived(fd, &bytesReceived);
   if (e) return ThrowNativeError(env, e);
 
   bool timestamps = tcpInfo.tcpi_options & TCPI_OPT_TIMESTAMPS;
@@ -140,6 +156,7 @@ Napi::Value Dump(const Napi::CallbackInfo& info) {
   o.Set("sack", bool(tcpInfo.tcpi_options & TCPI_OPT_SACK));
   o.Set("timestamps", timestamps);
   o.Set("window", WindowToJs(env, state.window));
+  o.Set("bytesReceived", static_cast<double>(bytesReceived));
   return o;
 }
 
