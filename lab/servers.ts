@@ -13,18 +13,6 @@ import { ADMIN_PORT, ORIGIN_PORT, SERVICE_PORT } from './plan.js';
 import { tryRun } from './run.js';
 import type { LabState, OriginKind, ServerState } from './state.js';
 
-export const WEDGE_SERVE_OPTIONS = [
-  '--name',
-  '--listen',
-  '--service',
-  '--address',
-  '--iface',
-  '--origin',
-  '--admin',
-  '--state-key-file',
-  '--log-file',
-] as const;
-
 /** The environment of every process the lab starts: the project's bin/ first on PATH. */
 export function labEnv(lab: string): NodeJS.ProcessEnv {
   return { ...process.env, PATH: `${binDir()}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`, WEDGE_LAB: lab };
@@ -34,11 +22,11 @@ export function originUrl(): string {
   return `http://127.0.0.1:${ORIGIN_PORT}`;
 }
 
-/** The `wedge serve` options this build lacks (empty when it takes the lab's command line). */
-export async function missingServeOptions(): Promise<string[]> {
+/** Of `options`, those this build's `wedge serve --help` does not list. */
+export async function missingServeOptions(options: readonly string[]): Promise<string[]> {
   const help = await tryRun(process.execPath, [compiledCli(), 'serve', '--help'], { timeoutMs: 20_000 });
-  if (help === null) return [...WEDGE_SERVE_OPTIONS];
-  return WEDGE_SERVE_OPTIONS.filter((option) => !new RegExp(`${option}(?![\\w-])`).test(help.stdout));
+  if (help === null) return [...options];
+  return options.filter((option) => !new RegExp(`${option}(?![\\w-])`).test(help.stdout));
 }
 
 export async function startOrigin(state: LabState, server: ServerState, kind: OriginKind): Promise<Started> {
@@ -57,13 +45,9 @@ export async function startOrigin(state: LabState, server: ServerState, kind: Or
   return startDetachedIn(server.ns, argv, log, labEnv(state.lab));
 }
 
-/**
- * Starts `wedge serve` with the agreed command line, leaving out the options in `unsupported`
- * (options this build of `wedge serve` does not have yet; `lab up` reports them).
- */
-export function startWedge(state: LabState, server: ServerState, keyFile: string, unsupported: readonly string[] = []): Started {
-  const log = join(state.runDir, `${server.name}-wedge.log`);
-  const options: [string, string][] = [
+/** The agreed `wedge serve` command line of a server, as option/value pairs. */
+export function wedgeServeOptions(state: LabState, server: ServerState, keyFile: string): [string, string][] {
+  return [
     ['--name', server.name],
     ['--listen', `0.0.0.0:${SERVICE_PORT}`],
     ['--service', `${server.vip}:${SERVICE_PORT}`],
@@ -72,8 +56,20 @@ export function startWedge(state: LabState, server: ServerState, keyFile: string
     ['--origin', originUrl()],
     ['--admin', `127.0.0.1:${ADMIN_PORT}`],
     ['--state-key-file', keyFile],
-    ['--log-file', log],
+    ['--log-file', wedgeLog(state, server)],
   ];
-  const argv = [process.execPath, compiledCli(), 'serve', ...options.filter(([option]) => !unsupported.includes(option)).flat()];
-  return startDetachedIn(server.ns, argv, log, labEnv(state.lab));
+}
+
+function wedgeLog(state: LabState, server: ServerState): string {
+  return join(state.runDir, `${server.name}-wedge.log`);
+}
+
+/**
+ * Starts `wedge serve` with the agreed command line, leaving out the options in `unsupported`
+ * (options this build of `wedge serve` does not have yet; `lab up` reports them).
+ */
+export function startWedge(state: LabState, server: ServerState, keyFile: string, unsupported: readonly string[] = []): Started {
+  const options = wedgeServeOptions(state, server, keyFile).filter(([option]) => !unsupported.includes(option));
+  const argv = [process.execPath, compiledCli(), 'serve', ...options.flat()];
+  return startDetachedIn(server.ns, argv, wedgeLog(state, server), labEnv(state.lab));
 }

@@ -39,7 +39,7 @@ import {
 } from './plan.js';
 import type { Started } from './procs.js';
 import { httpStatus, waitUntil } from './ready.js';
-import { missingServeOptions, originUrl, startOrigin, startWedge } from './servers.js';
+import { missingServeOptions, originUrl, startOrigin, startWedge, wedgeServeOptions } from './servers.js';
 import { parseRate, shapeEgress, type Rate } from './shaping.js';
 import { dataDirOf, runBase, runDirOf, writeState, type LabState, type OriginKind, type ServerState } from './state.js';
 
@@ -200,13 +200,14 @@ async function build(state: LabState, options: UpOptions, plan: Plan, checkpoint
   say(`${state.origin} origins answer on 127.0.0.1:8080 on every server`);
   checkpoint();
 
-  const missing = await missingServeOptions();
+  const keyFile = join(state.runDir, 'cluster.key');
+  const wanted = state.servers[0] ? wedgeServeOptions(state, state.servers[0], keyFile).map(([option]) => option) : [];
+  const missing = await missingServeOptions(wanted);
   if (missing.includes('--listen')) {
     say("NOT starting wedges: this build's `wedge serve` has no --listen; servers run their origins only");
     return;
   }
   if (missing.length > 0) say(`this build's \`wedge serve\` lacks ${missing.join(', ')}: wedges start without them`);
-  const keyFile = join(state.runDir, 'cluster.key');
   await writeFile(keyFile, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
   const wedges = new Map<string, Started>();
   for (const server of state.servers) {
