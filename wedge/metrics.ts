@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RelayObserver } from '../splice/connection.js';
 import type { WedgeErrorCode } from './errors.js';
 
@@ -12,6 +12,10 @@ export class WedgeMetrics implements RelayObserver {
   readonly bytesTotal = new Counter({ name: 'wedge_bytes_total', help: 'Bytes relayed, by direction', labelNames: ['direction'], registers: [this.registry] });
   readonly splicedBytesTotal = new Counter({ name: 'wedge_spliced_bytes_total', help: 'Response body bytes moved in the kernel by splice(2)', registers: [this.registry] });
   readonly abortsTotal = new Counter({ name: 'wedge_aborts_total', help: 'Connections reset because they could not be completed exactly, by reason', labelNames: ['reason'], registers: [this.registry] });
+
+  readonly takeovers = new Counter({ name: 'wedge_takeovers_total', help: 'Connections of dead peers this server took over, by result', labelNames: ['result'], registers: [this.registry] });
+  readonly takeoverSeconds = new Histogram({ name: 'wedge_takeover_seconds', help: 'Probe, restore and resume of one connection', buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2], registers: [this.registry] });
+  readonly relinquished = new Counter({ name: 'wedge_relinquished_total', help: 'Connections given up silently because a peer took them over', registers: [this.registry] });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'wedge_process_' });

@@ -1,7 +1,14 @@
 import type { Command } from 'commander';
-import { pino } from 'pino';
-import { parseEndpoint, parseOriginUrl } from './endpoints.js';
+import { networkInterfaces } from 'node:os';
+import { pino, type Logger } from 'pino';
+import { assertPrivileges, splice } from '../native/index.js';
+import { loadKeyRing, SoftStateMember } from '../softstate/index.js';
+import { parseAddress, parseEndpoint, parseOriginUrl, type Endpoint } from './endpoints.js';
+import { WedgeError } from './errors.js';
+import { Replication } from './replication.js';
+import { RstGuard } from './rst-guard.js';
 import { WedgeServer } from './server.js';
+import { Takeover } from './takeover.js';
 
 interface ServeFlags {
   name: string;
@@ -9,6 +16,18 @@ interface ServeFlags {
   origin: string;
   admin: string;
   adminToken?: string;
+  splice: boolean;
+  address?: string;
+  service?: string;
+  iface?: string;
+  stateKeyFile?: string;
+  groups: string;
+  groupBase: string;
+  groupPort: string;
+  advertInterval: string;
+  expire: string;
+  heartbeatInterval: string;
+  deadAfter: string;
   logFile?: string;
   logLevel: string;
 }
@@ -16,37 +35,123 @@ interface ServeFlags {
 export function registerServeCommand(program: Command): void {
   program
     .command('serve')
-    .description('run the wedge: relay client connections on the service address to the local HTTP origin')
+    .description('run the wedge: relay client connections on the service address to the local HTTP origin, and take over a dead peer\'s')
     .option('--name <name>', 'this server\'s name in logs and the admin API', 'wedge')
-    .option('--listen <addr:port>', 'where clients connect (the service address)', '0.0.0.0:80')
+    .option('--listen <addr:port>', 'where clients connect; 0.0.0.0 also accepts on adopted addresses', '0.0.0.0:80')
     .option('--origin <url>', 'the local HTTP/1.1 origin', 'http://127.0.0.1:8080')
-    .option('--admin <addr:port>', 'admin API (connections, metrics, health); loopback unless a token is set', '127.0.0.1:9090')
+    .option('--admin <addr:port>', 'admin API (connections, metrics, health, death reports); loopback unless a token is set', '127.0.0.1:9090')
     .option('--admin-token <token>', 'require this bearer token on the admin API (env WEDGE_ADMIN_TOKEN)', process.env.WEDGE_ADMIN_TOKEN)
+    .option('--no-splice', 'relay bodies through JavaScript instead of splice(2)')
+    .option('--address <ip>', 'this server\'s own address on the cluster network: turns failover on (soft state, takeover)')
+    .option('--service <addr:port>', 'the service address clients use here, adopted by a peer if this server dies')
+    .option('--iface <name>', 'interface for adopted addresses and probes (default: the one holding --address)')
+    .option('--state-key-file <path>', 'cluster key for soft state: 32 bytes or 64 hex digits (or env WEDGE_STATE_KEY)')
+    .option('--groups <n>', 'number of support groups (a server\'s group is a hash of its address)', '1')
+    .option('--group-base <ip>', 'multicast address of group 0; group i uses base + i', '239.77.0.1')
+    .option('--group-port <port>', 'UDP port of the soft-state channel', '7077')
+    .option('--advert-interval <ms>', 'periodic soft-state advert of every connection', '3000')
+    .option('--expire <ms>', 'a connection record not refreshed for this long is forgotten', '10000')
+    .option('--heartbeat-interval <ms>', 'heartbeat period', '100')
+    .option('--dead-after <ms>', 'a peer silent this long is dead (detection bound ~ this + 50 ms)', '400')
     .option('--log-file <path>', 'write JSON logs here instead of stderr')
     .option('--log-level <level>', 'trace, debug, info, warn or error', process.env.WEDGE_LOG_LEVEL ?? 'info')
     .addHelpText(
       'after',
-      '\nExample (one replica, origin on port 8080):\n  wedge serve --name s1 --listen 10.0.0.101:80 --origin http://127.0.0.1:8080\n' +
-        'Then: curl http://10.0.0.101/file   and   wedge status',
+      `
+Without --address the wedge is a plain relay that records stream maps. With it, the server joins
+its support group, advertises every connection, and adopts a dead peer's service addresses and
+connections. Failover needs root (CAP_NET_ADMIN, CAP_NET_RAW) and nftables.
+
+Example (replica s1 of a cluster on 10.0.0.0/24, service address 10.0.0.101):
+  wedge serve --name s1 --address 10.0.0.11 --service 10.0.0.101:80 \\
+              --origin http://127.0.0.1:8080 --state-key-file /etc/wedge/cluster.key
+Then: curl http://10.0.0.101/file   and   wedge status`,
     )
     .action(async (flags: ServeFlags) => {
       const logger = pino(
         { name: 'wedge', level: flags.logLevel, base: { server: flags.name } },
         flags.logFile ? pino.destination({ dest: flags.logFile, mkdir: true, sync: false }) : pino.destination(2),
       );
+      const listen = parseEndpoint(flags.listen, '--listen');
+      if (flags.address) assertPrivileges();
       const server = new WedgeServer({
         name: flags.name,
-        listen: parseEndpoint(flags.listen, '--listen'),
+        listen,
         origin: parseOriginUrl(flags.origin),
         admin: { ...parseEndpoint(flags.admin, '--admin'), ...(flags.adminToken ? { token: flags.adminToken } : {}) },
         logger,
+        ...(flags.splice ? { splicer: { splice } } : {}),
       });
+      const failover = flags.address ? await startFailover(flags, listen, server, logger) : undefined;
       await server.start();
+      if (!failover) logger.warn('no --address: failover is off (plain relay)');
       const stop = () => {
         logger.info('stopping');
-        void server.stop().then(() => process.exit(0));
+        void (async () => {
+          await failover?.stop();
+          await server.stop();
+          process.exit(0);
+        })();
       };
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
     });
+}
+
+/* Soft state and takeover, wired to the server; returns how to stop them. */
+async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeServer, logger: Logger): Promise<{ stop(): Promise<void> }> {
+  const self = parseAddress(flags.address!, '--address');
+  const service = flags.service ? parseEndpoint(flags.service, '--service') : listen;
+  if (service.host === '0.0.0.0') throw new WedgeError('WEDGE_ERR_CONFIG', 'give --service ADDR:PORT (the address clients use) when --listen is a wildcard');
+  const { iface, prefixLength } = interfaceOf(self, flags.iface);
+  const member = new SoftStateMember({
+    self,
+    keyRing: loadKeyRing({ ...(flags.stateKeyFile ? { keyFile: flags.stateKeyFile } : {}), env: process.env }),
+    groups: positive(flags.groups, '--groups'),
+    baseGroup: parseAddress(flags.groupBase, '--group-base'),
+    port: positive(flags.groupPort, '--group-port'),
+    advertIntervalMs: positive(flags.advertInterval, '--advert-interval'),
+    expireMs: positive(flags.expire, '--expire'),
+    heartbeatIntervalMs: positive(flags.heartbeatInterval, '--heartbeat-interval'),
+    deadAfterMs: positive(flags.deadAfter, '--dead-after'),
+    logger,
+  });
+  const replication = new Replication(server, member, self, server.metrics, logger);
+  const guard = new RstGuard();
+  const takeover = new Takeover(
+    { self, iface, prefixLength, probeTimeoutMs: 100, probeRetries: 4, concurrency: 128 },
+    member,
+    server,
+    replication,
+    guard,
+    server.metrics,
+    logger,
+  );
+  server.setPeerReporter((peer, reason) => member.declareDead(peer, reason));
+  await member.start();
+  replication.start(positive(flags.advertInterval, '--advert-interval'));
+  takeover.start([service.host]);
+  logger.info({ self, service, iface, group: member.group }, 'failover on');
+  return {
+    async stop() {
+      replication.stop();
+      await member.stop();
+      await guard.uninstall();
+    },
+  };
+}
+
+function interfaceOf(address: string, wanted?: string): { iface: string; prefixLength: number } {
+  for (const [name, entries] of Object.entries(networkInterfaces())) {
+    if (wanted && name !== wanted) continue;
+    const entry = entries?.find((e) => e.family === 'IPv4' && e.address === address);
+    if (entry?.cidr) return { iface: name, prefixLength: Number(entry.cidr.split('/')[1]) };
+  }
+  throw new WedgeError('WEDGE_ERR_CONFIG', `--address ${address} is not on ${wanted ? `interface ${wanted}` : 'any interface'} of this host`);
+}
+
+function positive(text: string, option: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value <= 0) throw new WedgeError('WEDGE_ERR_CONFIG', `${option} must be a positive integer, got "${text}"`);
+  return value;
 }

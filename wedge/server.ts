@@ -23,11 +23,12 @@ export interface ServeConfig {
   logger: Logger;
 }
 
-export class WedgeServer extends EventEmitter<{ connection: [RelayConnection, number] }> {
+export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }> {
   readonly metrics = new WedgeMetrics();
   readonly connections = new Map<string, RelayConnection>();
   private server: Server | undefined;
   private admin: FastifyInstance | undefined;
+  private reportPeerDead: ((peer: string, reason: string) => void) | undefined;
 
   constructor(readonly config: ServeConfig) {
     super();
@@ -47,10 +48,16 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection, nu
         connections: () => [...this.connections.values()].map(describeConnection),
         metricsText: () => this.metrics.registry.metrics(),
         metricsContentType: this.metrics.registry.contentType,
+        ...(this.reportPeerDead ? { declarePeerDead: this.reportPeerDead } : {}),
       },
       this.config.admin,
     );
     logger.info({ listen, origin: this.config.origin, admin: this.config.admin.host + ':' + this.config.admin.port, splice: !!this.config.splicer }, 'wedge serving');
+  }
+
+  /* Where the admin API's death reports go (the soft-state member), when failover is on. */
+  setPeerReporter(report: (peer: string, reason: string) => void): void {
+    this.reportPeerDead = report;
   }
 
   /* The bound ports (useful when configured as 0). */
@@ -77,11 +84,11 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection, nu
   }
 
   /* A connection taken over from another server (its socket restored here). */
-  adopt(socket: Socket, adopted: AdoptedStream, migration: number): RelayConnection {
-    return this.register(socket, adopted, migration);
+  adopt(socket: Socket, adopted: AdoptedStream): RelayConnection {
+    return this.register(socket, adopted);
   }
 
-  private register(socket: Socket, adopted?: AdoptedStream, migration = 0): RelayConnection {
+  private register(socket: Socket, adopted?: AdoptedStream): RelayConnection {
     const connection = new RelayConnection(socket, {
       origin: this.config.origin,
       logger: this.config.logger,
@@ -96,7 +103,7 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection, nu
       this.connections.delete(connection.id);
       this.metrics.connectionsActive.dec();
     });
-    this.emit('connection', connection, migration);
+    if (!adopted) this.emit('connection', connection);
     return connection;
   }
 }

@@ -1,0 +1,148 @@
+/*
+ * Theory of operation: this server's connections as soft state.
+ *
+ * Every connection this server serves is advertised to its support group (softstate/): at once
+ * when it is accepted (or adopted), whenever its stream map changes (a request begins, a response
+ * head is recorded), and on every periodic round with fresh byte counts. The record carries:
+ *   transport  the TCP state: sequence *anchors* (the sequence numbers of byte 0 of each stream,
+ *              i.e. the two ISN+1s), options, and the timestamp clock;
+ *   streamMap  a ReplicatedStream: the stream map plus the byte counts of both streams, which
+ *              resolve the 32-bit sequence numbers of the probe into stream offsets.
+ * When the group hears a newer version of a connection we serve (a higher migration number:
+ * someone took it over, rightly or not), we let it go without a byte to the client.
+ */
+import type { Logger } from 'pino';
+import { dump, quietClose, socketFd, type ConnectionDump } from '../native/index.js';
+import { StreamMap, type StreamMapJSON } from '../parsers/stream-map.js';
+import type { RelayConnection } from '../splice/connection.js';
+import { connectionId, type ConnectionRecord, type SoftStateMember, type TransportState } from '../softstate/index.js';
+import type { WedgeMetrics } from './metrics.js';
+import type { WedgeServer } from './server.js';
+
+/* ConnectionRecord.streamMap as this daemon writes it. */
+export interface ReplicatedStream {
+  map: StreamMapJSON;
+  /* Bytes handed to the client, and received from it, when the record was made. */
+  sent: number;
+  received: number;
+}
+
+interface Tracked {
+  connection: RelayConnection;
+  transport: TransportState;
+  migration: number;
+}
+
+export class Replication {
+  private readonly tracked = new Map<string, Tracked>();
+  private refreshTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly server: WedgeServer,
+    private readonly member: SoftStateMember,
+    private readonly self: string,
+    private readonly metrics: WedgeMetrics,
+    private readonly logger: Logger,
+  ) {}
+
+  start(refreshIntervalMs: number): void {
+    this.server.on('connection', (connection) => this.onAccepted(connection));
+    this.member.on('superseded', (record) => this.onSuperseded(record));
+    this.refreshTimer = setInterval(() => this.refreshAll(), refreshIntervalMs);
+    this.refreshTimer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.refreshTimer);
+  }
+
+  /* A connection this server serves from now on, with its anchors and migration number. */
+  track(connection: RelayConnection, transport: TransportState, migration: number): void {
+    const entry: Tracked = { connection, transport, migration };
+    this.tracked.set(connection.id, entry);
+    connection.on('progress', () => this.advertise(entry));
+    connection.once('close', () => {
+      if (this.tracked.get(connection.id) !== entry) return;
+      this.tracked.delete(connection.id);
+      this.member.remove(connection.id);
+    });
+    this.advertise(entry);
+  }
+
+  private onAccepted(connection: RelayConnection): void {
+    let state: ConnectionDump;
+    try {
+      state = dump(socketFd(connection.client));
+    } catch (err) {
+      // Served, but unprotected: say so rather than refuse the client.
+      this.logger.warn({ conn: connection.id, err: (err as Error).message }, 'cannot dump TCP state; connection not protected');
+      return;
+    }
+    this.track(connection, transportOf(state, connection.bytesToClient), 0);
+  }
+
+  private onSuperseded(record: ConnectionRecord): void {
+    const entry = this.tracked.get(record.id);
+    if (!entry || record.owner === this.self || record.migration <= entry.migration) return;
+    this.logger.info({ conn: record.id, owner: record.owner, migration: record.migration }, 'connection taken over by a peer; stepping back');
+    this.tracked.delete(record.id);
+    this.metrics.relinquished.inc();
+    entry.connection.relinquish(quietClose);
+  }
+
+  private refreshAll(): void {
+    for (const entry of this.tracked.values()) this.advertise(entry);
+  }
+
+  private advertise(entry: Tracked): void {
+    const { connection } = entry;
+    const client = { address: connection.client.remoteAddress!, port: connection.client.remotePort! };
+    const service = { address: connection.client.localAddress!, port: connection.client.localPort! };
+    const stream: ReplicatedStream = { map: connection.streamMap.toJSON(), sent: connection.bytesToClient, received: connection.bytesFromClient };
+    const record: ConnectionRecord = {
+      id: connectionId(client, service),
+      client,
+      service,
+      owner: this.self,
+      migration: entry.migration,
+      transport: entry.transport,
+      streamMap: stream,
+      updatedAt: Date.now(),
+    };
+    try {
+      // A false return means a newer version exists; the member reports it as 'superseded'.
+      this.member.upsert(record);
+    } catch (err) {
+      this.logger.warn({ conn: connection.id, err: (err as Error).message }, 'connection not advertised');
+    }
+  }
+}
+
+/* The record's transport: anchors are the sequence numbers of byte 0 of each stream. */
+export function transportOf(state: ConnectionDump, bytesSent: number): TransportState {
+  return {
+    sendSeq: (state.sendSeq - bytesSent) >>> 0,
+    recvSeq: (state.recvSeq - state.bytesReceived) >>> 0,
+    mss: state.mss,
+    sndWscale: state.windowScaling ? state.sndWscale : 0,
+    rcvWscale: state.windowScaling ? state.rcvWscale : 0,
+    sack: state.sack,
+    timestamps: state.timestamps,
+    tsClock: state.timestamp,
+    tsReadAt: state.clockReadAt,
+    sndWnd: state.window.sndWnd,
+    rcvWnd: state.window.rcvWnd,
+  };
+}
+
+/* Checks a ReplicatedStream heard from the network; the map re-checks all its own invariants. */
+export function parseReplicatedStream(value: unknown): { map: StreamMap; sent: number; received: number } | undefined {
+  const v = value as Partial<ReplicatedStream> | null;
+  if (!v || typeof v !== 'object' || !Number.isSafeInteger(v.sent) || !Number.isSafeInteger(v.received)) return undefined;
+  if (v.sent! < 0 || v.received! < 0) return undefined;
+  try {
+    return { map: StreamMap.fromJSON(v.map), sent: v.sent!, received: v.received! };
+  } catch {
+    return undefined;
+  }
+}

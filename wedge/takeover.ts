@@ -1,0 +1,243 @@
+/*
+ * Theory of operation: address takeover (clients completely unmodified).
+ *
+ *   detect   the soft-state member reports a peer dead (silent, restarted, or declared dead by
+ *            an operator, possibly by mistake);
+ *   choose   for each service address the dead peer answered for, every live member computes
+ *            the same adopter by rendezvous hashing (wedge/adoption.ts); only the adopter acts;
+ *   guard    our own RSTs to the clients being adopted are dropped (wedge/rst-guard.ts) until
+ *            their sockets exist here;
+ *   address  the adopter adds the address and announces it with gratuitous ARP;
+ *   probe    for each advertised connection, one old segment makes the client's kernel tell
+ *            its next wanted byte and its own next byte (native/probe);
+ *   restore  TCP_REPAIR rebuilds the endpoint at exactly that point (native/repair);
+ *   resume   the stream map says what that byte is (splice/resume.ts) and the relay continues
+ *            from there with the local origin; the record is advertised with migration + 1, so
+ *            the old owner, if it is in fact alive, steps back without a word to the client.
+ * A connection that cannot be resumed exactly is reset and counted by reason.
+ */
+import net from 'node:net';
+import type { Logger } from 'pino';
+import { addAddress, dump, gratuitousArp, probe, removeAddress, restore, socketFd, type ConnectionDump, type ProbeAnswer } from '../native/index.js';
+import { planResume } from '../splice/resume.js';
+import type { ConnectionRecord, SoftStateMember } from '../softstate/index.js';
+import { chooseAdopter } from './adoption.js';
+import type { WedgeMetrics } from './metrics.js';
+import { parseReplicatedStream, transportOf, type Replication } from './replication.js';
+import type { RstGuard } from './rst-guard.js';
+import type { WedgeServer } from './server.js';
+
+/* How long after an erroneous death report to watch for peers adopting our addresses. */
+const STEP_BACK_WATCH_MS = 5000;
+
+export interface TakeoverConfig {
+  self: string;
+  iface: string;
+  prefixLength: number;
+  probeTimeoutMs: number;
+  probeRetries: number;
+  /* Connections restored at once per adopted address. */
+  concurrency: number;
+}
+
+export class Takeover {
+  /* Service addresses this server answers for: its own and those it adopted. */
+  readonly services = new Set<string>();
+
+  constructor(
+    private readonly config: TakeoverConfig,
+    private readonly member: SoftStateMember,
+    private readonly server: WedgeServer,
+    private readonly replication: Replication,
+    private readonly guard: RstGuard,
+    private readonly metrics: WedgeMetrics,
+    private readonly logger: Logger,
+  ) {}
+
+  start(ownServices: readonly string[]): void {
+    for (const address of ownServices) this.services.add(address);
+    this.publishServices();
+    this.member.on('peer-dead', (peer, reason) => void this.onPeerDead(peer, reason));
+    this.member.on('declared-dead-self', (declarer, reason) => this.stepBack(declarer, reason));
+  }
+
+  /*
+   * Someone declared this server dead while it lives (an erroneous report). Its connections
+   * come back as 'superseded' records and are let go one by one (wedge/replication.ts); its
+   * addresses are released once a live peer says it has adopted them, so that one address is
+   * answered by one host again.
+   */
+  private stepBack(declarer: string, reason: string): void {
+    this.logger.warn({ declarer, reason }, 'declared dead while alive: releasing what peers adopt');
+    const until = performance.now() + STEP_BACK_WATCH_MS;
+    const timer = setInterval(() => {
+      for (const peer of this.member.peers()) {
+        if (!peer.alive) continue;
+        for (const address of peer.services) if (this.services.has(address)) void this.release(address);
+      }
+      if (performance.now() > until) clearInterval(timer);
+    }, 50);
+    timer.unref();
+  }
+
+  /* detect → choose */
+  private async onPeerDead(peer: string, reason: string): Promise<void> {
+    const peers = this.member.peers();
+    const live = [this.config.self, ...peers.filter((p) => p.alive && p.address !== peer).map((p) => p.address)];
+    const records = this.member.recordsOwnedBy(peer);
+    const addresses = new Set([...(peers.find((p) => p.address === peer)?.services ?? []), ...records.map((r) => r.service.address)]);
+    const mine = [...addresses].filter((address) => chooseAdopter(address, live) === this.config.self);
+    this.logger.warn({ peer, reason, addresses: [...addresses], adopting: mine, connections: records.length }, 'peer dead');
+    await Promise.all(mine.map((address) => this.adoptAddress(address, records.filter((r) => r.service.address === address))));
+  }
+
+  /* guard → address → (probe → restore → resume) for each connection */
+  private async adoptAddress(address: string, records: ConnectionRecord[]): Promise<void> {
+    const started = performance.now();
+    const clients = records.map((r) => r.client);
+    try {
+      await this.guard.guard(clients);
+      await addAddress(this.config.iface, `${address}/${this.config.prefixLength}`);
+    } catch (err) {
+      this.logger.error({ address, err: (err as Error).message }, 'cannot adopt address');
+      this.metrics.takeovers.inc({ result: 'address-failed' }, records.length);
+      return;
+    }
+    this.services.add(address);
+    this.publishServices();
+    this.announce(address);
+    const results = await mapLimit(records, this.config.concurrency, (record) => this.adoptConnection(record));
+    await this.guard.release(clients).catch((err: Error) => this.logger.warn({ err: err.message }, 'guard release failed'));
+    const resumed = results.filter((r) => r === 'resumed').length;
+    this.logger.info({ address, connections: records.length, resumed, ms: +(performance.now() - started).toFixed(1) }, 'address adopted');
+  }
+
+  private async adoptConnection(record: ConnectionRecord): Promise<string> {
+    const started = performance.now();
+    const result = await this.resumeConnection(record).catch((err: Error) => {
+      this.logger.warn({ conn: record.id, err: err.message }, 'takeover failed');
+      return 'failed';
+    });
+    this.metrics.takeovers.inc({ result: result === 'resumed' || result === 'finished' ? result : 'aborted' });
+    this.metrics.takeoverSeconds.observe((performance.now() - started) / 1000);
+    if (result !== 'resumed' && result !== 'finished') this.metrics.abort(`takeover: ${result}`);
+    return result;
+  }
+
+  private async resumeConnection(record: ConnectionRecord): Promise<string> {
+    const stream = parseReplicatedStream(record.streamMap);
+    if (!stream) return 'bad-record';
+    const state = dumpOf(record);
+    let answer: ProbeAnswer;
+    try {
+      answer = await probe(state, {
+        ack: (state.recvSeq + stream.received) >>> 0,
+        ifname: this.config.iface,
+        timeoutMs: this.config.probeTimeoutMs,
+        retries: this.config.probeRetries,
+      });
+    } catch (err) {
+      return (err as { code?: string }).code === 'ECONNRESET' ? 'client-gone' : 'probe-failed';
+    }
+    const serverOffset = unwrap((answer.ack - state.sendSeq) >>> 0, stream.sent);
+    const clientOffset = unwrap((answer.seq - state.recvSeq) >>> 0, stream.received);
+    const plan = planResume(stream.map, serverOffset, clientOffset, stream.received);
+    const socket = new net.Socket({ fd: restore(state, answer), readable: true, writable: true });
+    await this.guard.release([record.client]);
+    if (plan.kind === 'abort') {
+      this.logger.warn({ conn: record.id, reason: plan.reason, serverOffset }, 'cannot resume exactly; resetting');
+      socket.resetAndDestroy();
+      return 'unresumable';
+    }
+    if (plan.kind === 'finish') {
+      socket.end();
+      return 'finished';
+    }
+    const connection = this.server.adopt(socket, {
+      streamMap: stream.map,
+      bytesFromClient: clientOffset,
+      bytesToClient: serverOffset,
+      steps: plan.steps,
+      replay: plan.replay,
+    });
+    // Same anchors as before (the sequence space continues); the clock is this socket's now.
+    const transport = { ...transportOf(dump(socketFd(socket)), serverOffset), sendSeq: state.sendSeq, recvSeq: state.recvSeq };
+    this.replication.track(connection, transport, record.migration + 1);
+    this.logger.info({ conn: record.id, serverOffset, probeRttMs: answer.rttMs, steps: plan.steps.length, replay: plan.replay.length }, 'connection resumed');
+    return 'resumed';
+  }
+
+  /* Gratuitous ARP now and twice more, in case the first is lost. */
+  private announce(address: string): void {
+    const send = () => {
+      try {
+        gratuitousArp(this.config.iface, address);
+      } catch (err) {
+        this.logger.warn({ address, err: (err as Error).message }, 'gratuitous ARP failed');
+      }
+    };
+    send();
+    setTimeout(send, 100).unref();
+    setTimeout(send, 500).unref();
+  }
+
+  private async release(address: string): Promise<void> {
+    if (!this.services.delete(address)) return;
+    this.publishServices();
+    this.logger.warn({ address }, 'releasing a service address adopted by a peer');
+    await removeAddress(this.config.iface, `${address}/${this.config.prefixLength}`).catch((err: Error) =>
+      this.logger.error({ address, err: err.message }, 'cannot remove address'),
+    );
+  }
+
+  private publishServices(): void {
+    this.member.setServices([...this.services]);
+  }
+}
+
+/* The record's transport as the native restore wants it: byte 0 of each stream as anchors. */
+function dumpOf(record: ConnectionRecord): ConnectionDump {
+  const t = record.transport;
+  return {
+    localAddress: record.service.address,
+    localPort: record.service.port,
+    remoteAddress: record.client.address,
+    remotePort: record.client.port,
+    sendSeq: t.sendSeq,
+    recvSeq: t.recvSeq,
+    timestamp: t.tsClock,
+    clockReadAt: t.tsReadAt,
+    mss: t.mss,
+    windowScaling: t.sndWscale > 0 || t.rcvWscale > 0,
+    sndWscale: t.sndWscale,
+    rcvWscale: t.rcvWscale,
+    sack: t.sack,
+    timestamps: t.timestamps,
+    window: { sndWl1: 0, sndWnd: t.sndWnd, maxWindow: t.sndWnd, rcvWnd: t.rcvWnd, rcvWup: 0 },
+    bytesReceived: 0,
+  };
+}
+
+/* The stream offset congruent to `low32` modulo 2^32 that is nearest to `near`. */
+export function unwrap(low32: number, near: number): number {
+  const span = 2 ** 32;
+  const base = near - (near % span);
+  let best = base + low32;
+  for (const candidate of [best - span, best + span]) {
+    if (candidate >= 0 && Math.abs(candidate - near) < Math.abs(best - near)) best = candidate;
+  }
+  return best;
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index]!);
+    }
+  });
+  await Promise.all(workers);
+  return results;
+}
