@@ -21,29 +21,39 @@ export interface ClientEndpoint {
 export class RstGuard {
   private readonly table = `wedge_guard_${process.pid}`;
   private installed = false;
+  /* Elements in the set now, so that a release never names one twice (nft would fail). */
+  private readonly guarded = new Set<string>();
+
+  /* Creates the (empty) table ahead of time, so that a takeover only adds elements. */
+  async install(): Promise<void> {
+    if (this.installed) return;
+    await this.nft(
+      `table ip ${this.table} {\n` +
+        `  set adopting { type ipv4_addr . inet_service; }\n` +
+        `  chain out { type filter hook output priority -300; tcp flags & rst == rst ip daddr . tcp dport @adopting drop; }\n` +
+        `}\n`,
+    );
+    this.installed = true;
+  }
 
   async guard(clients: readonly ClientEndpoint[]): Promise<void> {
-    if (clients.length === 0) return;
-    if (!this.installed) {
-      await this.nft(
-        `table ip ${this.table} {\n` +
-          `  set adopting { type ipv4_addr . inet_service; }\n` +
-          `  chain out { type filter hook output priority -300; tcp flags & rst == rst ip daddr . tcp dport @adopting drop; }\n` +
-          `}\n`,
-      );
-      this.installed = true;
-    }
-    await this.nft(`add element ip ${this.table} adopting { ${elements(clients)} }\n`);
+    const fresh = elements(clients).filter((e) => !this.guarded.has(e));
+    if (fresh.length === 0) return;
+    await this.install();
+    for (const e of fresh) this.guarded.add(e);
+    await this.nft(`add element ip ${this.table} adopting { ${fresh.join(', ')} }\n`);
   }
 
   async release(clients: readonly ClientEndpoint[]): Promise<void> {
-    if (!this.installed || clients.length === 0) return;
-    await this.nft(`delete element ip ${this.table} adopting { ${elements(clients)} }\n`);
+    const present = elements(clients).filter((e) => this.guarded.delete(e));
+    if (present.length === 0) return;
+    await this.nft(`delete element ip ${this.table} adopting { ${present.join(', ')} }\n`);
   }
 
   async uninstall(): Promise<void> {
     if (!this.installed) return;
     this.installed = false;
+    this.guarded.clear();
     await this.nft(`delete table ip ${this.table}\n`);
   }
 
@@ -58,6 +68,6 @@ export class RstGuard {
   }
 }
 
-function elements(clients: readonly ClientEndpoint[]): string {
-  return clients.map((c) => `${c.address} . ${c.port}`).join(', ');
+function elements(clients: readonly ClientEndpoint[]): string[] {
+  return clients.map((c) => `${c.address} . ${c.port}`);
 }

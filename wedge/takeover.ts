@@ -95,9 +95,13 @@ export class Takeover {
   private async adoptAddress(address: string, records: ConnectionRecord[]): Promise<void> {
     const started = performance.now();
     const clients = records.map((r) => r.client);
+    const steps: Record<string, number> = {};
+    const lap = (name: string) => (steps[name] = +(performance.now() - started).toFixed(1));
     try {
       await this.guard.guard(clients);
+      lap('guardMs');
       await addAddress(this.config.iface, `${address}/${this.config.prefixLength}`);
+      lap('addressMs');
     } catch (err) {
       this.logger.error({ address, err: (err as Error).message }, 'cannot adopt address');
       this.metrics.takeovers.inc({ result: 'address-failed' }, records.length);
@@ -108,8 +112,9 @@ export class Takeover {
     this.announce(address);
     const results = await mapLimit(records, this.config.concurrency, (record) => this.adoptConnection(record));
     await this.guard.release(clients).catch((err: Error) => this.logger.warn({ err: err.message }, 'guard release failed'));
+    lap('resumedMs');
     const resumed = results.filter((r) => r === 'resumed').length;
-    this.logger.info({ address, connections: records.length, resumed, ms: +(performance.now() - started).toFixed(1) }, 'address adopted');
+    this.logger.info({ address, connections: records.length, resumed, ...steps }, 'address adopted');
   }
 
   private async adoptConnection(record: ConnectionRecord): Promise<string> {
@@ -128,6 +133,7 @@ export class Takeover {
     const stream = parseReplicatedStream(record.streamMap);
     if (!stream) return 'bad-record';
     const state = dumpOf(record);
+    const started = performance.now();
     let answer: ProbeAnswer;
     try {
       answer = await probe(state, {
@@ -139,10 +145,12 @@ export class Takeover {
     } catch (err) {
       return (err as { code?: string }).code === 'ECONNRESET' ? 'client-gone' : 'probe-failed';
     }
+    const probeMs = performance.now() - started;
     const serverOffset = unwrap((answer.ack - state.sendSeq) >>> 0, stream.sent);
     const clientOffset = unwrap((answer.seq - state.recvSeq) >>> 0, stream.received);
     const plan = planResume(stream.map, serverOffset, clientOffset, stream.received);
     const socket = new net.Socket({ fd: restore(state, answer), readable: true, writable: true });
+    const restoreMs = performance.now() - started - probeMs;
     await this.guard.release([record.client]);
     if (plan.kind === 'abort') {
       this.logger.warn({ conn: record.id, reason: plan.reason, serverOffset }, 'cannot resume exactly; resetting');
@@ -163,7 +171,7 @@ export class Takeover {
     // Same anchors as before (the sequence space continues); the clock is this socket's now.
     const transport = { ...transportOf(dump(socketFd(socket)), serverOffset), sendSeq: state.sendSeq, recvSeq: state.recvSeq };
     this.replication.track(connection, transport, record.migration + 1);
-    this.logger.info({ conn: record.id, serverOffset, probeRttMs: answer.rttMs, steps: plan.steps.length, replay: plan.replay.length }, 'connection resumed');
+    this.logger.info({ conn: record.id, serverOffset, probeMs: +probeMs.toFixed(2), probeRttMs: +answer.rttMs.toFixed(2), probes: answer.attempts, restoreMs: +restoreMs.toFixed(2), steps: plan.steps.length, replay: plan.replay.length }, 'connection resumed');
     return 'resumed';
   }
 
