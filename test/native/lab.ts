@@ -1,8 +1,9 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { PACKAGE_ROOT } from '../../native/load.js';
 
 /*
  * A three-host lab in network namespaces, like the reference recipe:
@@ -17,7 +18,8 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-export const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
+/* From the package root, so the compiled copy of this file (dist/, used by the bench) finds them too. */
+export const FIXTURES = join(PACKAGE_ROOT, 'test', 'native', 'fixtures') + '/';
 export const PORT = 8080;
 
 export interface LabOptions {
@@ -143,11 +145,7 @@ export class Lab {
 
   /** Starts a fixture inside `ns`: .mjs with node, .py with python3. */
   start(ns: string, fixture: string, ...args: (string | number)[]): NsProcess {
-    const program = fixture.endsWith('.py') ? 'python3' : process.execPath;
-    const child = spawn('ip', ['netns', 'exec', ns, program, FIXTURES + fixture, ...args.map(String)], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const started = new NsProcess(child);
+    const started = startFixture(['ip', 'netns', 'exec', ns], fixture, args);
     this.processes.push(started);
     return started;
   }
@@ -161,13 +159,20 @@ export class Lab {
   }
 }
 
+/** Starts a fixture script (.mjs with this node, .py with python3) behind an optional prefix command. */
+export function startFixture(prefix: string[], fixture: string, args: (string | number)[]): NsProcess {
+  const program = fixture.endsWith('.py') ? 'python3' : process.execPath;
+  const command = [...prefix, program, FIXTURES + fixture, ...args.map(String)];
+  return new NsProcess(spawn(command[0]!, command.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] }));
+}
+
 async function ip(...args: string[]): Promise<void> {
   await run('ip', args);
 }
 
 /** Fixtures import the compiled API from dist/: `npm run build` (npm test does it) must have run. */
 export function assertBuilt(): void {
-  const compiled = fileURLToPath(new URL('../../dist/native/index.js', import.meta.url));
+  const compiled = join(PACKAGE_ROOT, 'dist', 'native', 'index.js');
   if (!existsSync(compiled)) throw new Error(`${compiled} is missing: run npm run build first`);
 }
 
