@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -47,6 +48,7 @@ namespace {
 constexpr int kPipeSize = 1 << 20;
 constexpr uint64_t kTurnBytes = 4 << 20;
 constexpr uint64_t kWakeKey = 0;  // epoll key of the command eventfd; job ids start at 1
+constexpr uint64_t kDestinationSide = 1ull << 32;  // epoll key: job id, plus this for the destination
 
 using Counter = std::shared_ptr<std::atomic<uint64_t>>;
 
@@ -99,6 +101,7 @@ class SpliceEngine {
   void Run();
   void TakeCommands(bool* stop);
   void Adopt(std::unique_ptr<Job> job);
+  void OnEvent(uint64_t key, uint32_t events);
   Turn Pump(Job& job, SysError* error);
   void Finish(uint32_t id, bool cancelled, SysError error);
 
@@ -207,9 +210,8 @@ void SpliceEngine::Run() {
     int timeout = ready_.empty() ? -1 : 0;
     int n = epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout);
     for (int i = 0; i < n; i++) {
-      uint64_t key = events[i].data.u64;
-      if (key == kWakeKey) TakeCommands(&stop);
-      else if (jobs_.count(static_cast<uint32_t>(key))) ready_.push_back(static_cast<uint32_t>(key));
+      if (events[i].data.u64 == kWakeKey) TakeCommands(&stop);
+      else OnEvent(events[i].data.u64, events[i].events);
     }
     std::vector<uint32_t> turn;
     turn.swap(ready_);
@@ -226,6 +228,21 @@ void SpliceEngine::Run() {
       }
     }
   }
+}
+
+/* A job's socket is ready. An error on the destination ends the job even while the source is
+ * idle (with nothing to write, no splice call would see it). */
+void SpliceEngine::OnEvent(uint64_t key, uint32_t events) {
+  uint32_t id = static_cast<uint32_t>(key);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return;
+  if ((key & kDestinationSide) && (events & EPOLLERR)) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(it->second->destination.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) return Finish(id, false, Fail("getsockopt", err, "SO_ERROR: the destination socket failed"));
+  }
+  ready_.push_back(id);
 }
 
 void SpliceEngine::TakeCommands(bool* stop) {
@@ -254,7 +271,7 @@ void SpliceEngine::Adopt(std::unique_ptr<Job> job) {
   in.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
   in.data.u64 = id;
   out.events = EPOLLOUT | EPOLLET;
-  out.data.u64 = id;
+  out.data.u64 = id | kDestinationSide;
   bool failed = epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, job->source.get(), &in) < 0 ||
                 epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, job->destination.get(), &out) < 0;
   SysError error = failed ? Fail("epoll_ctl") : SysError{};
