@@ -22,22 +22,21 @@ export function socketFd(socket: Socket): number {
   return handleOf(socket).fd;
 }
 
-/* Stop libuv reading from the fd so that no byte is consumed behind the kernel splice's back.
- * Node's own pause() keeps reading until its buffer fills, which is not good enough. */
+/*
+ * Stop libuv reading from the fd so that no byte is consumed behind the kernel splice's back.
+ * Node's own pause() is not enough: it keeps reading until its buffer is full, and a later
+ * read(0) restarts libuv whenever `handle.reading` is false. So the handle is stopped while
+ * Node is left believing it still reads, and nothing restarts it until startReading().
+ */
 export function stopReading(socket: Socket): void {
   socket.pause();
   const handle = handleOf(socket);
-  if (handle.reading) {
-    handle.readStop();
-    handle.reading = false;
-  }
+  handle.readStop();
+  handle.reading = true;
 }
 
 export function startReading(socket: Socket): void {
-  socket.resume();
   const handle = (socket as unknown as { _handle: StreamHandle | null })._handle;
-  if (handle && !handle.reading) {
-    handle.reading = true;
-    handle.readStart();
-  }
+  if (handle) handle.readStart();
+  socket.resume();
 }

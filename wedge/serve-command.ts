@@ -31,7 +31,7 @@ export function registerServeCommand(program: Command): void {
     .option('--origin <url>', 'the local HTTP/1.1 origin', 'http://127.0.0.1:8080')
     .option('--admin <addr:port>', 'admin API (connections, metrics, health, death reports); loopback unless a token is set', '127.0.0.1:9090')
     .option('--admin-token <token>', 'require this bearer token on the admin API (env WEDGE_ADMIN_TOKEN)', process.env.WEDGE_ADMIN_TOKEN)
-    .option('--splice', 'move response bodies in the kernel with splice(2) (experimental)', false)
+    .option('--no-splice', 'relay response bodies through JavaScript instead of moving them in the kernel with splice(2)')
     .option('--address <ip>', 'this server\'s own address on the cluster network: turns failover on (soft state, takeover)')
     .option('--service <addr:port>', 'the service address clients use here, adopted by a peer if this server dies')
     .option('--iface <name>', 'interface for adopted addresses and probes (default: the one holding --address)')

@@ -7,6 +7,7 @@ import net from 'node:net';
 import type { RelayConnection } from '../../splice/connection.js';
 import type { WedgeServer } from '../../wedge/server.js';
 import { makeFile, rawExchange, sha256, startFileOrigin, startLiteralOrigin } from '../support/fake-origins.js';
+import { splice } from '../../native/index.js';
 import { startLoopbackWedge } from '../support/loopback-wedge.js';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -75,10 +76,23 @@ describe('response framings', () => {
     expect(outcome).toBe('ECONNRESET');
   });
 
-  it('serves a large file byte-exact (sha256)', async () => {
+  it.each([['JavaScript', undefined], ['kernel splice', { splice }]] as const)('serves large files byte-exact on one connection through %s', async (_how, splicer) => {
     const big = makeFile('/big.bin', 8 * 1024 * 1024, 5);
-    const wedge = await wedgeInFrontOf(await startFileOrigin([big]));
-    const reply = await rawExchange(wedge.listenPort, 'GET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
-    expect(sha256(reply.subarray(reply.indexOf('\r\n\r\n') + 4))).toBe(big.sha256);
+    const other = makeFile('/other.bin', 3 * 1024 * 1024 + 17, 6);
+    const origin = await startFileOrigin([big, other]);
+    const wedge = await startLoopbackWedge(origin.port, splicer);
+    cleanups.push(() => origin.close(), () => wedge.stop());
+    const reply = await rawExchange(wedge.listenPort, 'GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /other.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /big.bin HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
+    let at = 0;
+    for (const file of [big, other, big]) {
+      at = reply.indexOf('\r\n\r\n', at) + 4;
+      expect(sha256(reply.subarray(at, at + file.body.length))).toBe(file.sha256);
+      at += file.body.length;
+    }
+    expect(at).toBe(reply.length);
+    const metrics = await (await fetch(`http://127.0.0.1:${wedge.adminPort}/metrics`)).text();
+    const spliced = Number(/wedge_spliced_bytes_total (\d+)/.exec(metrics)?.[1]);
+    if (splicer) expect(spliced).toBeGreaterThan(18 * 1024 * 1024);
+    else expect(spliced).toBe(0);
   });
 });
