@@ -21,7 +21,8 @@
  *
  * Ends: `length` bytes delivered (eof=false), or the source reached EOF first (eof=true, with
  * the count), or cancel (bytes still in the pipe are dropped; the count says what the
- * destination got), or a failed syscall (the job's error names it and its errno).
+ * destination got), or a failed syscall (the job's error names it and its errno; a destination
+ * that epoll reports failed or hung up while there was nothing to write is 'epoll_wait').
  *
  * Ownership: the engine works on its own dup()s of the caller's fds and never closes the
  * caller's. A socket destroyed by Node stays open until its job ends. The caller must not read
@@ -230,17 +231,18 @@ void SpliceEngine::Run() {
   }
 }
 
-/* A job's socket is ready. An error on the destination ends the job even while the source is
- * idle (with nothing to write, no splice call would see it). */
+/* A job's socket is ready. A failed or hung-up destination ends the job even while the source
+ * is idle (with nothing to write, no splice call would notice). The errno is the socket's
+ * pending error, or EPIPE when someone (Node's own read) already collected it. */
 void SpliceEngine::OnEvent(uint64_t key, uint32_t events) {
   uint32_t id = static_cast<uint32_t>(key);
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return;
-  if ((key & kDestinationSide) && (events & EPOLLERR)) {
+  if ((key & kDestinationSide) && (events & (EPOLLERR | EPOLLHUP))) {
     int err = 0;
     socklen_t len = sizeof err;
     getsockopt(it->second->destination.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) return Finish(id, false, Fail("getsockopt", err, "SO_ERROR: the destination socket failed"));
+    return Finish(id, false, Fail("epoll_wait", err ? err : EPIPE, "the destination socket failed"));
   }
   ready_.push_back(id);
 }
