@@ -40,7 +40,6 @@ export type RawRestoreSpec = Omit<RawDump, 'clockReadAt' | 'bytesReceived'>;
 export interface RawProbeRequest extends RawEndpoints {
   seq: number;
   ack: number;
-  byte: number;
   ifname: string;
   timeoutMs: number;
   retries: number;

@@ -60,7 +60,6 @@ export function probe(target: ProbeTarget, options: ProbeOptions = {}): Promise<
     remotePort: target.remotePort,
     seq: options.oldSeq ?? (target.sendSeq - 1) >>> 0,
     ack: options.ack ?? target.recvSeq,
-    byte: 0,
     ifname: options.ifname ?? '',
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     retries: options.retries ?? DEFAULT_RETRIES,

@@ -46,7 +46,7 @@ using Clock = std::chrono::steady_clock;
 
 struct ProbeRequest {
   sockaddr_in local{}, remote{};
-  uint32_t seq = 0, ack = 0, byte = 0, timeoutMs = 0, retries = 0;
+  uint32_t seq = 0, ack = 0, timeoutMs = 0, retries = 0;
   std::string ifname;
 };
 
@@ -124,7 +124,8 @@ uint16_t FoldChecksum(uint32_t sum) {
   return static_cast<uint16_t>(~sum);
 }
 
-/* IPv4 + TCP (ACK, no options) + one payload byte; the kernel fills the IP id and checksum. */
+/* IPv4 + TCP (ACK, no options) + one zero payload byte (the client discards it as a duplicate);
+ * the kernel fills the IP id and checksum. */
 std::vector<uint8_t> BuildProbeSegment(const ProbeRequest& req) {
   constexpr size_t kIpLen = 20, kTcpLen = 20, kTotal = kIpLen + kTcpLen + 1;
   std::vector<uint8_t> pkt(kTotal, 0);
@@ -144,7 +145,6 @@ std::vector<uint8_t> BuildProbeSegment(const ProbeRequest& req) {
   tcp->doff = kTcpLen / 4;
   tcp->ack = 1;
   tcp->window = htons(0xFFFF);
-  pkt[kIpLen + kTcpLen] = static_cast<uint8_t>(req.byte);
   uint8_t pseudo[12];
   memcpy(pseudo, &ip->saddr, 4);
   memcpy(pseudo + 4, &ip->daddr, 4);
@@ -290,7 +290,7 @@ bool ReadProbeRequest(const Napi::Object& o, ProbeRequest* req) {
   if (!GetString(o, "localAddress", &localAddress) || !GetUint32(o, "localPort", &localPort) ||
       !GetString(o, "remoteAddress", &remoteAddress) || !GetUint32(o, "remotePort", &remotePort) ||
       !GetUint32(o, "seq", &req->seq) || !GetUint32(o, "ack", &req->ack) ||
-      !GetUint32(o, "byte", &req->byte) || !GetString(o, "ifname", &req->ifname) ||
+      !GetString(o, "ifname", &req->ifname) ||
       !GetUint32(o, "timeoutMs", &req->timeoutMs) || !GetUint32(o, "retries", &req->retries))
     return false;
   if (!ToSockaddr(localAddress, localPort, &req->local) || !ToSockaddr(remoteAddress, remotePort, &req->remote)) {
