@@ -32,6 +32,12 @@ export interface UpOptions {
   rate?: string;
 }
 
+/*
+ * The client's TCP receive buffer, at most: a client that reads slowly then holds back the
+ * server on the wire too, instead of taking the whole file into its kernel at once.
+ */
+const CLIENT_TCP_RMEM = '4096 65536 65536';
+
 /** One lab for one test file: `up` in beforeAll, `down` in afterAll (always). */
 export class Lab {
   readonly name: string;
@@ -56,6 +62,8 @@ export class Lab {
     this.runDir = status.runDir;
     const state = JSON.parse(await readFile(join(this.runDir, 'state.json'), 'utf8')) as { servers: LabServer[] };
     this.servers = state.servers.map(({ name, address, vip, root }) => ({ name, address, vip, root }));
+    const rmem = await this.exec('client', ['sysctl', '-qw', `net.ipv4.tcp_rmem=${CLIENT_TCP_RMEM}`]);
+    if (rmem.code !== 0) throw new Error(`cannot set the client's tcp_rmem: ${rmem.stderr}`);
   }
 
   async down(): Promise<void> {
@@ -123,6 +131,15 @@ export class Lab {
       .map((line) => JSON.parse(line) as Record<string, unknown>);
   }
 
+  /** What the takeover did, from every server's log: a message for failed assertions. */
+  async story(): Promise<string> {
+    const lines: string[] = [];
+    for (const server of this.servers) {
+      for (const msg of STORY) for (const line of await this.logged(server.name, msg)) lines.push(JSON.stringify(line));
+    }
+    return lines.join('\n');
+  }
+
   /**
    * Waits until one of CANDIDATES serves a connection from CLIENT_PORT (any port when omitted)
    * and returns its name: the adopter, once a takeover is done.
@@ -139,6 +156,8 @@ export class Lab {
     }
   }
 }
+
+const STORY = ['peer dead', 'connection resumed', 'address adopted', 'cannot resume exactly; resetting', 'takeover failed', 'connection taken over by a peer; stepping back'];
 
 export interface ConnectionRow {
   id: string;
