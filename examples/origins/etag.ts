@@ -2,8 +2,10 @@
  * Strong entity tags for the built-in origin: `"sha256-<hex of the content's SHA-256>"`. Two
  * replicas holding the same bytes give the same tag whatever their inode or mtime, which is what
  * the wedge needs to resume a download on another server with `If-Range`. Hashing a large file
- * takes a while, so each digest is computed once and cached by path, keyed by size, mtime and
- * inode: a file replaced or rewritten in place gets a new stat and is hashed again.
+ * takes a while, so each digest is computed once and cached by path, keyed by size, mtime, ctime
+ * and inode: a file replaced or rewritten in place gets a new stat and is hashed again. ctime is
+ * what catches a rewrite in place that keeps size and mtime (`touch -d` or utimes after writing):
+ * every write and every utimes moves it, and no user can set it back.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, type Stats } from 'node:fs';
@@ -13,6 +15,7 @@ import { LRUCache } from 'lru-cache';
 interface Entry {
   size: number;
   mtimeMs: number;
+  ctimeMs: number;
   ino: number;
   etag: Promise<string>;
 }
@@ -24,7 +27,7 @@ async function hashFile(path: string): Promise<string> {
 }
 
 function sameFile(entry: Entry, stat: Stats): boolean {
-  return entry.size === stat.size && entry.mtimeMs === stat.mtimeMs && entry.ino === stat.ino;
+  return entry.size === stat.size && entry.mtimeMs === stat.mtimeMs && entry.ctimeMs === stat.ctimeMs && entry.ino === stat.ino;
 }
 
 export class StrongEtags {
@@ -34,7 +37,7 @@ export class StrongEtags {
   async get(path: string, stat: Stats): Promise<string> {
     const cached = this.cache.get(path);
     if (cached && sameFile(cached, stat)) return cached.etag;
-    const entry: Entry = { size: stat.size, mtimeMs: stat.mtimeMs, ino: stat.ino, etag: hashFile(path) };
+    const entry: Entry = { size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs, ino: stat.ino, etag: hashFile(path) };
     this.cache.set(path, entry);
     try {
       return await entry.etag;

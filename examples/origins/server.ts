@@ -9,7 +9,7 @@
  * evaluates those preconditions against ours first: it answers 304/412 itself, and rewrites the
  * request for send (drops `Range` when If-Range does not match, so the full 200 is sent; drops
  * the precondition headers it has already decided). setHeaders then stamps our tag on the reply,
- * but only if send served exactly the file version the hook hashed (same size, mtime, inode):
+ * but only if send served exactly the file version the hook hashed (same size, mtime, ctime, inode):
  * a reply whose file changed in between carries no ETag rather than a wrong one.
  */
 import { stat, realpath } from 'node:fs/promises';
@@ -133,7 +133,11 @@ export async function createOrigin(options: OriginOptions): Promise<FastifyInsta
       const check = validated.get(reply.request);
       if (check === undefined) return;
       const same =
-        check.path === path && check.stat.size === served.size && check.stat.mtimeMs === served.mtimeMs && check.stat.ino === served.ino;
+        check.path === path &&
+        check.stat.size === served.size &&
+        check.stat.mtimeMs === served.mtimeMs &&
+        check.stat.ctimeMs === served.ctimeMs &&
+        check.stat.ino === served.ino;
       if (same) reply.header('etag', check.etag);
       else reply.log.warn({ path }, 'file changed while being served; reply sent without an ETag');
     },
