@@ -21,6 +21,9 @@
  * written to the client while a splice owns its fd. A response that cannot be completed (origin
  * gone mid-body) ends in a reset, never in a silently short or mixed stream.
  *
+ * Events: 'progress' when an exchange begins or its response head is recorded (the stream map
+ * changed: time to advertise it), 'close' once.
+ *
  * Lifecycle (one place changes it, setState):
  *   idle -> forwarding -> relaying-body -> idle ... -> closing -> closed
  *   any -> closed (reset, error, peer gone)
@@ -191,6 +194,18 @@ export class RelayConnection extends EventEmitter {
     this.teardown();
   }
 
+  /*
+   * Another server has taken this connection over: stop without a byte to the client.
+   * `closeSilently` closes the client socket so that the kernel sends nothing (repair mode).
+   */
+  relinquish(closeSilently: (socket: Socket) => void): void {
+    if (this.state === 'closed') return;
+    this.log.info('connection taken over elsewhere; closing silently');
+    if (this.exchange?.phase.kind === 'splicing') this.exchange.phase.job.cancel();
+    closeSilently(this.client);
+    this.teardown();
+  }
+
   private teardown(): void {
     if (this.state === 'closed') return;
     if (this.exchange?.phase.kind === 'splicing') this.exchange.phase.job.cancel();
@@ -316,6 +331,7 @@ export class RelayConnection extends EventEmitter {
     if (!request.recorded) {
       this.streamMap.beginRequest(request.start, request.head);
       if (request.end !== undefined) this.streamMap.endRequest(request.end);
+      this.emit('progress');
     }
     this.originSocket();
     request.forwarded = true;
@@ -436,6 +452,7 @@ export class RelayConnection extends EventEmitter {
     exchange.keepAlive = exchange.keepAlive && head.keepAlive;
     const interimLength = phase.interim.reduce((sum, b) => sum + b.length, 0);
     this.streamMap.beginResponse(this.bytesToClient - interimLength, head, phase.interim);
+    this.emit('progress');
     this.writeToClient(head.rawHead);
     this.setState('relaying-body');
     switch (head.body.kind) {

@@ -95,7 +95,7 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 100000;
 function startHaproxy(dir: string, port: number, originPort: number): ChildProcess {
   const conf = join(dir, 'haproxy.cfg');
   writeFileSync(conf, `global
-  maxconn 20000
+  maxconn 4000
 defaults
   mode tcp
   option splice-auto
