@@ -8,6 +8,7 @@ import { assertPrivileges, splice } from '../native/index.js';
 import { loadKeyRing, SoftStateMember } from '../softstate/index.js';
 import { parseAddress, parseEndpoint, parseOriginUrl, type Endpoint } from './endpoints.js';
 import { WedgeError } from './errors.js';
+import { exportSoftStateMetrics } from './metrics.js';
 import { Replication } from './replication.js';
 import { RstGuard } from './rst-guard.js';
 import type { ServeFlags } from './serve-command.js';
@@ -74,6 +75,7 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
     logger,
   );
   server.setPeerReporter((peer, reason) => member.declareDead(peer, reason));
+  exportSoftStateMetrics(server.metrics.registry, () => member.metrics);
   await guard.install();
   await member.start();
   replication.start(positive(flags.advertInterval, '--advert-interval'));

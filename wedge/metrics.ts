@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RelayObserver } from '../splice/connection.js';
+import type { SoftStateMetrics } from '../softstate/index.js';
 import type { WedgeErrorCode } from './errors.js';
 
 /* Prometheus metrics of one wedge daemon. Names follow `wedge_<thing>_<unit>`. */
@@ -40,3 +41,58 @@ export class WedgeMetrics implements RelayObserver {
 
 /* Methods are labels only when well known, so a client cannot blow up the label set. */
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE']);
+
+type CountersSource = () => Array<[labels: Record<string, string>, value: number]>;
+
+/* A counter whose values are read from elsewhere at scrape time. */
+function mirroredCounter(registry: Registry, name: string, help: string, labelNames: string[], read: CountersSource): void {
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [labels, value] of read()) this.inc(labels, value);
+    },
+  });
+}
+
+function mirroredGauge(registry: Registry, name: string, help: string, labelNames: string[], read: CountersSource): void {
+  new Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      for (const [labels, value] of read()) this.set(labels, value);
+    },
+  });
+}
+
+/* The soft-state member's own counters, exported with the daemon's metrics. */
+export function exportSoftStateMetrics(registry: Registry, metrics: () => SoftStateMetrics): void {
+  mirroredCounter(registry, 'wedge_softstate_datagrams_total', 'Soft-state datagrams, by direction (received counts every datagram, accepted only authentic fresh ones)', ['direction'], () => {
+    const m = metrics();
+    return [[{ direction: 'sent' }, m.datagramsSent], [{ direction: 'received' }, m.datagramsReceived], [{ direction: 'accepted' }, m.datagramsAccepted]];
+  });
+  mirroredCounter(registry, 'wedge_softstate_bytes_total', 'Soft-state bytes, by direction', ['direction'], () => {
+    const m = metrics();
+    return [[{ direction: 'sent' }, m.bytesSent], [{ direction: 'received' }, m.bytesReceived]];
+  });
+  mirroredCounter(registry, 'wedge_softstate_rejected_total', 'Soft-state datagrams dropped, by reason (garbled, forged, replayed, ...)', ['reason'], () =>
+    Object.entries(metrics().rejected).map(([reason, value]) => [{ reason }, value ?? 0]),
+  );
+  mirroredCounter(registry, 'wedge_softstate_adverts_total', 'Connection adverts sent, by kind', ['kind'], () => {
+    const m = metrics();
+    return [[{ kind: 'triggered' }, m.triggeredAdverts], [{ kind: 'periodic' }, m.periodicAdverts]];
+  });
+  mirroredGauge(registry, 'wedge_softstate_records', 'Connection records known, by kind (local: served here; table: heard from the group)', ['kind'], () => {
+    const m = metrics();
+    return [[{ kind: 'local' }, m.localRecords], [{ kind: 'table' }, m.tableRecords]];
+  });
+  mirroredGauge(registry, 'wedge_softstate_peers', 'Peers of the support group, by state', ['state'], () => {
+    const m = metrics();
+    return [[{ state: 'alive' }, m.peersAlive], [{ state: 'dead' }, m.peersDead]];
+  });
+}
