@@ -6,7 +6,10 @@
  */
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IS_ROOT, sha256, uniqueLab, wedge, wedgeOk } from '../lab/lab-cli.js';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { CLI, IS_ROOT, sha256, uniqueLab, wedge, wedgeOk } from '../lab/lab-cli.js';
 
 interface UpDocument {
   servers: { name: string; service: string }[];
@@ -72,29 +75,32 @@ print(s.recv(4096).decode("latin1"))`;
 
   it("shows a live connection's stream map in `wedge status --json` on its server", async () => {
     const host = new URL(up.servers[0]!.service).hostname;
-    // Two requests, then hold the connection open while the status is read.
-    const python = `import socket, subprocess, sys
+    // Two requests on one connection; print its port, then hold it open until stdin closes.
+    const python = `import socket, sys
 s = socket.create_connection(("${host}", 80))
 for path in ("/c.bin", "/c.bin"):
     s.sendall(("GET %s HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n" % path).encode())
     need, got = ${up.files[2]!.bytes}, b""
     while b"\\r\\n\\r\\n" not in got or len(got.split(b"\\r\\n\\r\\n", 1)[1]) < need:
         got += s.recv(65536)
-print(s.getsockname()[1])
-sys.stdout.flush()
-import time; time.sleep(3)`;
-    const client = exec('client', 'python3', '-c', python);
-    await new Promise((r) => setTimeout(r, 1500));
-    const status = JSON.parse((await wedgeOk(['lab', 'exec', 's1', '--lab', lab, '--', 'wedge', 'status', '--json'])).stdout.toString()) as {
-      connections: Array<{ client: { port: number }; requests: number; streamMap: { exchanges: Array<Record<string, number>> } }>;
-    };
-    const port = Number((await client).stdout.toString().trim());
-    const connection = status.connections.find((c) => c.client.port === port);
-    expect(connection?.requests).toBe(2);
-    const [first, second] = connection!.streamMap.exchanges;
-    expect(first!.requestStart).toBe(0);
-    expect(second!.requestStart).toBe(first!.requestEnd);
-    expect(first!.bodyLength).toBe(up.files[2]!.bytes);
-    expect(second!.responseStart).toBe(first!.responseStart! + first!.headerLength! + first!.bodyLength!);
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()`;
+    const client = spawn(process.execPath, [CLI, 'lab', 'exec', 'client', '--lab', lab, '--', 'python3', '-c', python], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      const [line] = (await once(createInterface({ input: client.stdout! }), 'line')) as [string];
+      const port = Number(line);
+      const status = JSON.parse((await wedgeOk(['lab', 'exec', 's1', '--lab', lab, '--', 'wedge', 'status', '--json'])).stdout.toString()) as {
+        connections: Array<{ client: { port: number }; requests: number; streamMap: { exchanges: Array<Record<string, number>> } }>;
+      };
+      const connection = status.connections.find((c) => c.client.port === port);
+      expect(connection?.requests).toBe(2);
+      const [first, second] = connection!.streamMap.exchanges;
+      expect(first!.requestStart).toBe(0);
+      expect(second!.requestStart).toBe(first!.requestEnd);
+      expect(first!.bodyLength).toBe(up.files[2]!.bytes);
+      expect(second!.responseStart).toBe(first!.responseStart! + first!.headerLength! + first!.bodyLength!);
+    } finally {
+      client.stdin!.end();
+    }
   });
 });
