@@ -21,6 +21,9 @@ export const ERRORS = {
   WEDGE_ERR_STATE_RECORD_TOO_LARGE: { message: 'soft-state record too large to advertise' },
   WEDGE_ERR_NATIVE: { message: 'system call in the native helper failed' },
   WEDGE_ERR_ADDRESS: { message: 'could not add or remove a service address' },
+  WEDGE_ERR_MIGRATE_OPTION: { message: 'invalid TCP Migrate option field' },
+  WEDGE_ERR_MIGRATE_NEGOTIATION: { message: 'TCP Migrate key negotiation failed' },
+  WEDGE_ERR_MIGRATE_AGENT: { message: 'TCP Migrate client agent failed' },
 } as const satisfies Record<string, { message: string; status?: number }>;
 
 export type WedgeErrorCode = keyof typeof ERRORS;
