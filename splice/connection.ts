@@ -88,6 +88,8 @@ export interface AdoptedStream {
   bytesToClient: number;
   steps: ResumeStep[];
   replay: MapExchange[];
+  /* The client had already sent its FIN: serve what is planned, then close. */
+  clientFinished: boolean;
 }
 
 interface PendingRequest {
@@ -163,6 +165,7 @@ export class RelayConnection extends EventEmitter {
     if (adopted) {
       for (const step of adopted.steps) this.pending.push({ kind: 'resume', step });
       for (const exchange of adopted.replay) this.pending.push(recordedRequest(exchange));
+      this.clientEnded = this.stopParsing = adopted.clientFinished;
     }
     client.setNoDelay(true);
     client.on('data', (chunk: Buffer) => this.onClientData(chunk));
@@ -619,7 +622,11 @@ export class RelayConnection extends EventEmitter {
     this.setState('closing');
     this.stopParsing = true;
     this.dropOrigin();
-    this.client.end();
+    // Once our FIN is out, a client that already sent its own has nothing more to say (an
+    // adopted socket never sees that FIN arrive: it came before the takeover).
+    this.client.end(() => {
+      if (this.clientEnded) this.client.destroy();
+    });
   }
 }
 

@@ -27,12 +27,17 @@ export interface ResumeStep {
 }
 
 export type ResumePlan =
-  | { kind: 'resume'; steps: ResumeStep[]; replay: Exchange[] }
+  /* clientFinished: the client has sent its FIN (no further requests will come). */
+  | { kind: 'resume'; steps: ResumeStep[]; replay: Exchange[]; clientFinished: boolean }
   | { kind: 'finish' }
   | { kind: 'abort'; reason: string };
 
 export function planResume(map: StreamMap, serverOffset: number, clientOffset: number, knownClientOffset: number): ResumePlan {
-  if (clientOffset !== knownClientOffset) {
+  // One sequence number beyond the known bytes is the client's FIN (a client that closed, or
+  // half-closed after its request). Taken for a FIN, a lone unknown data byte would only make
+  // the connection close after the current response, as a keep-alive race does.
+  const clientFinished = clientOffset === knownClientOffset + 1;
+  if (clientOffset !== knownClientOffset && !clientFinished) {
     return { kind: 'abort', reason: `client sent ${clientOffset - knownClientOffset} byte(s) the soft state does not know` };
   }
   const position = map.locate(serverOffset);
@@ -47,12 +52,15 @@ export function planResume(map: StreamMap, serverOffset: number, clientOffset: n
         position.kind === 'headers'
           ? { exchange, headRest: exchange.head!.subarray(position.offset), bodyOffset: 0 }
           : { exchange, headRest: Buffer.alloc(0), bodyOffset: position.bodyOffset };
-      return followingSteps(map, exchange.index + 1, [first]);
+      return followingSteps(map, exchange.index + 1, [first], clientFinished);
     }
-    case 'between':
+    case 'between': {
       // The last exchange closed the connection: all that is left to send is the FIN.
       if (position.after && !(position.after.keepAlive && requestKeepsAlive(position.after))) return { kind: 'finish' };
-      return followingSteps(map, position.after ? position.after.index + 1 : 0, []);
+      const plan = followingSteps(map, position.after ? position.after.index + 1 : 0, [], clientFinished);
+      // The client closed an idle connection: nothing to send but our FIN.
+      return plan.kind === 'resume' && clientFinished && plan.replay.length === 0 && plan.steps.length === 0 ? { kind: 'finish' } : plan;
+    }
   }
 }
 
@@ -61,7 +69,7 @@ export function planResume(map: StreamMap, serverOffset: number, clientOffset: n
  * (they must be resumable from their first byte); requests it had not answered yet are replayed
  * if they are complete GETs or HEADs.
  */
-function followingSteps(map: StreamMap, fromIndex: number, steps: ResumeStep[]): ResumePlan {
+function followingSteps(map: StreamMap, fromIndex: number, steps: ResumeStep[], clientFinished: boolean): ResumePlan {
   const replay: Exchange[] = [];
   for (const exchange of map.retained) {
     if (exchange.index < fromIndex) continue;
@@ -74,7 +82,7 @@ function followingSteps(map: StreamMap, fromIndex: number, steps: ResumeStep[]):
     if (exchange.method !== 'GET' && exchange.method !== 'HEAD') return { kind: 'abort', reason: `${exchange.method} request in flight cannot be replayed` };
     replay.push(exchange);
   }
-  return { kind: 'resume', steps, replay };
+  return { kind: 'resume', steps, replay, clientFinished };
 }
 
 export function requestKeepsAlive(exchange: Exchange): boolean {

@@ -149,7 +149,7 @@ export class Takeover {
     const serverOffset = unwrap((answer.ack - state.sendSeq) >>> 0, stream.sent);
     const clientOffset = unwrap((answer.seq - state.recvSeq) >>> 0, stream.received);
     const plan = planResume(stream.map, serverOffset, clientOffset, stream.received);
-    const socket = new net.Socket({ fd: restore(state, answer), readable: true, writable: true });
+    const socket = new net.Socket({ fd: restore(state, answer), readable: true, writable: true, allowHalfOpen: true });
     const restoreMs = performance.now() - started - probeMs;
     await this.guard.release([record.client]);
     if (plan.kind === 'abort') {
@@ -158,7 +158,7 @@ export class Takeover {
       return 'unresumable';
     }
     if (plan.kind === 'finish') {
-      socket.end();
+      socket.end(() => socket.destroy());
       return 'finished';
     }
     const connection = this.server.adopt(socket, {
@@ -167,6 +167,7 @@ export class Takeover {
       bytesToClient: serverOffset,
       steps: plan.steps,
       replay: plan.replay,
+      clientFinished: plan.clientFinished,
     });
     // Same anchors as before (the sequence space continues); the clock is this socket's now.
     const transport = { ...transportOf(dump(socketFd(socket)), serverOffset), sendSeq: state.sendSeq, recvSeq: state.recvSeq };

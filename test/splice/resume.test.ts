@@ -66,7 +66,7 @@ async function adoptAt(offset: number, originPort = origin.port): Promise<{ rece
       origin: { host: '127.0.0.1', port: originPort },
       logger: pino({ level: 'silent' }),
       observer,
-      adopted: { streamMap: map, bytesFromClient: knownClient, bytesToClient: offset, steps: plan.steps, replay: plan.replay },
+      adopted: { streamMap: map, bytesFromClient: knownClient, bytesToClient: offset, steps: plan.steps, replay: plan.replay, clientFinished: false },
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -135,5 +135,14 @@ describe('resume from a stream map', () => {
   it('refuses to plan when the client sent bytes the map does not know', () => {
     const plan = planResume(original.map, 10, 500, 400);
     expect(plan).toEqual({ kind: 'abort', reason: expect.stringContaining('does not know') });
+  });
+
+  it("takes one sequence number beyond the known bytes for the client's FIN", () => {
+    const known = Buffer.byteLength(requests.join(''));
+    const inBody = planResume(original.map, original.map.retained[0]!.headerLength! + 10, known + 1, known);
+    expect(inBody).toMatchObject({ kind: 'resume', clientFinished: true });
+    // After the last response, a client that closed needs only our FIN.
+    expect(planResume(original.map, original.sent, known + 1, known)).toEqual({ kind: 'finish' });
+    expect(planResume(original.map, original.sent, known, known)).toMatchObject({ kind: 'resume', steps: [], replay: [], clientFinished: false });
   });
 });
