@@ -31,7 +31,12 @@ interface Tracked {
   connection: RelayConnection;
   transport: TransportState;
   migration: number;
+  repeat?: NodeJS.Timeout;
 }
+
+/* A change is advertised at once and once more shortly after: multicast has no retransmission,
+ * and a lost triggered advert would otherwise leave the change unknown until the next round. */
+const REPEAT_ADVERT_MS = 250;
 
 export class Replication {
   private readonly tracked = new Map<string, Tracked>();
@@ -60,13 +65,23 @@ export class Replication {
   track(connection: RelayConnection, transport: TransportState, migration: number): void {
     const entry: Tracked = { connection, transport, migration };
     this.tracked.set(connection.id, entry);
-    connection.on('progress', () => this.advertise(entry));
+    connection.on('progress', () => this.advertiseChange(entry));
     connection.once('close', () => {
+      clearTimeout(entry.repeat);
       if (this.tracked.get(connection.id) !== entry) return;
       this.tracked.delete(connection.id);
       this.member.remove(connection.id);
     });
+    this.advertiseChange(entry);
+  }
+
+  private advertiseChange(entry: Tracked): void {
     this.advertise(entry);
+    clearTimeout(entry.repeat);
+    entry.repeat = setTimeout(() => {
+      if (this.tracked.get(entry.connection.id) === entry) this.advertise(entry);
+    }, REPEAT_ADVERT_MS);
+    entry.repeat.unref();
   }
 
   private onAccepted(connection: RelayConnection): void {
@@ -86,6 +101,7 @@ export class Replication {
     if (!entry || record.owner === this.self || record.migration <= entry.migration) return;
     this.logger.info({ conn: record.id, owner: record.owner, migration: record.migration }, 'connection taken over by a peer; stepping back');
     this.tracked.delete(record.id);
+    clearTimeout(entry.repeat);
     this.metrics.relinquished.inc();
     entry.connection.relinquish(quietClose);
   }
