@@ -83,7 +83,7 @@ export default async function bench(): Promise<BenchRow[]> {
 
 function startNginx(dir: string, port: number): ChildProcess {
   const conf = join(dir, 'nginx.conf');
-  writeFileSync(conf, `user root; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/nginx-error.log;
+  writeFileSync(conf, `master_process off; user root; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/nginx-error.log;
 events { worker_connections 4096; }
 http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 100000;
   client_body_temp_path ${dir}/ct; proxy_temp_path ${dir}/pt; fastcgi_temp_path ${dir}/ft; uwsgi_temp_path ${dir}/ut; scgi_temp_path ${dir}/st;
