@@ -55,6 +55,32 @@ export interface RawProbeAnswer {
   attempts: number;
 }
 
+export interface RawTcpSegment extends RawEndpoints {
+  seq: number;
+  ack: number;
+  flags: number;
+  window: number;
+  options: Buffer;
+}
+
+export interface RawCapturedSyn {
+  sourceAddress: string;
+  sourcePort: number;
+  destinationAddress: string;
+  destinationPort: number;
+  seq: number;
+  ack: number;
+  window: number;
+  flags: number;
+  ifindex: number;
+  options: Buffer;
+}
+
+export interface RawMigrateCapture {
+  stop(): void;
+  dropped(): number;
+}
+
 export type RawSpliceDone = (error: NativeError | null, bytes: number, eof: boolean, cancelled: boolean) => void;
 
 export interface RawAddon {
@@ -68,6 +94,11 @@ export interface RawAddon {
   spliceStart(sourceFd: number, destinationFd: number, length: number, onDone: RawSpliceDone): number;
   spliceBytes(id: number): number | null;
   spliceCancel(id: number): void;
+  sendTcpSegment(segment: RawTcpSegment): void;
+  captureMigrateSyns(
+    options: { address: string; ifname: string; exid: number },
+    onSegment: (error: NativeError | null, segment: RawCapturedSyn | null) => void,
+  ): RawMigrateCapture;
 }
 
 function load(): RawAddon {

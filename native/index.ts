@@ -1,6 +1,6 @@
 /* The native helper's typed API: TCP_REPAIR dump/restore, the client probe, quiet close,
- * address moves, the splice engine and the privilege check. Each mechanism has its own file
- * here and in native/src/. */
+ * address moves, the splice engine, TCP Migrate's raw segments and SYN capture, and the
+ * privilege check. Each mechanism has its own file here and in native/src/. */
 export { NativeError } from './errors.js';
 export {
   dump,
@@ -16,4 +16,16 @@ export {
 export { probe, resumeOffset, type ProbeTarget, type ProbeOptions, type ProbeAnswer } from './probe.js';
 export { addAddress, removeAddress, gratuitousArp } from './addr.js';
 export { splice, type SpliceJob, type SpliceResult } from './splice.js';
+export {
+  sendTcpSegment,
+  MigrateSynCapture,
+  TCP_FIN,
+  TCP_SYN,
+  TCP_RST,
+  TCP_PSH,
+  TCP_ACK,
+  type TcpSegment,
+  type CapturedSyn,
+  type MigrateCaptureOptions,
+} from './migrate.js';
 export { checkPrivileges, assertPrivileges, PRIVILEGE_FIX, type PrivilegeReport } from './privileges.js';

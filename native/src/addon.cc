@@ -3,7 +3,8 @@
  *
  * Goal: give the TypeScript layer (native/index.ts and its parts) the Linux mechanisms Node lacks: TCP_REPAIR
  * dump/restore (repair.cc), the client ACK probe over raw + AF_PACKET sockets (probe.cc),
- * in-kernel splice relaying on one epoll thread (splice.cc) and address announcement (addr.cc).
+ * in-kernel splice relaying on one epoll thread (splice.cc), address announcement (addr.cc) and
+ * TCP Migrate's raw segments and Migrate SYN capture (migrate.cc).
  *
  * Data flow: JS calls plain functions with plain objects; each failure comes back as the JS
  * NativeError class that native/addon.ts registers at load through setErrorClass(), carrying the
@@ -90,6 +91,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitProbe(env, exports);
   InitAddr(env, exports);
   InitSplice(env, exports);
+  InitMigrate(env, exports);
   return exports;
 }
 

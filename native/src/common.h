@@ -92,5 +92,6 @@ void InitRepair(Napi::Env env, Napi::Object exports);
 void InitProbe(Napi::Env env, Napi::Object exports);
 void InitAddr(Napi::Env env, Napi::Object exports);
 void InitSplice(Napi::Env env, Napi::Object exports);
+void InitMigrate(Napi::Env env, Napi::Object exports);
 
 }  // namespace wedge

@@ -1,0 +1,93 @@
+import { addon, type RawCapturedSyn, type RawMigrateCapture } from './addon.js';
+import type { NativeError } from './errors.js';
+
+/*
+ * Theory of operation: TCP Migrate's raw packets (see native/src/migrate.cc).
+ *
+ * sendTcpSegment sends one hand-built IPv4/TCP segment from any local or adopted address: the
+ * candidate server's Migrate SYN (options from wedge/migrate/option.ts) and the agent's SYN-ACK
+ * and RST answers. MigrateSynCapture delivers every SYN to `address` whose first TCP option is
+ * kind 253 with the given ExID, from a native thread, so the event loop never waits; the agent
+ * parses and verifies the option bytes itself. Both need CAP_NET_RAW.
+ */
+
+export const TCP_FIN = 0x01;
+export const TCP_SYN = 0x02;
+export const TCP_RST = 0x04;
+export const TCP_PSH = 0x08;
+export const TCP_ACK = 0x10;
+
+export interface TcpSegment {
+  localAddress: string;
+  localPort: number;
+  remoteAddress: string;
+  remotePort: number;
+  seq: number;
+  ack: number;
+  /** TCP flag bits (TCP_SYN | TCP_ACK, ...). */
+  flags: number;
+  /** Unscaled window field (default 65535). */
+  window?: number;
+  /** TCP option bytes, a multiple of 4, at most 40 (default none). */
+  options?: Buffer;
+}
+
+/** Sends one segment through a raw socket; throws NativeError if the kernel refuses it. */
+export function sendTcpSegment(segment: TcpSegment): void {
+  addon.sendTcpSegment({
+    localAddress: segment.localAddress,
+    localPort: segment.localPort,
+    remoteAddress: segment.remoteAddress,
+    remotePort: segment.remotePort,
+    seq: segment.seq >>> 0,
+    ack: segment.ack >>> 0,
+    flags: segment.flags,
+    window: segment.window ?? 0xffff,
+    options: segment.options ?? Buffer.alloc(0),
+  });
+}
+
+export type CapturedSyn = RawCapturedSyn;
+
+export interface MigrateCaptureOptions {
+  /** The IPv4 address whose incoming Migrate SYNs to capture (the client's). */
+  address: string;
+  /** The Migrate option's ExID. */
+  exid: number;
+  /** Capture only on this interface (default: all). */
+  ifname?: string;
+}
+
+/** A running capture of Migrate SYNs; stop() ends its thread (and lets the process exit). */
+export class MigrateSynCapture {
+  private running = true;
+
+  private constructor(private readonly handle: RawMigrateCapture) {}
+
+  /**
+   * Starts capturing: onSyn gets each SYN, onError the failure that ended the capture (a
+   * NativeError). Throws NativeError if the socket cannot be opened (EPERM: no CAP_NET_RAW).
+   */
+  static start(options: MigrateCaptureOptions, onSyn: (syn: CapturedSyn) => void, onError: (error: NativeError) => void): MigrateSynCapture {
+    let capture: MigrateSynCapture | undefined;
+    const handle = addon.captureMigrateSyns({ address: options.address, ifname: options.ifname ?? '', exid: options.exid }, (error, syn) => {
+      // Segments already queued when stop() ran still arrive; they are no longer wanted.
+      if (capture && !capture.running) return;
+      if (error) onError(error);
+      else if (syn) onSyn(syn);
+    });
+    capture = new MigrateSynCapture(handle);
+    return capture;
+  }
+
+  /** Segments dropped because JS fell behind (the native queue is bounded). */
+  get dropped(): number {
+    return this.handle.dropped();
+  }
+
+  stop(): void {
+    if (!this.running) return;
+    this.running = false;
+    this.handle.stop();
+  }
+}
