@@ -70,9 +70,11 @@ export const DEFAULT_EXPIRE_MS = 10_000;
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 100;
 export const DEFAULT_DEAD_AFTER_MS = 400;
 const NOTICE_COPIES = 3;
-/* Periodic rounds leave in bursts of PACE_BURST datagrams every PACE_INTERVAL_MS (1,000
+/* Periodic rounds leave in bursts of PACE_BURST records every PACE_INTERVAL_MS (1,000
  * connections = ~500 datagrams = ~80 ms), so a receiver's socket buffer (208 kB by default on
- * Linux) does not overflow while its event loop is busy. */
+ * Linux) does not overflow while its event loop is busy. Each burst is sealed as it leaves: a
+ * datagram sealed at the start of the round and sent after 64 newer ones (heartbeats, triggered
+ * adverts) would be refused by the receivers' replay window as stale. */
 const PACE_BURST = 32;
 const PACE_INTERVAL_MS = 5;
 
@@ -599,15 +601,15 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   private sendAdverts(items: Buffer[], records: number, paced = false): void {
     const transport = this.transport;
     if (!transport) return;
-    const { datagrams, refused, fragments } = this.outbox.adverts(items);
-    this.counters.recordsTooLarge += refused.length;
     if (paced) {
       // A new round carries every current record: what is left of the previous one is stale.
-      this.paced = datagrams;
+      this.paced = items;
       if (!this.pacer) this.pace();
-    } else {
-      for (const d of datagrams) transport.send(d);
+      return;
     }
+    const { datagrams, refused, fragments } = this.outbox.adverts(items);
+    this.counters.recordsTooLarge += refused.length;
+    for (const d of datagrams) transport.send(d);
     this.counters.advertDatagramsSent += datagrams.length;
     this.counters.fragmentsSent += fragments;
     this.counters.recordsAdvertised += records - refused.length;
@@ -615,7 +617,8 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
 
   private pace(): void {
     this.pacer = undefined;
-    for (const d of this.paced.splice(0, PACE_BURST)) this.transport?.send(d);
+    const burst = this.paced.splice(0, PACE_BURST);
+    this.sendAdverts(burst, burst.length);
     if (this.paced.length > 0) this.pacer = setTimeout(() => this.pace(), PACE_INTERVAL_MS);
   }
 
