@@ -17,6 +17,7 @@
  * A connection that cannot be resumed exactly is reset and counted by reason.
  */
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { addAddress, dump, gratuitousArp, probe, removeAddress, restore, socketFd, type ConnectionDump, type ProbeAnswer } from '../native/index.js';
 import { planResume } from '../splice/resume.js';
@@ -26,6 +27,10 @@ import type { WedgeMetrics } from './metrics.js';
 import { parseReplicatedStream, transportOf, type Replication } from './replication.js';
 import type { RstGuard } from './rst-guard.js';
 import type { WedgeServer } from './server.js';
+
+/* restore() attempts while a forked child may still hold the probe's placeholder (restoreSoon). */
+const RESTORE_ATTEMPTS = 10;
+const RESTORE_RETRY_MS = 5;
 
 /* How long after an erroneous death report to watch for peers adopting our addresses. */
 const STEP_BACK_WATCH_MS = 5000;
@@ -149,7 +154,7 @@ export class Takeover {
     const serverOffset = unwrap((answer.ack - state.sendSeq) >>> 0, stream.sent);
     const clientOffset = unwrap((answer.seq - state.recvSeq) >>> 0, stream.received);
     const plan = planResume(stream.map, serverOffset, clientOffset, stream.received);
-    const socket = new net.Socket({ fd: restore(state, answer), readable: true, writable: true, allowHalfOpen: true });
+    const socket = new net.Socket({ fd: await restoreSoon(state, answer), readable: true, writable: true, allowHalfOpen: true });
     const restoreMs = performance.now() - started - probeMs;
     await this.guard.release([record.client]);
     if (plan.kind === 'abort') {
@@ -201,6 +206,23 @@ export class Takeover {
 
   private publishServices(): void {
     this.member.setServices([...this.services]);
+  }
+}
+
+/*
+ * restore(), retried briefly on EADDRNOTAVAIL. The probe has closed its placeholder for this
+ * 4-tuple, but a child process forked meanwhile (nft, for the RST guard of another connection)
+ * holds a copy of that fd until it execs, and until then the kernel refuses a second socket for
+ * the same 4-tuple. Seen with 200 connections adopted at once.
+ */
+async function restoreSoon(state: ConnectionDump, answer: ProbeAnswer): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return restore(state, answer);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EADDRNOTAVAIL' || attempt === RESTORE_ATTEMPTS) throw err;
+      await sleep(RESTORE_RETRY_MS);
+    }
   }
 }
 
