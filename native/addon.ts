@@ -35,7 +35,7 @@ export interface RawDump extends RawEndpoints {
   bytesReceived: number;
 }
 
-export type RawRestoreSpec = Omit<RawDump, 'clockReadAt' | 'bytesReceived'>;
+export type RawRestoreSpec = Omit<RawDump, 'clockReadAt' | 'bytesReceived'> & { mark?: number };
 
 export interface RawProbeRequest extends RawEndpoints {
   seq: number;

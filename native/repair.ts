@@ -30,6 +30,8 @@ export interface RestoreOptions {
   timestampMarginMs?: number;
   /** Wall clock now, ms since the epoch (default Date.now()). */
   now?: number;
+  /** SO_MARK for the new socket (its segments, resets included, carry it); 0 or absent: none. */
+  mark?: number;
 }
 
 const DEFAULT_TIMESTAMP_MARGIN_MS = 1000;
@@ -70,6 +72,7 @@ export function restoreSpec(dump: ConnectionDump, answer: ProbeAnswer, options: 
     sack: dump.sack,
     timestamps: dump.timestamps,
     timestamp: extrapolateClock(dump, options.now ?? Date.now(), options.timestampMarginMs ?? DEFAULT_TIMESTAMP_MARGIN_MS),
+    ...(options.mark ? { mark: options.mark } : {}),
     window: {
       sndWl1: answer.seq,
       sndWnd,

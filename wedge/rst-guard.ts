@@ -3,7 +3,12 @@
  * adopting: between adding the dead server's address and restoring the socket, any segment from
  * that client (a retransmission, a window probe, the answer to our own probe) would be answered
  * with RST by the local stack, killing the very connection being saved. A netfilter set of the
- * clients being adopted drops our own RSTs to them until each socket is restored.
+ * clients being adopted drops such resets.
+ *
+ * Only the stack's own resets are dropped: sockets the adopter restores carry RESTORED_MARK
+ * (SO_MARK), and the resets they send on purpose (a connection that cannot be resumed exactly)
+ * pass. So nothing has to be released per connection: the set's elements simply time out, and a
+ * takeover of a thousand connections costs one `nft` call.
  *
  * One table per daemon (`wedge_guard_<pid>`), removed when the daemon stops.
  */
@@ -13,6 +18,11 @@ import { WedgeError } from './errors.js';
 
 const run = promisify(execFile);
 
+/* SO_MARK of restored sockets ("WE"). */
+export const RESTORED_MARK = 0x5745;
+/* How long a client stays guarded: well beyond the time to probe and restore it. */
+const GUARD_SECONDS = 10;
+
 export interface ClientEndpoint {
   address: string;
   port: number;
@@ -21,39 +31,28 @@ export interface ClientEndpoint {
 export class RstGuard {
   private readonly table = `wedge_guard_${process.pid}`;
   private installed = false;
-  /* Elements in the set now, so that a release never names one twice (nft would fail). */
-  private readonly guarded = new Set<string>();
 
   /* Creates the (empty) table ahead of time, so that a takeover only adds elements. */
   async install(): Promise<void> {
     if (this.installed) return;
     await this.nft(
       `table ip ${this.table} {\n` +
-        `  set adopting { type ipv4_addr . inet_service; }\n` +
-        `  chain out { type filter hook output priority -300; tcp flags & rst == rst ip daddr . tcp dport @adopting drop; }\n` +
+        `  set adopting { type ipv4_addr . inet_service; flags timeout; timeout ${GUARD_SECONDS}s; }\n` +
+        `  chain out { type filter hook output priority -300; tcp flags & rst == rst meta mark != ${RESTORED_MARK} ip daddr . tcp dport @adopting drop; }\n` +
         `}\n`,
     );
     this.installed = true;
   }
 
   async guard(clients: readonly ClientEndpoint[]): Promise<void> {
-    const fresh = elements(clients).filter((e) => !this.guarded.has(e));
-    if (fresh.length === 0) return;
+    if (clients.length === 0) return;
     await this.install();
-    for (const e of fresh) this.guarded.add(e);
-    await this.nft(`add element ip ${this.table} adopting { ${fresh.join(', ')} }\n`);
-  }
-
-  async release(clients: readonly ClientEndpoint[]): Promise<void> {
-    const present = elements(clients).filter((e) => this.guarded.delete(e));
-    if (present.length === 0) return;
-    await this.nft(`delete element ip ${this.table} adopting { ${present.join(', ')} }\n`);
+    await this.nft(`add element ip ${this.table} adopting { ${clients.map((c) => `${c.address} . ${c.port}`).join(', ')} }\n`);
   }
 
   async uninstall(): Promise<void> {
     if (!this.installed) return;
     this.installed = false;
-    this.guarded.clear();
     await this.nft(`delete table ip ${this.table}\n`);
   }
 
@@ -66,8 +65,4 @@ export class RstGuard {
       throw new WedgeError('WEDGE_ERR_TAKEOVER', `nft failed (${(err as Error).message.trim()}); is nftables installed?`);
     }
   }
-}
-
-function elements(clients: readonly ClientEndpoint[]): string[] {
-  return clients.map((c) => `${c.address} . ${c.port}`);
 }

@@ -5,8 +5,8 @@
  *            an operator, possibly by mistake);
  *   choose   for each service address the dead peer answered for, every live member computes
  *            the same adopter by rendezvous hashing (wedge/adoption.ts); only the adopter acts;
- *   guard    our own RSTs to the clients being adopted are dropped (wedge/rst-guard.ts) until
- *            their sockets exist here;
+ *   guard    our stack's RSTs to the clients being adopted are dropped (wedge/rst-guard.ts)
+ *            until their sockets exist here;
  *   address  the adopter adds the address and announces it with gratuitous ARP;
  *   probe    for each advertised connection, one old segment makes the client's kernel tell
  *            its next wanted byte and its own next byte (native/probe);
@@ -25,7 +25,7 @@ import type { ConnectionRecord, SoftStateMember } from '../softstate/index.js';
 import { chooseAdopter } from './adoption.js';
 import type { WedgeMetrics } from './metrics.js';
 import { parseReplicatedStream, transportOf, type Replication } from './replication.js';
-import type { RstGuard } from './rst-guard.js';
+import { RESTORED_MARK, type RstGuard } from './rst-guard.js';
 import type { WedgeServer } from './server.js';
 
 /* restore() attempts while a forked child may still hold the probe's placeholder (restoreSoon). */
@@ -116,7 +116,6 @@ export class Takeover {
     this.publishServices();
     this.announce(address);
     const results = await mapLimit(records, this.config.concurrency, (record) => this.adoptConnection(record));
-    await this.guard.release(clients).catch((err: Error) => this.logger.warn({ err: err.message }, 'guard release failed'));
     lap('resumedMs');
     const resumed = results.filter((r) => r === 'resumed').length;
     this.logger.info({ address, connections: records.length, resumed, ...steps }, 'address adopted');
@@ -156,7 +155,6 @@ export class Takeover {
     const plan = planResume(stream.map, serverOffset, clientOffset, stream.received);
     const socket = new net.Socket({ fd: await restoreSoon(state, answer), readable: true, writable: true, allowHalfOpen: true });
     const restoreMs = performance.now() - started - probeMs;
-    await this.guard.release([record.client]);
     if (plan.kind === 'abort') {
       this.logger.warn({ conn: record.id, reason: plan.reason, serverOffset }, 'cannot resume exactly; resetting');
       socket.resetAndDestroy();
@@ -211,14 +209,14 @@ export class Takeover {
 
 /*
  * restore(), retried briefly on EADDRNOTAVAIL. The probe has closed its placeholder for this
- * 4-tuple, but a child process forked meanwhile (nft, for the RST guard of another connection)
+ * 4-tuple, but a child process forked meanwhile (nft, guarding another address adopted at once)
  * holds a copy of that fd until it execs, and until then the kernel refuses a second socket for
  * the same 4-tuple. Seen with 200 connections adopted at once.
  */
 async function restoreSoon(state: ConnectionDump, answer: ProbeAnswer): Promise<number> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return restore(state, answer);
+      return restore(state, answer, { mark: RESTORED_MARK });
     } catch (err) {
       if ((err as { code?: string }).code !== 'EADDRNOTAVAIL' || attempt === RESTORE_ATTEMPTS) throw err;
       await sleep(RESTORE_RETRY_MS);

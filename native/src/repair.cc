@@ -166,6 +166,7 @@ struct RestoreSpec {
   uint32_t sendSeq = 0, recvSeq = 0, mss = 0, sndWscale = 0, rcvWscale = 0, timestamp = 0;
   bool windowScaling = false, sack = false, timestamps = false;
   tcp_repair_window window{};
+  uint32_t mark = 0;  // SO_MARK, 0: none
 };
 
 bool ReadRestoreSpec(const Napi::Object& o, RestoreSpec* s) {
@@ -179,6 +180,7 @@ bool ReadRestoreSpec(const Napi::Object& o, RestoreSpec* s) {
       !GetBool(o, "sack", &s->sack) || !GetBool(o, "timestamps", &s->timestamps) ||
       !GetUint32(o, "timestamp", &s->timestamp))
     return false;
+  if (o.Has("mark") && !GetUint32(o, "mark", &s->mark)) return false;
   Napi::Object win;
   if (!GetObject(o, "window", &win) || !GetUint32(win, "sndWl1", &s->window.snd_wl1) || !GetUint32(win, "sndWnd", &s->window.snd_wnd) ||
       !GetUint32(win, "maxWindow", &s->window.max_window) ||
@@ -208,6 +210,11 @@ SysError BuildRepairedSocket(int fd, const RestoreSpec& s) {
   const sockaddr* local = reinterpret_cast<const sockaddr*>(&s.local);
   const sockaddr* remote = reinterpret_cast<const sockaddr*>(&s.remote);
   if (SysError e = SetInt(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR")) return e;
+  // The mark rides on every segment the socket sends, its resets included: a netfilter rule can
+  // tell them from the resets the stack sends for 4-tuples it has no socket for.
+  if (s.mark != 0) {
+    if (SysError e = SetInt(fd, SOL_SOCKET, SO_MARK, static_cast<int>(s.mark), "SO_MARK")) return e;
+  }
   if (SysError e = SetInt(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON, "TCP_REPAIR=1")) return e;
   if (SysError e = WriteQueueSeq(fd, TCP_SEND_QUEUE, s.sendSeq)) return e;
   if (SysError e = WriteQueueSeq(fd, TCP_RECV_QUEUE, s.recvSeq)) return e;
