@@ -205,6 +205,8 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   private pacer: NodeJS.Timeout | undefined;
   private load: { bytesPerSec: number; cpu?: number } = { bytesPerSec: 0 };
   private services: string[] = [];
+  private peerCheckIntervalMs = 50;
+  private lastPeerCheck = 0;
   private readonly counters = {
     advertDatagramsSent: 0,
     fragmentsSent: 0,
@@ -281,9 +283,10 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
       else this.logger?.warn({ err }, 'soft-state socket error');
     });
     this.transport = transport;
-    const checkEvery = Math.max(10, Math.min(50, Math.floor(this.deadAfterMs / 8)));
+    this.peerCheckIntervalMs = Math.max(10, Math.min(50, Math.floor(this.deadAfterMs / 8)));
+    this.lastPeerCheck = performance.now();
     this.timers.push(setInterval(() => this.sendHeartbeat(), this.heartbeatIntervalMs));
-    this.timers.push(setInterval(() => this.checkPeers(), checkEvery));
+    this.timers.push(setInterval(() => this.checkPeers(), this.peerCheckIntervalMs));
     this.timers.push(setInterval(() => this.housekeeping(), 1000));
     this.schedulePeriodicAdvert();
     this.sendHeartbeat();
@@ -628,10 +631,18 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     this.counters.heartbeatsSent++;
   }
 
+  /*
+   * A peer is dead when nothing was heard from it for deadAfterMs. If this check itself ran
+   * late (our event loop was stalled), heartbeats that did arrive may still sit unread in the
+   * socket: the silence is ours, not the peer's, so its clocks restart from now instead.
+   */
   private checkPeers(): void {
     const now = performance.now();
+    const stalled = now - this.lastPeerCheck > this.peerCheckIntervalMs * 2;
+    this.lastPeerCheck = now;
     for (const peer of this.peerStates.values()) {
-      if (peer.alive && now - peer.lastHeardMono > this.deadAfterMs) this.markDead(peer, 'silent');
+      if (stalled) peer.lastHeardMono = Math.max(peer.lastHeardMono, now - this.heartbeatIntervalMs);
+      else if (peer.alive && now - peer.lastHeardMono > this.deadAfterMs) this.markDead(peer, 'silent');
     }
   }
 

@@ -53,7 +53,10 @@ async function crashWith(lab: string, count: number): Promise<BenchRow[]> {
   const lines = createInterface({ input: client.stdout! })[Symbol.asyncIterator]();
   if ((await lines.next()).value !== 'ready') throw new Error('the benchmark client did not get ready');
   await new Promise((r) => setTimeout(r, 500)); // triggered adverts are out in milliseconds; leave margin
+  // The crash begins when s1's link goes down (lab/README.md names its namespace); `lab crash`
+  // then finishes it. Timing the CLI itself would add its start-up to the detection time.
   const crashedAt = Date.now();
+  await run('ip', ['-n', `wl_${lab}_s1`, 'link', 'set', 'eth0', 'down']);
   await run(WEDGE, ['lab', 'crash', 's1', '--lab', lab]);
   client.stdin!.write('go\n');
   const result = JSON.parse((await lines.next()).value as string) as ClientResult;
