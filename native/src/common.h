@@ -94,4 +94,16 @@ void InitAddr(Napi::Env env, Napi::Object exports);
 void InitSplice(Napi::Env env, Napi::Object exports);
 void InitMigrate(Napi::Env env, Napi::Object exports);
 
+/* The Internet checksum (RFC 1071) of raw segments built by hand: add 16-bit words, then fold. */
+inline uint32_t SumWords(const uint8_t* data, size_t len, uint32_t sum) {
+  for (size_t i = 0; i + 1 < len; i += 2) sum += (data[i] << 8) | data[i + 1];
+  if (len & 1) sum += data[len - 1] << 8;
+  return sum;
+}
+
+inline uint16_t FoldChecksum(uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
 }  // namespace wedge

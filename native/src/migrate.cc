@@ -55,17 +55,6 @@ struct SegmentSpec {
   std::vector<uint8_t> options;
 };
 
-uint32_t SumWords(const uint8_t* data, size_t len, uint32_t sum) {
-  for (size_t i = 0; i + 1 < len; i += 2) sum += (data[i] << 8) | data[i + 1];
-  if (len & 1) sum += data[len - 1] << 8;
-  return sum;
-}
-
-uint16_t FoldChecksum(uint32_t sum) {
-  while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);
-  return static_cast<uint16_t>(~sum);
-}
-
 std::vector<uint8_t> BuildSegment(const SegmentSpec& spec) {
   const size_t tcpLen = kTcpHeader + spec.options.size(), total = kIpHeader + tcpLen;
   std::vector<uint8_t> pkt(total, 0);

@@ -113,17 +113,6 @@ SysError OpenCapture(const ProbeRequest& req, Fd* out) {
   return {};
 }
 
-uint32_t SumWords(const uint8_t* data, size_t len, uint32_t sum) {
-  for (size_t i = 0; i + 1 < len; i += 2) sum += (data[i] << 8) | data[i + 1];
-  if (len & 1) sum += data[len - 1] << 8;
-  return sum;
-}
-
-uint16_t FoldChecksum(uint32_t sum) {
-  while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);
-  return static_cast<uint16_t>(~sum);
-}
-
 /* IPv4 + TCP (ACK, no options) + one zero payload byte (the client discards it as a duplicate);
  * the kernel fills the IP id and checksum. */
 std::vector<uint8_t> BuildProbeSegment(const ProbeRequest& req) {
