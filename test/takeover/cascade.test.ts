@@ -16,7 +16,7 @@ describe.skipIf(!IS_ROOT)('cascade s1 -> s2 -> s3', () => {
   const lab = new Lab('cascade');
 
   beforeAll(async () => {
-    await lab.up({ servers: 3, files: ['big.bin:5'], rate: '8mbit' });
+    await lab.up({ servers: 3, files: ['big.bin:6'], rate: '8mbit' });
   });
   afterAll(async () => {
     await lab.down();
@@ -32,7 +32,9 @@ describe.skipIf(!IS_ROOT)('cascade s1 -> s2 -> s3', () => {
       const second = await lab.holder(['s2', 's3']);
       const third = second === 's2' ? 's3' : 's2';
       // The second server has served part of the body itself before it dies.
-      await waitForBytes(out, (await stat(out)).size + MIB / 2, curl);
+      await waitForBytes(out, (await stat(out)).size + MIB / 4, curl).catch(async (err: Error) => {
+        throw new Error(`${err.message}\n${await lab.story()}`);
+      });
       await lab.crash(second);
 
       expect(await curl.done(), curl.stderr).toBe(0);

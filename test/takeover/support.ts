@@ -147,10 +147,9 @@ export class Lab {
   async holder(candidates: readonly string[], clientPort?: number, timeoutMs = 10_000): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      for (const server of candidates) {
-        const rows = await this.connections(server).catch(() => []);
-        if (rows.some((row) => clientPort === undefined || row.id.startsWith(`10.77.0.10:${clientPort}>`))) return server;
-      }
+      const rows = await Promise.all(candidates.map((server) => this.connections(server).catch(() => [])));
+      const index = rows.findIndex((list) => list.some((row) => clientPort === undefined || row.id.startsWith(`10.77.0.10:${clientPort}>`)));
+      if (index >= 0) return candidates[index]!;
       if (Date.now() > deadline) throw new Error(`no server of ${candidates.join(', ')} holds the connection after ${timeoutMs} ms`);
       await sleep(100);
     }
