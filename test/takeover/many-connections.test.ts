@@ -2,7 +2,8 @@
  * Issue 5: 200 concurrent downloads on one server, and it crashes. The adopter takes over every
  * connection still open and all 200 downloads finish byte-exact.
  *
- *   client: many-client.py: 200 threads, each GET file.bin on its own connection via s1's VIP,
+ *   client: many-client.py: 200 threads, each GET file.bin on its own connection via s1's VIP
+ *           (started 5 ms apart),
  *           each reading 128 KiB/s (so the whole batch lasts ~8 s; the client's small receive
  *           buffer keeps the server's side of every connection mid-body too)
  *   test:   once a third of all bytes have arrived, crash s1
