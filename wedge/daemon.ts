@@ -3,6 +3,7 @@
  * (soft-state member, replication of every connection, takeover of dead peers).
  */
 import { networkInterfaces } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
 import { assertPrivileges, splice } from '../native/index.js';
 import { loadKeyRing, SoftStateMember } from '../softstate/index.js';
@@ -14,6 +15,9 @@ import { RstGuard } from './rst-guard.js';
 import type { ServeFlags } from './serve-command.js';
 import { WedgeServer } from './server.js';
 import { Takeover } from './takeover.js';
+
+/* Stalls longer than this are logged: they approach the peers' dead-after interval. */
+const STALL_WARNING_MS = 150;
 
 export async function runDaemon(flags: ServeFlags): Promise<void> {
   const logger = pino(
@@ -30,6 +34,7 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
     logger,
     ...(flags.splice ? { splicer: { splice } } : {}),
   });
+  watchEventLoop(logger);
   const failover = flags.address ? await startFailover(flags, listen, server, logger) : undefined;
   await server.start();
   if (!failover) logger.warn('no --address: failover is off (plain relay)');
@@ -104,3 +109,15 @@ function positive(text: string, option: string): number {
   if (!Number.isSafeInteger(value) || value <= 0) throw new WedgeError('WEDGE_ERR_CONFIG', `${option} must be a positive integer, got "${text}"`);
   return value;
 }
+
+/* Heartbeats share the event loop with the relay: a long stall looks like death to the peers. */
+function watchEventLoop(logger: Logger): void {
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  setInterval(() => {
+    const worstMs = delay.max / 1e6;
+    if (worstMs > STALL_WARNING_MS) logger.warn({ worstMs: +worstMs.toFixed(1), p99Ms: +(delay.percentile(99) / 1e6).toFixed(1) }, 'event loop stalled');
+    delay.reset();
+  }, 1000).unref();
+}
+

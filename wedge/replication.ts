@@ -32,11 +32,21 @@ interface Tracked {
   transport: TransportState;
   migration: number;
   repeat?: NodeJS.Timeout;
+  /* bytesToClient in the last advert. */
+  advertisedSent: number;
 }
 
 /* A change is advertised at once and once more shortly after: multicast has no retransmission,
  * and a lost triggered advert would otherwise leave the change unknown until the next round. */
 const REPEAT_ADVERT_MS = 250;
+
+/*
+ * The member re-sends every record on its periodic round; a record needs re-making only when
+ * its byte counts could no longer resolve the probe's 32-bit sequence numbers (they must stay
+ * within 2 GiB of the truth). Re-making every record every round costs a stall of hundreds of
+ * milliseconds with a thousand connections, which peers read as death.
+ */
+const REFRESH_AFTER_BYTES = 2 ** 30;
 
 export class Replication {
   private readonly tracked = new Map<string, Tracked>();
@@ -63,7 +73,7 @@ export class Replication {
 
   /* A connection this server serves from now on, with its anchors and migration number. */
   track(connection: RelayConnection, transport: TransportState, migration: number): void {
-    const entry: Tracked = { connection, transport, migration };
+    const entry: Tracked = { connection, transport, migration, advertisedSent: 0 };
     this.tracked.set(connection.id, entry);
     connection.on('progress', () => this.advertiseChange(entry));
     connection.once('close', () => {
@@ -107,7 +117,9 @@ export class Replication {
   }
 
   private refreshAll(): void {
-    for (const entry of this.tracked.values()) this.advertise(entry);
+    for (const entry of this.tracked.values()) {
+      if (entry.connection.bytesToClient - entry.advertisedSent >= REFRESH_AFTER_BYTES) this.advertise(entry);
+    }
   }
 
   private advertise(entry: Tracked): void {
@@ -115,6 +127,7 @@ export class Replication {
     const client = { address: connection.client.remoteAddress!, port: connection.client.remotePort! };
     const service = { address: connection.client.localAddress!, port: connection.client.localPort! };
     const stream: ReplicatedStream = { map: connection.streamMap.toJSON(), sent: connection.bytesToClient, received: connection.bytesFromClient };
+    entry.advertisedSent = stream.sent;
     const record: ConnectionRecord = {
       id: connectionId(client, service),
       client,
