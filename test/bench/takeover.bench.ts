@@ -44,7 +44,9 @@ export default async function bench(): Promise<BenchRow[]> {
 }
 
 async function crashWith(lab: string, count: number): Promise<BenchRow[]> {
-  const up = JSON.parse((await run(WEDGE, ['lab', 'up', '--lab', lab, '--servers', '3', '--file', 'big.bin:16', '--json'], { maxBuffer: 1 << 20 })).stdout) as {
+  // Links shaped so that the downloads are still running when the server dies.
+  const mib = count === 1 ? 16 : 1;
+  const up = JSON.parse((await run(WEDGE, ['lab', 'up', '--lab', lab, '--servers', '3', '--file', `big.bin:${mib}`, '--rate', '200mbit', '--json'], { maxBuffer: 1 << 20 })).stdout) as {
     servers: Array<{ name: string; service: string }>;
   };
   const client = spawn(WEDGE, ['lab', 'exec', 'client', '--lab', lab, '--', 'python3', CLIENT, `${up.servers[0]!.service}/big.bin`, String(count), '65536'], {
@@ -55,10 +57,11 @@ async function crashWith(lab: string, count: number): Promise<BenchRow[]> {
   await new Promise((r) => setTimeout(r, 500)); // triggered adverts are out in milliseconds; leave margin
   // The crash begins when s1's link goes down (lab/README.md names its namespace); `lab crash`
   // then finishes it. Timing the CLI itself would add its start-up to the detection time.
+  client.stdin!.write('go\n'); // the client reads on while s1 dies: its silences are the stall
+  await new Promise((r) => setTimeout(r, 100));
   const crashedAt = Date.now();
   await run('ip', ['-n', `wl_${lab}_s1`, 'link', 'set', 'eth0', 'down']);
   await run(WEDGE, ['lab', 'crash', 's1', '--lab', lab]);
-  client.stdin!.write('go\n');
   const result = JSON.parse((await lines.next()).value as string) as ClientResult;
 
   const runDir = (JSON.parse((await run(WEDGE, ['lab', 'status', '--lab', lab, '--json'])).stdout) as { runDir: string }).runDir;
