@@ -149,6 +149,9 @@ export class Takeover {
     } catch (err) {
       return (err as { code?: string }).code === 'ECONNRESET' ? 'client-gone' : 'probe-failed';
     }
+    // Let timers run between connections: a takeover of a thousand must not hold the loop so
+    // long that this server misses its own heartbeats and is thought dead in turn.
+    await yieldToLoop();
     const probeMs = performance.now() - started;
     const serverOffset = unwrap((answer.ack - state.sendSeq) >>> 0, stream.sent);
     const clientOffset = unwrap((answer.seq - state.recvSeq) >>> 0, stream.received);
@@ -222,6 +225,10 @@ async function restoreSoon(state: ConnectionDump, answer: ProbeAnswer): Promise<
       await sleep(RESTORE_RETRY_MS);
     }
   }
+}
+
+function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 /* The record's transport as the native restore wants it: byte 0 of each stream as anchors. */
