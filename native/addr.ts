@@ -20,7 +20,7 @@ async function ip(args: string[], alreadyDone: RegExp): Promise<void> {
 
 /** Adds `cidr` (e.g. '10.0.0.100/24') to `ifname`; succeeds if it is already there. */
 export function addAddress(ifname: string, cidr: string): Promise<void> {
-  return ip(['addr', 'add', cidr, 'dev', ifname], /File exists/);
+  return ip(['addr', 'add', cidr, 'dev', ifname], /File exists|Address already assigned/);
 }
 
 /** Removes `cidr` from `ifname`; succeeds if it is not there. */
