@@ -61,6 +61,7 @@ export interface RawTcpSegment extends RawEndpoints {
   flags: number;
   window: number;
   options: Buffer;
+  mark?: number;
 }
 
 export interface RawCapturedSyn {

@@ -30,6 +30,8 @@ export interface TcpSegment {
   window?: number;
   /** TCP option bytes, a multiple of 4, at most 40 (default none). */
   options?: Buffer;
+  /** SO_MARK the segment leaves with (default none). */
+  mark?: number;
 }
 
 /** Sends one segment through a raw socket; throws NativeError if the kernel refuses it. */
@@ -44,6 +46,7 @@ export function sendTcpSegment(segment: TcpSegment): void {
     flags: segment.flags,
     window: segment.window ?? 0xffff,
     options: segment.options ?? Buffer.alloc(0),
+    ...(segment.mark ? { mark: segment.mark } : {}),
   });
 }
 

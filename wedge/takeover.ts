@@ -19,7 +19,20 @@
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { addAddress, dump, gratuitousArp, probe, removeAddress, restore, socketFd, type ConnectionDump, type ProbeAnswer } from '../native/index.js';
+import {
+  addAddress,
+  dump,
+  gratuitousArp,
+  probe,
+  removeAddress,
+  restore,
+  sendTcpSegment,
+  socketFd,
+  TCP_ACK,
+  TCP_RST,
+  type ConnectionDump,
+  type ProbeAnswer,
+} from '../native/index.js';
 import { planResume } from '../splice/resume.js';
 import type { ConnectionRecord, SoftStateMember } from '../softstate/index.js';
 import { chooseAdopter } from './adoption.js';
@@ -156,7 +169,15 @@ export class Takeover {
     const serverOffset = unwrap((answer.ack - state.sendSeq) >>> 0, stream.sent);
     const clientOffset = unwrap((answer.seq - state.recvSeq) >>> 0, stream.received);
     const plan = planResume(stream.map, serverOffset, clientOffset, stream.received);
-    const socket = new net.Socket({ fd: await restoreSoon(state, answer), readable: true, writable: true, allowHalfOpen: true });
+    let fd: number;
+    try {
+      fd = await restoreSoon(state, answer);
+    } catch (err) {
+      this.logger.warn({ conn: record.id, err: (err as Error).message }, 'restore failed; resetting the client');
+      resetClient(state, answer);
+      return 'restore-failed';
+    }
+    const socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
     const restoreMs = performance.now() - started - probeMs;
     if (plan.kind === 'abort') {
       this.logger.warn({ conn: record.id, reason: plan.reason, serverOffset }, 'cannot resume exactly; resetting');
@@ -225,6 +246,25 @@ async function restoreSoon(state: ConnectionDump, answer: ProbeAnswer): Promise<
       await sleep(RESTORE_RETRY_MS);
     }
   }
+}
+
+/*
+ * Without a socket, the client is told by hand: a RST at exactly its next wanted byte (so it is
+ * in its window), marked like restored sockets' resets so that the guard lets it pass. Otherwise
+ * a client that is only waiting for data would wait forever.
+ */
+function resetClient(state: ConnectionDump, answer: ProbeAnswer): void {
+  sendTcpSegment({
+    localAddress: state.localAddress,
+    localPort: state.localPort,
+    remoteAddress: state.remoteAddress,
+    remotePort: state.remotePort,
+    seq: answer.ack,
+    ack: answer.seq,
+    flags: TCP_RST | TCP_ACK,
+    window: 0,
+    mark: RESTORED_MARK,
+  });
 }
 
 function yieldToLoop(): Promise<void> {

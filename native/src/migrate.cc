@@ -52,6 +52,7 @@ constexpr size_t kQueueLimit = 1024;
 struct SegmentSpec {
   sockaddr_in local{}, remote{};
   uint32_t seq = 0, ack = 0, flags = 0, window = 0;
+  uint32_t mark = 0;  // SO_MARK of the raw socket, 0: none (netfilter rules may tell segments apart by it)
   std::vector<uint8_t> options;
 };
 
@@ -90,6 +91,8 @@ std::vector<uint8_t> BuildSegment(const SegmentSpec& spec) {
 SysError SendSegment(const SegmentSpec& spec) {
   Fd raw(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
   if (!raw.valid()) return Fail("socket", errno, "raw IPv4");
+  if (spec.mark != 0 && setsockopt(raw.get(), SOL_SOCKET, SO_MARK, &spec.mark, sizeof spec.mark) < 0)
+    return Fail("setsockopt", errno, "SO_MARK");
   std::vector<uint8_t> pkt = BuildSegment(spec);
   if (sendto(raw.get(), pkt.data(), pkt.size(), 0, reinterpret_cast<const sockaddr*>(&spec.remote), sizeof spec.remote) < 0)
     return Fail("sendto", errno, "TCP segment");
@@ -111,6 +114,7 @@ Napi::Value SendTcpSegment(const Napi::CallbackInfo& info) {
       !GetUint32(o, "seq", &spec.seq) || !GetUint32(o, "ack", &spec.ack) || !GetUint32(o, "flags", &spec.flags) ||
       !GetUint32(o, "window", &spec.window))
     return env.Undefined();
+  if (o.Has("mark") && !GetUint32(o, "mark", &spec.mark)) return env.Undefined();
   if (!ToSockaddr(localAddress, localPort, &spec.local) || !ToSockaddr(remoteAddress, remotePort, &spec.remote)) {
     Napi::TypeError::New(env, "sendTcpSegment: addresses must be IPv4 and ports 0..65535").ThrowAsJavaScriptException();
     return env.Undefined();
