@@ -102,9 +102,13 @@ export class Takeover {
   private async onPeerDead(peer: string, reason: string): Promise<void> {
     const peers = this.member.peers();
     const live = [this.config.self, ...peers.filter((p) => p.alive && p.address !== peer).map((p) => p.address)];
-    const records = this.member.recordsOwnedBy(peer);
+    // A peer can be reported dead again (late heartbeats made it look alive for a moment):
+    // connections already taken over here are served here, not taken again.
+    const records = this.member.recordsOwnedBy(peer).filter((r) => !this.server.connections.has(r.id));
     const addresses = new Set([...(peers.find((p) => p.address === peer)?.services ?? []), ...records.map((r) => r.service.address)]);
-    const mine = [...addresses].filter((address) => chooseAdopter(address, live) === this.config.self);
+    const mine = [...addresses].filter(
+      (address) => chooseAdopter(address, live) === this.config.self && (!this.services.has(address) || records.some((r) => r.service.address === address)),
+    );
     this.logger.warn({ peer, reason, addresses: [...addresses], adopting: mine, connections: records.length }, 'peer dead');
     await Promise.all(mine.map((address) => this.adoptAddress(address, records.filter((r) => r.service.address === address))));
   }
