@@ -8,7 +8,8 @@
         "native/src/probe.cc",
         "native/src/splice.cc",
         "native/src/addr.cc",
-        "native/src/migrate.cc"
+        "native/src/migrate.cc",
+        "native/src/capture.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],

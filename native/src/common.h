@@ -11,7 +11,9 @@
 #include <cerrno>
 #include <cstdint>
 #include <string>
+#include <vector>
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
@@ -105,5 +107,9 @@ inline uint16_t FoldChecksum(uint32_t sum) {
   while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);
   return static_cast<uint16_t>(~sum);
 }
+
+/* An AF_PACKET socket for IPv4 packets that pass `code` (classic BPF), on `ifname` or on all
+ * interfaces when it is empty (capture.cc). */
+SysError OpenIpv4Capture(const std::vector<sock_filter>& code, const std::string& ifname, Fd* out);
 
 }  // namespace wedge

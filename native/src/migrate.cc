@@ -300,20 +300,8 @@ class MigrateCapture {
 };
 
 SysError OpenMigrateCapture(const sockaddr_in& address, uint16_t exid, const std::string& ifname, Fd* socketOut, Fd* wakeupOut) {
-  Fd sock(socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_IP)));
-  if (!sock.valid()) return Fail("socket", errno, "AF_PACKET capture");
-  std::vector<sock_filter> code = MigrateSynFilter(ntohl(address.sin_addr.s_addr), exid);
-  sock_fprog prog{static_cast<unsigned short>(code.size()), code.data()};
-  if (setsockopt(sock.get(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
-    return Fail("setsockopt", errno, "SO_ATTACH_FILTER");
-  sockaddr_ll where{};
-  where.sll_family = AF_PACKET;
-  where.sll_protocol = htons(ETH_P_IP);
-  if (!ifname.empty()) {
-    where.sll_ifindex = static_cast<int>(if_nametoindex(ifname.c_str()));
-    if (where.sll_ifindex == 0) return Fail("if_nametoindex", errno, ifname);
-  }
-  if (bind(sock.get(), reinterpret_cast<sockaddr*>(&where), sizeof where) < 0) return Fail("bind", errno, "AF_PACKET capture");
+  Fd sock;
+  if (SysError e = OpenIpv4Capture(MigrateSynFilter(ntohl(address.sin_addr.s_addr), exid), ifname, &sock)) return e;
   Fd wakeup(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wakeup.valid()) return Fail("eventfd");
   *socketOut = std::move(sock);

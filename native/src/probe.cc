@@ -94,23 +94,7 @@ std::vector<sock_filter> AnswerFilter(const ProbeRequest& req) {
 }
 
 SysError OpenCapture(const ProbeRequest& req, Fd* out) {
-  Fd sock(socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_IP)));
-  if (!sock.valid()) return Fail("socket", errno, "AF_PACKET capture");
-  std::vector<sock_filter> code = AnswerFilter(req);
-  sock_fprog prog{static_cast<unsigned short>(code.size()), code.data()};
-  if (setsockopt(sock.get(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
-    return Fail("setsockopt", errno, "SO_ATTACH_FILTER");
-  sockaddr_ll where{};
-  where.sll_family = AF_PACKET;
-  where.sll_protocol = htons(ETH_P_IP);
-  if (!req.ifname.empty()) {
-    where.sll_ifindex = if_nametoindex(req.ifname.c_str());
-    if (where.sll_ifindex == 0) return Fail("if_nametoindex", errno, req.ifname);
-  }
-  if (bind(sock.get(), reinterpret_cast<sockaddr*>(&where), sizeof where) < 0)
-    return Fail("bind", errno, "AF_PACKET capture");
-  *out = std::move(sock);
-  return {};
+  return OpenIpv4Capture(AnswerFilter(req), req.ifname, out);
 }
 
 /* IPv4 + TCP (ACK, no options) + one zero payload byte (the client discards it as a duplicate);
