@@ -46,12 +46,18 @@ export interface RawProbeRequest extends RawEndpoints {
 }
 
 export interface RawProbeAnswer {
+  /** The client's rcv_nxt: the next server byte it wants. */
   ack: number;
+  /** The client's snd_nxt. */
   seq: number;
+  /** The client's advertised receive window, unscaled as on the wire. */
   window: number;
+  /** The client's timestamp clock and echo, if the connection uses timestamps. */
   tsVal?: number;
   tsEcr?: number;
+  /** From sending the successful probe to capturing the answer. */
   rttMs: number;
+  /** Probes sent, the answered one included. */
   attempts: number;
 }
 

@@ -1,4 +1,4 @@
-import { addon } from './addon.js';
+import { addon, type RawProbeAnswer } from './addon.js';
 
 /* Asking the client's kernel where the stream stands (see native/src/probe.cc). */
 
@@ -27,21 +27,7 @@ export interface ProbeOptions {
   ack?: number;
 }
 
-export interface ProbeAnswer {
-  /** The client's rcv_nxt: the next server byte it wants. */
-  ack: number;
-  /** The client's snd_nxt. */
-  seq: number;
-  /** The client's advertised receive window, unscaled as on the wire. */
-  window: number;
-  /** The client's timestamp clock and echo, if the connection uses timestamps. */
-  tsVal?: number;
-  tsEcr?: number;
-  /** From sending the successful probe to capturing the answer. */
-  rttMs: number;
-  /** Probes sent, the answered one included. */
-  attempts: number;
-}
+export type ProbeAnswer = RawProbeAnswer;
 
 const DEFAULT_TIMEOUT_MS = 200;
 const DEFAULT_RETRIES = 3;

@@ -60,7 +60,7 @@ export interface TakeoverConfig {
 
 export class Takeover {
   /* Service addresses this server answers for: its own and those it adopted. */
-  readonly services = new Set<string>();
+  private readonly services = new Set<string>();
 
   constructor(
     private readonly config: TakeoverConfig,
