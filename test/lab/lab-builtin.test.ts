@@ -9,6 +9,21 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, IS_ROOT, labNamespaces, processesMentioning, sha256, uniqueLab, watchFinRst, wedge, wedgeOk } from './lab-cli.js';
 
+/*
+ * A client that really stays slow: a small receive buffer and 4 KiB read every 50 ms (about
+ * 80 KB/s), so the 4 MiB body cannot all sit in the client's kernel before the crash (curl's
+ * --limit-rate only paces reads from a buffer that here swallows the whole file in milliseconds).
+ */
+const SLOW_READER = `
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+s.connect((sys.argv[1], 80))
+s.sendall(b'GET ' + sys.argv[2].encode() + b' HTTP/1.1\\r\\nHost: lab\\r\\n\\r\\n')
+while s.recv(4096):
+    time.sleep(0.05)
+`;
+
 interface UpDocument {
   lab: string;
   client: string;
@@ -142,12 +157,15 @@ describe.skipIf(!IS_ROOT)('lab with the built-in origin', () => {
     // not the lab's business: a peer takes it over.)
     const watch = wedges ? await watchFinRst(`wl_${lab}_sw`, 'p-s2', '10.77.0.102') : null;
     const download = wedges
-      ? spawn(process.execPath, [CLI, 'lab', 'exec', 'client', '--lab', lab, '--', 'curl', '-sS', '-o', '/dev/null', '--limit-rate', '100K', 'http://10.77.0.102/big.bin'], {
+      ? spawn(process.execPath, [CLI, 'lab', 'exec', 'client', '--lab', lab, '--', 'python3', '-c', SLOW_READER, '10.77.0.102', '/big.bin'], {
           stdio: 'ignore',
         })
       : null;
     try {
-      if (download) await sleep(1_000);
+      if (download) {
+        await sleep(1_000);
+        expect(download.exitCode, 'the download is still in flight when s2 crashes').toBeNull();
+      }
       await wedgeOk(['lab', 'crash', 's2', '--lab', lab]);
       if (watch && download) {
         await sleep(1_000);
