@@ -125,6 +125,24 @@ SysError ReadBytesReceived(int fd, uint64_t* bytes) {
   return {};
 }
 
+/* rcv_nxt and tcpi_bytes_received come from separate calls, and a segment arriving between them
+ * would put the peer's ISN off by its length. Both advance together under the socket lock, so
+ * an unchanged byte count around the repair read proves that rcv_nxt belongs with it. */
+SysError ReadConsistentReceiveState(int fd, RepairState* state, uint64_t* bytesReceived) {
+  constexpr int kAttempts = 16;
+  for (int attempt = 0; attempt < kAttempts; attempt++) {
+    uint64_t before = 0, after = 0;
+    if (SysError e = ReadBytesReceived(fd, &before)) return e;
+    if (SysError e = ReadRepairState(fd, state)) return e;
+    if (SysError e = ReadBytesReceived(fd, &after)) return e;
+    if (before == after) {
+      *bytesReceived = after;
+      return {};
+    }
+  }
+  return Fail("getsockopt", EAGAIN, "data kept arriving while the receive state was read");
+}
+
 Napi::Value Dump(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
@@ -133,9 +151,8 @@ Napi::Value Dump(const Napi::CallbackInfo& info) {
   RepairState state;
   SysError e = ReadEndpoints(fd, &local, &remote);
   if (!e) e = GetOpt(fd, TCP_INFO, &tcpInfo, "TCP_INFO");
-  if (!e) e = ReadRepairState(fd, &state);
   uint64_t bytesReceived = 0;
-  if (!e) e = ReadBytesReceived(fd, &bytesReceived);
+  if (!e) e = ReadConsistentReceiveState(fd, &state, &bytesReceived);
   if (e) return ThrowNativeError(env, e);
 
   bool timestamps = tcpInfo.tcpi_options & TCPI_OPT_TIMESTAMPS;

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -82,6 +83,33 @@ describe('dump and restore on loopback', () => {
     expect((dump(socketFd(accepted)).sendSeq - before.sendSeq) >>> 0).toBe(body.length);
     client.destroy();
     accepted.destroy();
+  });
+
+  it("finds the peer's ISN exactly while its data keeps arriving", async () => {
+    const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    // Another process writes small segments non-stop, so they land between the dump's syscalls.
+    const writer = spawn(process.execPath, ['-e', `
+      const socket = require('net').connect(${port}, '127.0.0.1', () => {
+        const pump = () => { while (socket.write(Buffer.alloc(72, 65))); };
+        socket.on('drain', pump);
+        pump();
+      });
+      socket.on('error', () => process.exit(0));`]);
+    const socket = await accepted;
+    socket.on('data', () => undefined);
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      const anchors = new Set<number>();
+      for (let i = 0; i < 3000; i++) {
+        const state = dump(socketFd(socket));
+        anchors.add((state.recvSeq - state.bytesReceived) >>> 0);
+      }
+      expect(anchors.size).toBe(1);
+    } finally {
+      writer.kill();
+      socket.destroy();
+    }
   });
 
   it('rebuilds a quietly closed connection that then works both ways', async () => {
