@@ -109,22 +109,40 @@ export class Outbox {
     return encodeItem(item);
   }
 
-  /* Seals already-encoded items into datagrams; `refused` lists items too large to send. */
-  adverts(encoded: readonly Buffer[]): { datagrams: Buffer[]; refused: number[]; fragments: number } {
-    const packed = packAdverts(encoded, {
+  /* Packs already-encoded items into plaintext frames (one per datagram, to be sealed);
+   * `refused` lists items too large to send. */
+  advertFrames(encoded: readonly Buffer[]): { frames: Buffer[]; refused: number[]; fragments: number } {
+    return packAdverts(encoded, {
       maxPayload: this.maxPayload,
       maxFragments: this.maxFragments,
       nextMessageId: () => (this.messageId = (this.messageId + 1) >>> 0),
     });
-    return { datagrams: packed.frames.map((f) => this.sealer.seal(f)), refused: packed.refused, fragments: packed.fragments };
+  }
+
+  heartbeatFrame(load: Heartbeat['load'], services: string[] = []): Buffer {
+    return encodeHeartbeat({ sender: this.sealer.sender, epoch: this.epochHex, load, services });
+  }
+
+  noticeFrame(notice: DeathNotice): Buffer {
+    return encodeDeathNotice(notice);
+  }
+
+  seal(frame: Buffer): Buffer {
+    return this.sealer.seal(frame);
+  }
+
+  /* Sealed forms of the above, for senders that seal where they pack. */
+  adverts(encoded: readonly Buffer[]): { datagrams: Buffer[]; refused: number[]; fragments: number } {
+    const packed = this.advertFrames(encoded);
+    return { datagrams: packed.frames.map((f) => this.seal(f)), refused: packed.refused, fragments: packed.fragments };
   }
 
   heartbeat(load: Heartbeat['load'], services: string[] = []): Buffer {
-    return this.sealer.seal(encodeHeartbeat({ sender: this.sealer.sender, epoch: this.epochHex, load, services }));
+    return this.seal(this.heartbeatFrame(load, services));
   }
 
   notice(notice: DeathNotice): Buffer {
-    return this.sealer.seal(encodeDeathNotice(notice));
+    return this.seal(this.noticeFrame(notice));
   }
 }
 

@@ -14,6 +14,11 @@
  * remove() sends a withdrawal so receivers forget a closed connection at once. Heartbeats,
  * notices and triggered adverts are never paced: they are small and time-critical.
  *
+ * Sending. Every outgoing datagram is sealed and sent by a worker thread (sender.ts), which also
+ * sends the heartbeats: a main thread busy for a few hundred milliseconds does not go silent.
+ * The main thread checks in every heartbeat interval; after heartbeatLeaseMs without a check-in
+ * the heartbeats stop, so a wedged daemon is still found dead (after lease + dead-after).
+ *
  * Liveness. A heartbeat (with the sender's load) every heartbeatIntervalMs; a peer not heard
  * for deadAfterMs is dead ('peer-dead' with reason 'silent'). A heartbeat with a higher epoch
  * means the peer restarted and lost its connections: 'peer-dead' ('restarted'), then
@@ -26,8 +31,8 @@
  *    connections every 3 s, see test/bench/softstate.bench.ts).
  *  - False positives: a peer is declared dead only after four heartbeats in a row are lost.
  *    With independent loss p that is p^4 per 100 ms: 1e-8 at 1% loss (one false alarm per
- *    ~30 years per peer), but 0.8% at 30% loss (one per ~12 s). Event-loop stalls over
- *    ~300 ms (GC, a blocked daemon) cause the same. Either way the error is corrected by the
+ *    ~30 years per peer), but 0.8% at 30% loss (one per ~12 s). Event-loop stalls
+ *    do not (the sender thread heartbeats through them), unless longer than the lease. Either way the error is corrected by the
  *    next heartbeat, as below, and migration numbers keep takeovers safe.
  *
  * Death reports. declareDead(peer) multicasts a notice (three copies, lost datagrams happen)
@@ -63,18 +68,20 @@ import {
 } from './groups.js';
 import { isAddress, MAX_REASON_LENGTH, MAX_SERVICES, parseConnectionRecord, type ConnectionRecord, type DeathNotice, type Load, type Withdrawal } from './records.js';
 import { compareVersions, SoftStateTable } from './table.js';
+import { SenderThread } from './sender.js';
 import { MulticastTransport } from './transport.js';
 
 export const DEFAULT_ADVERT_INTERVAL_MS = 3000;
 export const DEFAULT_EXPIRE_MS = 10_000;
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 100;
 export const DEFAULT_DEAD_AFTER_MS = 400;
+/* Longer than any stall seen under load (a few hundred ms), far shorter than a hung daemon. */
+export const DEFAULT_HEARTBEAT_LEASE_MS = 1000;
 const NOTICE_COPIES = 3;
 /* Periodic rounds leave in bursts of PACE_BURST records every PACE_INTERVAL_MS (1,000
  * connections = ~500 datagrams = ~80 ms), so a receiver's socket buffer (208 kB by default on
- * Linux) does not overflow while its event loop is busy. Each burst is sealed as it leaves: a
- * datagram sealed at the start of the round and sent after 64 newer ones (heartbeats, triggered
- * adverts) would be refused by the receivers' replay window as stale. */
+ * Linux) does not overflow while its event loop is busy. Each burst carries its records as they
+ * are when it leaves, so a round never overwrites a newer triggered advert with an older copy. */
 const PACE_BURST = 32;
 const PACE_INTERVAL_MS = 5;
 
@@ -91,6 +98,8 @@ export interface SoftStateMemberOptions {
   expireMs?: number;
   heartbeatIntervalMs?: number;
   deadAfterMs?: number;
+  /* Heartbeats continue this long after the main thread last checked in. */
+  heartbeatLeaseMs?: number;
   /* UDP payload budget per datagram. */
   mtu?: number;
   maxFragments?: number;
@@ -186,6 +195,9 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   readonly expireMs: number;
   readonly heartbeatIntervalMs: number;
   readonly deadAfterMs: number;
+  readonly heartbeatLeaseMs: number;
+  private keyRing: KeyRing;
+  private readonly mtu: number;
   private readonly interfaceAddress: string;
   private readonly loopback: boolean;
   private readonly outbox: Outbox;
@@ -196,12 +208,15 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   private readonly withdrawals: Withdrawal[] = [];
   private readonly peerStates = new Map<string, PeerState>();
   private readonly logger: SoftStateMemberOptions['logger'];
+  /* Receives; the sender thread sends. */
   private transport: MulticastTransport | undefined;
+  private sender: SenderThread | undefined;
   private flushScheduled: NodeJS.Immediate | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly noticeTimers = new Set<NodeJS.Timeout>();
   private advertTimer: NodeJS.Timeout | undefined;
-  private paced: Buffer[] = [];
+  /* Ids of the records still to go out in the current periodic round. */
+  private paced: string[] = [];
   private pacer: NodeJS.Timeout | undefined;
   private load: { bytesPerSec: number; cpu?: number } = { bytesPerSec: 0 };
   private services: string[] = [];
@@ -214,7 +229,6 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     triggeredAdverts: 0,
     periodicAdverts: 0,
     withdrawalsSent: 0,
-    heartbeatsSent: 0,
     noticesSent: 0,
     recordsReceived: 0,
     heartbeatsReceived: 0,
@@ -238,6 +252,10 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     this.expireMs = options.expireMs ?? DEFAULT_EXPIRE_MS;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
     this.deadAfterMs = options.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS;
+    this.heartbeatLeaseMs = options.heartbeatLeaseMs ?? DEFAULT_HEARTBEAT_LEASE_MS;
+    if (this.heartbeatLeaseMs < this.heartbeatIntervalMs) {
+      throw new WedgeError('WEDGE_ERR_CONFIG', `heartbeat lease (${this.heartbeatLeaseMs} ms) must be at least the heartbeat interval (${this.heartbeatIntervalMs} ms)`);
+    }
     if (this.deadAfterMs <= this.heartbeatIntervalMs) {
       throw new WedgeError('WEDGE_ERR_CONFIG', `dead-after (${this.deadAfterMs} ms) must exceed the heartbeat interval (${this.heartbeatIntervalMs} ms)`);
     }
@@ -246,6 +264,8 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     }
     this.loopback = options.loopback ?? false;
     const mtu = options.mtu ?? DEFAULT_MTU;
+    this.mtu = mtu;
+    this.keyRing = options.keyRing;
     this.outbox = new Outbox({
       ring: options.keyRing,
       self: this.self,
@@ -275,21 +295,39 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
       interfaceAddress: this.interfaceAddress,
       loopback: this.loopback,
     });
-    await transport.start();
-    transport.on('message', (datagram) => this.receive(datagram));
-    transport.on('error', (err) => {
+    const onError = (err: Error) => {
       // An unheard 'error' would throw: log it instead when the daemon does not listen.
       if (this.listenerCount('error') > 0) this.emit('error', err);
       else this.logger?.warn({ err }, 'soft-state socket error');
-    });
+    };
+    await transport.start();
+    try {
+      this.sender = await SenderThread.start(
+        {
+          ring: this.keyRing,
+          self: this.self,
+          epoch: this.outbox.epoch.toString(),
+          mtu: this.mtu,
+          transport: { group: this.group.address, port: this.group.port, interfaceAddress: this.interfaceAddress, loopback: this.loopback },
+          heartbeatIntervalMs: this.heartbeatIntervalMs,
+          leaseMs: this.heartbeatLeaseMs,
+          beat: this.beatContent(),
+        },
+        onError,
+      );
+    } catch (err) {
+      await transport.stop();
+      throw err;
+    }
+    transport.on('message', (datagram) => this.receive(datagram));
+    transport.on('error', onError);
     this.transport = transport;
     this.peerCheckIntervalMs = Math.max(10, Math.min(50, Math.floor(this.deadAfterMs / 8)));
     this.lastPeerCheck = performance.now();
-    this.timers.push(setInterval(() => this.sendHeartbeat(), this.heartbeatIntervalMs));
+    this.timers.push(setInterval(() => this.checkIn(), this.heartbeatIntervalMs));
     this.timers.push(setInterval(() => this.checkPeers(), this.peerCheckIntervalMs));
     this.timers.push(setInterval(() => this.housekeeping(), 1000));
     this.schedulePeriodicAdvert();
-    this.sendHeartbeat();
     if (this.dirty.size > 0) this.scheduleFlush();
     this.logger?.info({ group: this.group, epoch: this.epoch }, 'soft-state member started');
   }
@@ -307,14 +345,18 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     this.advertTimer = undefined;
     this.flushScheduled = undefined;
     const transport = this.transport;
+    const sender = this.sender;
     this.transport = undefined;
-    await transport?.stop();
+    this.sender = undefined;
+    await Promise.all([transport?.stop(), sender?.stop()]);
   }
 
   /* Key rotation (e.g. on SIGHUP): seal with the ring's newest key, open with any of its keys. */
   setKeyRing(ring: KeyRing): void {
+    this.keyRing = ring;
     this.outbox.setKeyRing(ring);
     this.inbox.setKeyRing(ring);
+    this.sender?.setKeyRing(ring);
   }
 
   /* Service addresses carried by the next heartbeats. */
@@ -380,8 +422,8 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     const target = supportGroupOf(peer, this.groupConfig);
     for (let copy = 0; copy < NOTICE_COPIES; copy++) {
       const send = (): void => {
-        if (!this.transport) return;
-        this.transport.send(this.outbox.notice(notice), { address: target.address, port: target.port });
+        if (!this.sender) return;
+        this.sender.send([this.outbox.noticeFrame(notice)], { address: target.address, port: target.port });
         this.counters.noticesSent++;
       };
       if (copy === 0) {
@@ -421,16 +463,18 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   }
 
   get metrics(): SoftStateMetrics {
-    const t = this.transport?.stats;
+    const sent = this.sender?.stats;
+    const received = this.transport?.stats;
     const peers = [...this.peerStates.values()];
     return {
-      datagramsSent: t?.sent ?? 0,
-      bytesSent: t?.sentBytes ?? 0,
-      sendQueueDrops: t?.dropped ?? 0,
-      sendErrors: t?.sendErrors ?? 0,
-      datagramsReceived: t?.received ?? 0,
-      bytesReceived: t?.receivedBytes ?? 0,
+      datagramsSent: sent?.sent ?? 0,
+      bytesSent: sent?.sentBytes ?? 0,
+      sendQueueDrops: sent?.dropped ?? 0,
+      sendErrors: sent?.sendErrors ?? 0,
+      datagramsReceived: received?.received ?? 0,
+      bytesReceived: received?.receivedBytes ?? 0,
       datagramsAccepted: this.inbox.accepted,
+      heartbeatsSent: this.sender?.heartbeatsSent ?? 0,
       ...this.counters,
       reassemblyEvicted: this.inbox.reassembler.evicted,
       reassemblyTimedOut: this.inbox.reassembler.timedOut,
@@ -495,7 +539,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   private handleNotice(notice: DeathNotice, local = false): void {
     if (notice.peer === this.self) {
       this.logger?.warn({ declarer: notice.declarer, reason: notice.reason }, 'declared dead by a peer; refuting with a heartbeat');
-      this.sendHeartbeat();
+      this.checkIn(true);
       this.emit('declared-dead-self', notice.declarer, notice.reason);
       return;
     }
@@ -567,7 +611,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   }
 
   private scheduleFlush(): void {
-    if (this.flushScheduled || !this.transport) return;
+    if (this.flushScheduled || !this.sender) return;
     this.flushScheduled = setImmediate(() => {
       this.flushScheduled = undefined;
       this.flushTriggered();
@@ -592,43 +636,49 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   private schedulePeriodicAdvert(): void {
     const delay = this.advertIntervalMs * (0.9 + 0.2 * Math.random());
     this.advertTimer = setTimeout(() => {
-      if (!this.transport) return;
+      if (!this.sender) return;
       if (this.local.size > 0) {
         this.counters.periodicAdverts++;
-        this.sendAdverts([...this.local.values()].map((e) => e.encoded), this.local.size, true);
+        // A new round carries every current record: what is left of the previous one is stale.
+        this.paced = [...this.local.keys()];
+        if (!this.pacer) this.pace();
       }
       this.schedulePeriodicAdvert();
     }, delay);
   }
 
-  private sendAdverts(items: Buffer[], records: number, paced = false): void {
-    const transport = this.transport;
-    if (!transport) return;
-    if (paced) {
-      // A new round carries every current record: what is left of the previous one is stale.
-      this.paced = items;
-      if (!this.pacer) this.pace();
-      return;
-    }
-    const { datagrams, refused, fragments } = this.outbox.adverts(items);
+  private sendAdverts(items: Buffer[], records: number): void {
+    const sender = this.sender;
+    if (!sender) return;
+    const { frames, refused, fragments } = this.outbox.advertFrames(items);
     this.counters.recordsTooLarge += refused.length;
-    for (const d of datagrams) transport.send(d);
-    this.counters.advertDatagramsSent += datagrams.length;
+    sender.send(frames);
+    this.counters.advertDatagramsSent += frames.length;
     this.counters.fragmentsSent += fragments;
     this.counters.recordsAdvertised += records - refused.length;
   }
 
+  /* The next burst of the round, each record as it is now (a record changed since the round
+   * began goes out in its current version; one removed meanwhile is skipped). */
   private pace(): void {
     this.pacer = undefined;
-    const burst = this.paced.splice(0, PACE_BURST);
+    const burst: Buffer[] = [];
+    for (const id of this.paced.splice(0, PACE_BURST)) {
+      const entry = this.local.get(id);
+      if (entry) burst.push(entry.encoded);
+    }
     this.sendAdverts(burst, burst.length);
     if (this.paced.length > 0) this.pacer = setTimeout(() => this.pace(), PACE_INTERVAL_MS);
   }
 
-  private sendHeartbeat(): void {
-    if (!this.transport) return;
-    this.transport.send(this.outbox.heartbeat({ connections: this.local.size, ...this.load }, this.services));
-    this.counters.heartbeatsSent++;
+  private beatContent(): { load: Load; services: string[] } {
+    return { load: { connections: this.local.size, ...this.load }, services: this.services };
+  }
+
+  /* The main thread is alive: heartbeats go on, with the current load and services. */
+  private checkIn(now = false): void {
+    const { load, services } = this.beatContent();
+    this.sender?.beat(load, services, now);
   }
 
   /*

@@ -9,6 +9,9 @@
  * them on the segment; loopback is off by default (the member also drops its own datagrams
  * by sender id, for setups that need loopback on).
  *
+ * A send-only transport (receive: false) binds an ephemeral port and joins nothing: the member's
+ * sender thread uses one while the main thread's transport receives.
+ *
  * Sending goes through a bounded queue with a bounded number of sends in flight: soft state is
  * periodic, so under pressure the oldest queued datagram is dropped (and counted) rather than
  * letting memory grow; the next period repairs the loss.
@@ -23,6 +26,8 @@ export interface MulticastTransportOptions {
   interfaceAddress: string;
   ttl?: number;
   loopback?: boolean;
+  /* Join the group and receive (default), or only send. */
+  receive?: boolean;
   maxQueue?: number;
   maxInFlight?: number;
   recvBufferSize?: number;
@@ -60,6 +65,7 @@ export class MulticastTransport extends EventEmitter<MulticastTransportEvents> {
     this.options = {
       ttl: 1,
       loopback: false,
+      receive: true,
       maxQueue: 8192,
       maxInFlight: 64,
       recvBufferSize: 4 << 20,
@@ -78,12 +84,12 @@ export class MulticastTransport extends EventEmitter<MulticastTransportEvents> {
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once('error', reject);
-        socket.bind({ address: o.group, port: o.port, exclusive: false }, () => {
+        socket.bind(o.receive ? { address: o.group, port: o.port, exclusive: false } : { port: 0 }, () => {
           socket.off('error', reject);
           resolve();
         });
       });
-      socket.addMembership(o.group, o.interfaceAddress);
+      if (o.receive) socket.addMembership(o.group, o.interfaceAddress);
       socket.setMulticastInterface(o.interfaceAddress);
       socket.setMulticastTTL(o.ttl);
       socket.setMulticastLoopback(o.loopback);

@@ -16,7 +16,8 @@ import type { ServeFlags } from './serve-command.js';
 import { WedgeServer } from './server.js';
 import { Takeover } from './takeover.js';
 
-/* Stalls longer than this are logged: they approach the peers' dead-after interval. */
+/* Stalls longer than this are logged: they delay every connection, and past the heartbeat lease
+ * peers declare this server dead. */
 const STALL_WARNING_MS = 150;
 
 export async function runDaemon(flags: ServeFlags): Promise<void> {
@@ -66,6 +67,7 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
     expireMs: positive(flags.expire, '--expire'),
     heartbeatIntervalMs: positive(flags.heartbeatInterval, '--heartbeat-interval'),
     deadAfterMs: positive(flags.deadAfter, '--dead-after'),
+    heartbeatLeaseMs: positive(flags.heartbeatLease, '--heartbeat-lease'),
     logger,
   });
   const replication = new Replication(server, member, self, server.metrics, logger);

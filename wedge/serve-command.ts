@@ -18,6 +18,7 @@ export interface ServeFlags {
   expire: string;
   heartbeatInterval: string;
   deadAfter: string;
+  heartbeatLease: string;
   logFile?: string;
   logLevel: string;
 }
@@ -43,6 +44,7 @@ export function registerServeCommand(program: Command): void {
     .option('--expire <ms>', 'a connection record not refreshed for this long is forgotten', '10000')
     .option('--heartbeat-interval <ms>', 'heartbeat period', '100')
     .option('--dead-after <ms>', 'a peer silent this long is dead (detection bound ~ this + 50 ms)', '400')
+    .option('--heartbeat-lease <ms>', 'heartbeats (sent by their own thread) stop this long after the main event loop last ran, so a hung daemon is found dead', '1000')
     .option('--log-file <path>', 'write JSON logs here instead of stderr')
     .option('--log-level <level>', 'trace, debug, info, warn or error', process.env.WEDGE_LOG_LEVEL ?? 'info')
     .addHelpText(

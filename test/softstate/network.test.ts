@@ -83,6 +83,23 @@ describe.skipIf(!root)('soft state between network namespaces', () => {
     lab.linkUp(D);
   });
 
+  it("stays alive through its main thread's stall, but not past the heartbeat lease", async () => {
+    const [a, b] = await members([A, B], { heartbeatLeaseMs: 1000 });
+    let mark = a!.events.length;
+    b!.send({ cmd: 'block', ms: 900 });
+    await b!.waitFor((e) => e.ev === 'unblocked', 5000);
+    await sleep(2 * options.deadAfterMs);
+    expect(a!.events.slice(mark).filter((e) => e.ev === 'peer-dead')).toEqual([]);
+
+    mark = a!.events.length;
+    const blockedAt = now();
+    b!.send({ cmd: 'block', ms: 2500 });
+    const dead = await a!.waitFor((e) => e.ev === 'peer-dead' && e.peer === B, 5000, mark);
+    expect(dead.reason).toBe('silent');
+    await a!.waitFor((e) => e.ev === 'peer-alive' && e.peer === B, 5000, mark);
+    console.log(`a 900 ms stall: no death reported; a 2.5 s stall: dead after ${(dead.t - blockedAt).toFixed(0)} ms (lease 1000 + dead-after 400), alive again after it`);
+  });
+
   it('converges after an erroneous death report: the peer is alive again and the takeover wins', async () => {
     const [a, b, c] = await members([A, B, C]);
     b!.send({ cmd: 'advertise', count: 5 });
