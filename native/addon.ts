@@ -37,12 +37,16 @@ export interface RawDump extends RawEndpoints {
 
 export type RawRestoreSpec = Omit<RawDump, 'clockReadAt' | 'bytesReceived'> & { mark?: number };
 
-export interface RawProbeRequest extends RawEndpoints {
+export interface RawProbeTarget extends RawEndpoints {
   seq: number;
   ack: number;
+}
+
+export interface RawProbeBatch {
   ifname: string;
   timeoutMs: number;
   retries: number;
+  targets: RawProbeTarget[];
 }
 
 export interface RawProbeAnswer {
@@ -55,7 +59,7 @@ export interface RawProbeAnswer {
   /** The client's timestamp clock and echo, if the connection uses timestamps. */
   tsVal?: number;
   tsEcr?: number;
-  /** From sending the successful probe to capturing the answer. */
+  /** From sending the answered probe to reading its answer (in a batch, early answers wait while later probes go out). */
   rttMs: number;
   /** Probes sent, the answered one included. */
   attempts: number;
@@ -96,7 +100,8 @@ export interface RawAddon {
   restore(spec: RawRestoreSpec): number;
   setRepair(fd: number, on: boolean): void;
   repairProblem(): NativeError | null;
-  probe(request: RawProbeRequest): Promise<RawProbeAnswer>;
+  /* One result per target, in order; a NativeError for a connection that could not be probed. */
+  probeMany(batch: RawProbeBatch): Promise<(RawProbeAnswer | NativeError)[]>;
   gratuitousArp(ifname: string, ipv4: string): void;
   spliceStart(sourceFd: number, destinationFd: number, length: number, onDone: RawSpliceDone): number;
   spliceBytes(id: number): number | null;

@@ -1,6 +1,6 @@
-/* The native helper's typed API: TCP_REPAIR dump/restore, the client probe, quiet close,
- * address moves, the splice engine, TCP Migrate's raw segments and SYN capture, and the
- * privilege check. Each mechanism has its own file here and in native/src/. */
+/* The native helper's typed API: TCP_REPAIR dump/restore, the client probe (one connection or
+ * a batch), quiet close, address moves, the splice engine, TCP Migrate's raw segments and SYN
+ * capture, and the privilege check. Each mechanism has its own file here and in native/src/. */
 export { NativeError } from './errors.js';
 export {
   dump,
@@ -13,7 +13,18 @@ export {
   type ConnectionDump,
   type RestoreOptions,
 } from './repair.js';
-export { probe, resumeOffset, type ProbeTarget, type ProbeOptions, type ProbeAnswer } from './probe.js';
+export {
+  probe,
+  probeMany,
+  resumeOffset,
+  type ProbeTarget,
+  type ProbeRequest,
+  type ProbeSequence,
+  type ProbeOptions,
+  type ProbeBatchOptions,
+  type ProbeAnswer,
+  type ProbeResult,
+} from './probe.js';
 export { addAddress, removeAddress, gratuitousArp } from './addr.js';
 export { splice, type SpliceJob, type SpliceResult } from './splice.js';
 export {

@@ -1,6 +1,7 @@
 import { addon, type RawProbeAnswer } from './addon.js';
+import { NativeError } from './errors.js';
 
-/* Asking the client's kernel where the stream stands (see native/src/probe.cc). */
+/* Asking clients' kernels where their streams stand (see native/src/probe.cc). */
 
 /** The connection to probe, from the server's side; a ConnectionDump fits. */
 export interface ProbeTarget {
@@ -14,42 +15,67 @@ export interface ProbeTarget {
   recvSeq: number;
 }
 
-export interface ProbeOptions {
-  /** Wait per attempt, ms (default 200). */
-  timeoutMs?: number;
-  /** Attempts after the first (default 3). */
-  retries?: number;
-  /** Capture only on this interface (default: all). */
-  ifname?: string;
+/** Where one connection's probe segment sits in its sequence spaces. */
+export interface ProbeSequence {
   /** Sequence number of the probe's byte; must be old for the client (default sendSeq - 1, the SYN's slot). */
   oldSeq?: number;
   /** Acknowledgment number of the probe (default recvSeq). */
   ack?: number;
 }
 
+/** One connection of a probeMany() batch. */
+export type ProbeRequest = ProbeTarget & ProbeSequence;
+
+/** Shared by every connection of a batch. */
+export interface ProbeBatchOptions {
+  /** Wait per attempt, ms (default 200). */
+  timeoutMs?: number;
+  /** Attempts after the first, for the connections still unanswered (default 3). */
+  retries?: number;
+  /** Capture only on this interface (default: all). */
+  ifname?: string;
+}
+
+export type ProbeOptions = ProbeBatchOptions & ProbeSequence;
+
 export type ProbeAnswer = RawProbeAnswer;
+
+/** A connection's probe result: its answer, or the NativeError saying why there is none. */
+export type ProbeResult = ProbeAnswer | NativeError;
 
 const DEFAULT_TIMEOUT_MS = 200;
 const DEFAULT_RETRIES = 3;
 
 /**
- * Makes the client's kernel reveal its next expected byte and its own send sequence. Holds a
- * silent placeholder socket for the 4-tuple meanwhile, so this host must own localAddress.
- * Rejects with NativeError: ETIMEDOUT (no answer after all attempts), ECONNRESET (the client
- * answered RST: its socket is gone), or the failing syscall.
+ * Probes many connections at once, on one worker thread with one capture and one raw socket:
+ * every client's kernel reveals its next expected byte and its own send sequence. Holds a silent
+ * placeholder socket per 4-tuple meanwhile, so this host must own each localAddress. Resolves
+ * with one result per request, in order; a failed connection's NativeError says ETIMEDOUT (no
+ * answer after all attempts), ECONNRESET (the client answered RST: its socket is gone), or the
+ * failing syscall. Never rejects for a connection's failure.
  */
-export function probe(target: ProbeTarget, options: ProbeOptions = {}): Promise<ProbeAnswer> {
-  return addon.probe({
-    localAddress: target.localAddress,
-    localPort: target.localPort,
-    remoteAddress: target.remoteAddress,
-    remotePort: target.remotePort,
-    seq: options.oldSeq ?? (target.sendSeq - 1) >>> 0,
-    ack: options.ack ?? target.recvSeq,
+export function probeMany(requests: readonly ProbeRequest[], options: ProbeBatchOptions = {}): Promise<ProbeResult[]> {
+  return addon.probeMany({
     ifname: options.ifname ?? '',
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     retries: options.retries ?? DEFAULT_RETRIES,
+    targets: requests.map((request) => ({
+      localAddress: request.localAddress,
+      localPort: request.localPort,
+      remoteAddress: request.remoteAddress,
+      remotePort: request.remotePort,
+      seq: request.oldSeq ?? (request.sendSeq - 1) >>> 0,
+      ack: request.ack ?? request.recvSeq,
+    })),
   });
+}
+
+/** One connection's probe (a batch of one): rejects with the NativeError probeMany() would report. */
+export async function probe(target: ProbeTarget, options: ProbeOptions = {}): Promise<ProbeAnswer> {
+  const { oldSeq, ack, ...batch } = options;
+  const [result] = await probeMany([{ ...target, oldSeq, ack }], batch);
+  if (result instanceof NativeError) throw result;
+  return result;
 }
 
 /** Offset in the server-to-client stream (counted from sendSeq) of the client's next wanted byte. */

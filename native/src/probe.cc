@@ -1,25 +1,34 @@
 /*
- * Theory of operation: learn a client's exact TCP state by making its kernel answer us.
+ * Theory of operation: learn clients' exact TCP state by making their kernels answer us.
  *
- * Goal: after the serving replica vanished, find the client's rcv_nxt (the next byte it wants:
- * where to resume) and snd_nxt (where its own stream stands), its receive window and timestamp,
- * without any help from the client application.
+ * Goal: after the serving replica vanished, find for each of its connections the client's
+ * rcv_nxt (the next byte it wants: where to resume) and snd_nxt (where its own stream stands),
+ * its receive window and timestamp, without any help from the client application. One call
+ * probes a batch: every connection of an adopted address at once, while the link is still idle
+ * (connections already resumed would fill it, and each later answer would wait behind data).
+ * Probing one connection is a batch of one.
  *
- * Data flow, on a libuv worker thread (the event loop never waits; the JS side gets a Promise):
- *   1. placeholder: a TCP socket for the same 4-tuple, put in repair mode, bound and connected.
- *      It sends nothing, but its presence keeps our kernel from answering the client's reply
- *      with RST. It is closed in repair mode at the end, which again sends nothing.
- *   2. capture: an AF_PACKET socket (IPv4, cooked) with a classic BPF filter that accepts only
- *      TCP from client addr:port to our addr:port; every packet is also checked in code.
- *   3. probe: through an IPPROTO_RAW socket, one ACK segment with an old sequence number
- *      carrying one byte. The client already has that byte, so its kernel answers at once with
- *      a duplicate ACK. Carrying data matters: Linux answers a bare out-of-window ACK at most
- *      once per 500 ms per socket, a data segment always.
- *   4. the answer: first ACK segment of the 4-tuple seen after the send. Its ack field is the
- *      client's rcv_nxt, its seq (plus any payload) the client's snd_nxt. A RST means the
- *      client's socket is gone (ECONNRESET).
- * Each attempt waits timeoutMs; the probe is resent up to `retries` more times, then the
- * promise rejects with ETIMEDOUT.
+ * Data flow, on one libuv worker thread (the event loop never waits; the JS side gets a Promise):
+ *   1. placeholders: per connection, a TCP socket for the same 4-tuple, put in repair mode,
+ *      bound and connected. It sends nothing, but its presence keeps our kernel from answering
+ *      the client's reply with RST. A connection whose placeholder cannot be made fails alone.
+ *   2. capture: one AF_PACKET socket (IPv4, cooked) with a classic BPF filter that accepts only
+ *      TCP from the batch's clients to the batch's addresses and ports, and a receive buffer of
+ *      a few MiB so that a thousand answers arriving at once are not dropped. The filter lists
+ *      the values of each 4-tuple field while they are few; every packet is matched in code on
+ *      its full 4-tuple.
+ *   3. probes: through one IPPROTO_RAW socket, per connection one ACK segment with an old
+ *      sequence number carrying one byte. The client already has that byte, so its kernel
+ *      answers at once with a duplicate ACK. Carrying data matters: Linux answers a bare
+ *      out-of-window ACK at most once per 500 ms per socket, a data segment always. All probes
+ *      go out first, then the answers are collected.
+ *   4. answers: the first ACK segment of a connection's 4-tuple. Its ack field is the client's
+ *      rcv_nxt, its seq (plus any payload) the client's snd_nxt. A RST means the client's
+ *      socket is gone (ECONNRESET).
+ * Each attempt waits up to timeoutMs for all answers; the connections still unanswered get
+ * their probe again, up to `retries` more times, then fail with ETIMEDOUT. The placeholders are
+ * closed in repair mode (which again sends nothing) before the promise resolves with one result
+ * per connection, in input order: its answer or its NativeError.
  *
  * Limits: IPv4. The old sequence number must really be old for the client: the caller passes
  * one (by default the SYN's slot, ISN, which stays old until the stream wraps 4 GiB).
@@ -27,14 +36,16 @@
 #include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
-#include <net/if.h>
 #include <netinet/ip.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <set>
+#include <unordered_map>
 #include <vector>
 
 #include "common.h"
@@ -44,10 +55,20 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct ProbeRequest {
+/* Room for a batch's answers arriving at once: each holds about 1 KiB of the capture's buffer. */
+constexpr int kCaptureBufferBytes = 4 << 20;
+
+/* A 4-tuple field with more distinct values than this in a batch is matched in code only. */
+constexpr size_t kMaxFilterValues = 32;
+
+struct ProbeTarget {
   sockaddr_in local{}, remote{};
-  uint32_t seq = 0, ack = 0, timeoutMs = 0, retries = 0;
+  uint32_t seq = 0, ack = 0;
+};
+
+struct ProbeOptions {
   std::string ifname;
+  uint32_t timeoutMs = 0, retries = 0;
 };
 
 struct ProbeAnswer {
@@ -56,7 +77,44 @@ struct ProbeAnswer {
   double rttMs = 0;
 };
 
-SysError HoldPlaceholder(const ProbeRequest& req, Fd* out) {
+/* One connection of a batch: its placeholder and last probe while it waits, then its outcome. */
+struct ProbeSlot {
+  ProbeTarget target;
+  Fd placeholder;
+  Clock::time_point sentAt;
+  ProbeAnswer answer;
+  bool answered = false;
+  SysError error;
+
+  bool waiting() const { return !answered && !error; }
+};
+
+/* A connection as its segments name it, from our side, in network byte order. */
+struct FourTuple {
+  uint32_t localAddress = 0, remoteAddress = 0;
+  uint16_t localPort = 0, remotePort = 0;
+
+  bool operator==(const FourTuple& o) const {
+    return localAddress == o.localAddress && remoteAddress == o.remoteAddress && localPort == o.localPort &&
+           remotePort == o.remotePort;
+  }
+};
+
+struct FourTupleHash {
+  size_t operator()(const FourTuple& t) const {
+    uint64_t ends = (uint64_t(t.remoteAddress) << 32) | (uint64_t(t.remotePort) << 16) | t.localPort;
+    return std::hash<uint64_t>{}(ends ^ (uint64_t(t.localAddress) << 16));
+  }
+};
+
+/* Slot numbers by 4-tuple: how a captured segment finds its connection. */
+using SlotIndex = std::unordered_map<FourTuple, size_t, FourTupleHash>;
+
+FourTuple TupleOf(const ProbeTarget& t) {
+  return {t.local.sin_addr.s_addr, t.remote.sin_addr.s_addr, t.local.sin_port, t.remote.sin_port};
+}
+
+SysError HoldPlaceholder(const ProbeTarget& target, Fd* out) {
   Fd sock(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!sock.valid()) return Fail("socket", errno, "placeholder");
   int on = 1;
@@ -64,42 +122,61 @@ SysError HoldPlaceholder(const ProbeRequest& req, Fd* out) {
     return Fail("setsockopt", errno, "placeholder SO_REUSEADDR");
   if (setsockopt(sock.get(), IPPROTO_TCP, TCP_REPAIR, &on, sizeof on) < 0)
     return Fail("setsockopt", errno, "placeholder TCP_REPAIR=1");
-  if (bind(sock.get(), reinterpret_cast<const sockaddr*>(&req.local), sizeof req.local) < 0)
+  if (bind(sock.get(), reinterpret_cast<const sockaddr*>(&target.local), sizeof target.local) < 0)
     return Fail("bind", errno, "placeholder");
-  if (connect(sock.get(), reinterpret_cast<const sockaddr*>(&req.remote), sizeof req.remote) < 0)
+  if (connect(sock.get(), reinterpret_cast<const sockaddr*>(&target.remote), sizeof target.remote) < 0)
     return Fail("connect", errno, "placeholder");
   *out = std::move(sock);
   return {};
 }
 
-/* Classic BPF over the IPv4 header: TCP, not a fragment, client -> us on the probed ports. */
-std::vector<sock_filter> AnswerFilter(const ProbeRequest& req) {
-  const uint32_t client = ntohl(req.remote.sin_addr.s_addr), us = ntohl(req.local.sin_addr.s_addr);
-  const uint16_t clientPort = ntohs(req.remote.sin_port), ourPort = ntohs(req.local.sin_port);
-  return {
-      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 9),              // protocol
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_TCP, 0, 10),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 12),             // source address
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, client, 0, 8),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 16),             // destination address
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, us, 0, 6),
-      BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 6),              // fragment offset
-      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x1fff, 4, 0),
-      BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 0),             // X = IP header length
-      BPF_STMT(BPF_LD | BPF_W | BPF_IND, 0),              // source port << 16 | destination port
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t(clientPort) << 16) | ourPort, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, 0xFFFF),
-      BPF_STMT(BPF_RET | BPF_K, 0),
-  };
+/* Appends a test of the field `load` reads: a packet whose field is none of `values` is dropped. */
+void AppendOneOf(std::vector<sock_filter>* code, sock_filter load, const std::set<uint32_t>& values) {
+  if (values.size() > kMaxFilterValues) return;  // too many to list: left to the match in code
+  code->push_back(load);
+  auto toAccept = static_cast<uint8_t>(values.size());  // jump over the later tests and the drop
+  for (uint32_t value : values) code->push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, value, toAccept--, 0));
+  code->push_back(BPF_STMT(BPF_RET | BPF_K, 0));
 }
 
-SysError OpenCapture(const ProbeRequest& req, Fd* out) {
-  return OpenIpv4Capture(AnswerFilter(req), req.ifname, out);
+/* Classic BPF over the IPv4 header: TCP, not a fragment, from the batch's clients to the
+ * batch's addresses and ports. */
+std::vector<sock_filter> AnswerFilter(const std::vector<ProbeSlot>& slots) {
+  std::set<uint32_t> ours, clients, ourPorts, clientPorts;
+  for (const ProbeSlot& slot : slots) {
+    ours.insert(ntohl(slot.target.local.sin_addr.s_addr));
+    clients.insert(ntohl(slot.target.remote.sin_addr.s_addr));
+    ourPorts.insert(ntohs(slot.target.local.sin_port));
+    clientPorts.insert(ntohs(slot.target.remote.sin_port));
+  }
+  std::vector<sock_filter> code;
+  AppendOneOf(&code, BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 9), {IPPROTO_TCP});  // protocol
+  code.push_back(BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 6));                     // fragment offset
+  code.push_back(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x1fff, 0, 1));
+  code.push_back(BPF_STMT(BPF_RET | BPF_K, 0));
+  AppendOneOf(&code, BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 16), ours);          // destination address
+  AppendOneOf(&code, BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 12), clients);       // source address
+  code.push_back(BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 0));                    // X = IP header length
+  AppendOneOf(&code, BPF_STMT(BPF_LD | BPF_H | BPF_IND, 2), ourPorts);       // destination port
+  AppendOneOf(&code, BPF_STMT(BPF_LD | BPF_H | BPF_IND, 0), clientPorts);    // source port
+  code.push_back(BPF_STMT(BPF_RET | BPF_K, 0xFFFF));
+  return code;
+}
+
+SysError OpenSockets(const std::vector<ProbeSlot>& slots, const std::string& ifname, Fd* capture, Fd* raw) {
+  if (SysError e = OpenIpv4Capture(AnswerFilter(slots), ifname, capture)) return e;
+  // SO_RCVBUFFORCE passes net.core.rmem_max with CAP_NET_ADMIN; without it, take what is allowed.
+  if (setsockopt(capture->get(), SOL_SOCKET, SO_RCVBUFFORCE, &kCaptureBufferBytes, sizeof kCaptureBufferBytes) < 0 &&
+      setsockopt(capture->get(), SOL_SOCKET, SO_RCVBUF, &kCaptureBufferBytes, sizeof kCaptureBufferBytes) < 0)
+    return Fail("setsockopt", errno, "AF_PACKET capture SO_RCVBUF");
+  *raw = Fd(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
+  if (!raw->valid()) return Fail("socket", errno, "raw IPv4");
+  return {};
 }
 
 /* IPv4 + TCP (ACK, no options) + one zero payload byte (the client discards it as a duplicate);
  * the kernel fills the IP id and checksum. */
-std::vector<uint8_t> BuildProbeSegment(const ProbeRequest& req) {
+std::vector<uint8_t> BuildProbeSegment(const ProbeTarget& target) {
   constexpr size_t kIpLen = 20, kTcpLen = 20, kTotal = kIpLen + kTcpLen + 1;
   std::vector<uint8_t> pkt(kTotal, 0);
   iphdr* ip = reinterpret_cast<iphdr*>(pkt.data());
@@ -108,13 +185,13 @@ std::vector<uint8_t> BuildProbeSegment(const ProbeRequest& req) {
   ip->tot_len = htons(kTotal);
   ip->ttl = 64;
   ip->protocol = IPPROTO_TCP;
-  ip->saddr = req.local.sin_addr.s_addr;
-  ip->daddr = req.remote.sin_addr.s_addr;
+  ip->saddr = target.local.sin_addr.s_addr;
+  ip->daddr = target.remote.sin_addr.s_addr;
   tcphdr* tcp = reinterpret_cast<tcphdr*>(pkt.data() + kIpLen);
-  tcp->source = req.local.sin_port;
-  tcp->dest = req.remote.sin_port;
-  tcp->seq = htonl(req.seq);
-  tcp->ack_seq = htonl(req.ack);
+  tcp->source = target.local.sin_port;
+  tcp->dest = target.remote.sin_port;
+  tcp->seq = htonl(target.seq);
+  tcp->ack_seq = htonl(target.ack);
   tcp->doff = kTcpLen / 4;
   tcp->ack = 1;
   tcp->window = htons(0xFFFF);
@@ -147,36 +224,56 @@ void ReadTimestampOption(const uint8_t* opt, size_t len, ProbeAnswer* a) {
   }
 }
 
-enum class Verdict { kIgnore, kAnswer, kReset };
+/* A client's segment as the capture delivered it. */
+struct ClientSegment {
+  FourTuple tuple;
+  bool rst = false, ack = false;
+  ProbeAnswer answer;
+};
 
-/* Checks in code what the BPF filter promised, then reads the answer out of the segment. */
-Verdict ParseAnswer(const uint8_t* pkt, size_t len, const ProbeRequest& req, ProbeAnswer* a) {
-  if (len < sizeof(iphdr)) return Verdict::kIgnore;
+/* Checks in code what the BPF filter promised, then reads the segment. False: not a TCP segment. */
+bool ParseClientSegment(const uint8_t* pkt, size_t len, ClientSegment* out) {
+  if (len < sizeof(iphdr)) return false;
   const iphdr* ip = reinterpret_cast<const iphdr*>(pkt);
   size_t ipLen = ip->ihl * 4u, total = ntohs(ip->tot_len);
-  if (ip->version != 4 || ip->protocol != IPPROTO_TCP || total > len || ipLen + sizeof(tcphdr) > total ||
-      ip->saddr != req.remote.sin_addr.s_addr || ip->daddr != req.local.sin_addr.s_addr)
-    return Verdict::kIgnore;
+  if (ip->version != 4 || ip->protocol != IPPROTO_TCP || (ntohs(ip->frag_off) & 0x1fff) != 0 || total > len ||
+      ipLen < sizeof(iphdr) || ipLen + sizeof(tcphdr) > total)
+    return false;
   const tcphdr* tcp = reinterpret_cast<const tcphdr*>(pkt + ipLen);
   size_t tcpLen = tcp->doff * 4u;
-  if (tcp->source != req.remote.sin_port || tcp->dest != req.local.sin_port ||
-      tcpLen < sizeof(tcphdr) || ipLen + tcpLen > total)
-    return Verdict::kIgnore;
-  if (tcp->rst) return Verdict::kReset;
-  if (!tcp->ack) return Verdict::kIgnore;
-  a->ack = ntohl(tcp->ack_seq);
-  a->seq = ntohl(tcp->seq) + static_cast<uint32_t>(total - ipLen - tcpLen);
-  a->window = ntohs(tcp->window);
-  ReadTimestampOption(pkt + ipLen + sizeof(tcphdr), tcpLen - sizeof(tcphdr), a);
-  return Verdict::kAnswer;
+  if (tcpLen < sizeof(tcphdr) || ipLen + tcpLen > total) return false;
+  out->tuple = {ip->daddr, ip->saddr, tcp->dest, tcp->source};
+  out->rst = tcp->rst;
+  out->ack = tcp->ack;
+  out->answer.ack = ntohl(tcp->ack_seq);
+  out->answer.seq = ntohl(tcp->seq) + static_cast<uint32_t>(total - ipLen - tcpLen);
+  out->answer.window = ntohs(tcp->window);
+  ReadTimestampOption(pkt + ipLen + sizeof(tcphdr), tcpLen - sizeof(tcphdr), &out->answer);
+  return true;
 }
 
-/* Waits until `deadline` for the answer. Return: empty on success, ETIMEDOUT, or the failure. */
-SysError AwaitAnswer(int capture, const ProbeRequest& req, Clock::time_point deadline, ProbeAnswer* a) {
+/* Sends one probe to each connection still waiting. */
+void SendProbes(int raw, std::vector<ProbeSlot>* slots) {
+  for (ProbeSlot& slot : *slots) {
+    if (!slot.waiting()) continue;
+    std::vector<uint8_t> segment = BuildProbeSegment(slot.target);
+    slot.sentAt = Clock::now();
+    slot.answer.attempts++;
+    // ENOBUFS: our own queue dropped it under the burst, as the wire might; the next attempt resends it.
+    if (sendto(raw, segment.data(), segment.size(), 0, reinterpret_cast<const sockaddr*>(&slot.target.remote),
+               sizeof slot.target.remote) < 0 && errno != ENOBUFS)
+      slot.error = Fail("sendto", errno, "probe segment");
+  }
+}
+
+/* Reads clients' segments until no connection waits or until `deadline`.
+ * Return: the capture's failure, if any. */
+SysError CollectAnswers(int capture, const SlotIndex& index, Clock::time_point deadline, std::vector<ProbeSlot>* slots) {
+  auto waiting = std::count_if(slots->begin(), slots->end(), [](const ProbeSlot& s) { return s.waiting(); });
   uint8_t buf[2048];
-  for (;;) {
+  while (waiting > 0) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) return Fail("poll", ETIMEDOUT, "no answer from the client");
+    if (left <= 0) return {};
     pollfd pfd{capture, POLLIN, 0};
     int ready = poll(&pfd, 1, static_cast<int>(left));
     if (ready < 0 && errno != EINTR) return Fail("poll");
@@ -188,95 +285,130 @@ SysError AwaitAnswer(int capture, const ProbeRequest& req, Clock::time_point dea
       if (errno == EINTR || errno == EAGAIN) continue;
       return Fail("recvfrom", errno, "AF_PACKET capture");
     }
-    if (from.sll_pkttype == PACKET_OUTGOING) continue;
-    switch (ParseAnswer(buf, static_cast<size_t>(n), req, a)) {
-      case Verdict::kAnswer: return {};
-      case Verdict::kReset: return Fail("probe", ECONNRESET, "the client answered with RST");
-      case Verdict::kIgnore: break;
+    ClientSegment segment;
+    if (from.sll_pkttype == PACKET_OUTGOING || !ParseClientSegment(buf, static_cast<size_t>(n), &segment)) continue;
+    auto found = index.find(segment.tuple);
+    if (found == index.end()) continue;
+    ProbeSlot& slot = (*slots)[found->second];
+    if (!slot.waiting() || !(segment.rst || segment.ack)) continue;
+    if (segment.rst) {
+      slot.error = Fail("probe", ECONNRESET, "the client answered with RST");
+    } else {
+      segment.answer.attempts = slot.answer.attempts;
+      segment.answer.rttMs = std::chrono::duration<double, std::milli>(Clock::now() - slot.sentAt).count();
+      slot.answer = segment.answer;
+      slot.answered = true;
     }
+    waiting--;
+  }
+  return {};
+}
+
+/* Probes every slot's connection; each slot ends answered or with its error, its placeholder closed. */
+void RunProbes(const ProbeOptions& options, std::vector<ProbeSlot>* slots) {
+  SlotIndex index;
+  for (size_t i = 0; i < slots->size(); i++) {
+    ProbeSlot& slot = (*slots)[i];
+    if (SysError e = HoldPlaceholder(slot.target, &slot.placeholder)) slot.error = e;
+    else index.emplace(TupleOf(slot.target), i);
+  }
+  if (index.empty()) return;
+  Fd capture, raw;
+  SysError failure = OpenSockets(*slots, options.ifname, &capture, &raw);
+  const auto timeout = std::chrono::milliseconds(options.timeoutMs);
+  auto anyWaiting = [&] { return std::any_of(slots->begin(), slots->end(), [](const ProbeSlot& s) { return s.waiting(); }); };
+  for (uint32_t attempt = 0; !failure && attempt <= options.retries && anyWaiting(); attempt++) {
+    SendProbes(raw.get(), slots);
+    failure = CollectAnswers(capture.get(), index, Clock::now() + timeout, slots);
+  }
+  const SysError unanswered =
+      failure ? failure : Fail("poll", ETIMEDOUT, "no answer from the client after " + std::to_string(options.retries + 1) + " probes");
+  for (ProbeSlot& slot : *slots) {
+    if (slot.waiting()) slot.error = unanswered;
+    slot.placeholder.Reset();  // in repair mode: sends nothing
   }
 }
 
-SysError RunProbe(const ProbeRequest& req, ProbeAnswer* answer) {
-  Fd placeholder, capture;
-  if (SysError e = HoldPlaceholder(req, &placeholder)) return e;
-  if (SysError e = OpenCapture(req, &capture)) return e;
-  Fd raw(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
-  if (!raw.valid()) return Fail("socket", errno, "raw IPv4");
-  std::vector<uint8_t> segment = BuildProbeSegment(req);
-  const auto timeout = std::chrono::milliseconds(req.timeoutMs);
-  for (uint32_t attempt = 1; attempt <= req.retries + 1; attempt++) {
-    Clock::time_point sent = Clock::now();
-    if (sendto(raw.get(), segment.data(), segment.size(), 0,
-               reinterpret_cast<const sockaddr*>(&req.remote), sizeof req.remote) < 0)
-      return Fail("sendto", errno, "probe segment");
-    SysError e = AwaitAnswer(capture.get(), req, sent + timeout, answer);
-    if (!e) {
-      answer->attempts = attempt;
-      answer->rttMs = std::chrono::duration<double, std::milli>(Clock::now() - sent).count();
-      return {};
-    }
-    if (e.err != ETIMEDOUT) return e;
+Napi::Object AnswerObject(Napi::Env env, const ProbeAnswer& answer) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ack", answer.ack);
+  o.Set("seq", answer.seq);
+  o.Set("window", answer.window);
+  if (answer.timestamps) {
+    o.Set("tsVal", answer.tsVal);
+    o.Set("tsEcr", answer.tsEcr);
   }
-  return Fail("poll", ETIMEDOUT, "no answer from the client after " + std::to_string(req.retries + 1) + " probes");
+  o.Set("rttMs", answer.rttMs);
+  o.Set("attempts", answer.attempts);
+  return o;
 }
 
 class ProbeWorker : public Napi::AsyncWorker {
  public:
-  ProbeWorker(Napi::Env env, ProbeRequest req)
-      : Napi::AsyncWorker(env, "wedge:probe"), deferred_(Napi::Promise::Deferred::New(env)), req_(std::move(req)) {}
+  ProbeWorker(Napi::Env env, ProbeOptions options, std::vector<ProbeSlot> slots)
+      : Napi::AsyncWorker(env, "wedge:probe"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        options_(std::move(options)),
+        slots_(std::move(slots)) {}
 
   Napi::Promise Promise() const { return deferred_.Promise(); }
 
  protected:
-  void Execute() override { error_ = RunProbe(req_, &answer_); }
+  void Execute() override { RunProbes(options_, &slots_); }
 
   void OnOK() override {
     Napi::Env env = Env();
-    if (error_) {
-      deferred_.Reject(MakeNativeError(env, error_).Value());
-      return;
+    Napi::Array results = Napi::Array::New(env, slots_.size());
+    for (uint32_t i = 0; i < slots_.size(); i++) {
+      const ProbeSlot& slot = slots_[i];
+      results.Set(i, slot.error ? MakeNativeError(env, slot.error).Value() : AnswerObject(env, slot.answer));
     }
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("ack", answer_.ack);
-    o.Set("seq", answer_.seq);
-    o.Set("window", answer_.window);
-    if (answer_.timestamps) {
-      o.Set("tsVal", answer_.tsVal);
-      o.Set("tsEcr", answer_.tsEcr);
-    }
-    o.Set("rttMs", answer_.rttMs);
-    o.Set("attempts", answer_.attempts);
-    deferred_.Resolve(o);
+    deferred_.Resolve(results);
   }
 
  private:
   Napi::Promise::Deferred deferred_;
-  ProbeRequest req_;
-  ProbeAnswer answer_;
-  SysError error_;
+  ProbeOptions options_;
+  std::vector<ProbeSlot> slots_;
 };
 
-bool ReadProbeRequest(const Napi::Object& o, ProbeRequest* req) {
+Napi::Value ThrowTypeError(Napi::Env env, const char* message) {
+  Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+bool ReadProbeTarget(const Napi::Object& o, ProbeTarget* target) {
   std::string localAddress, remoteAddress;
   uint32_t localPort, remotePort;
   if (!GetString(o, "localAddress", &localAddress) || !GetUint32(o, "localPort", &localPort) ||
       !GetString(o, "remoteAddress", &remoteAddress) || !GetUint32(o, "remotePort", &remotePort) ||
-      !GetUint32(o, "seq", &req->seq) || !GetUint32(o, "ack", &req->ack) ||
-      !GetString(o, "ifname", &req->ifname) ||
-      !GetUint32(o, "timeoutMs", &req->timeoutMs) || !GetUint32(o, "retries", &req->retries))
+      !GetUint32(o, "seq", &target->seq) || !GetUint32(o, "ack", &target->ack))
     return false;
-  if (!ToSockaddr(localAddress, localPort, &req->local) || !ToSockaddr(remoteAddress, remotePort, &req->remote)) {
-    Napi::TypeError::New(o.Env(), "probe: addresses must be IPv4 and ports 0..65535").ThrowAsJavaScriptException();
+  if (!ToSockaddr(localAddress, localPort, &target->local) || !ToSockaddr(remoteAddress, remotePort, &target->remote)) {
+    ThrowTypeError(o.Env(), "probeMany: addresses must be IPv4 and ports 0..65535");
     return false;
   }
   return true;
 }
 
-Napi::Value Probe(const Napi::CallbackInfo& info) {
-  ProbeRequest req;
-  if (!info[0].IsObject() || !ReadProbeRequest(info[0].As<Napi::Object>(), &req)) return info.Env().Undefined();
-  auto* worker = new ProbeWorker(info.Env(), std::move(req));
+Napi::Value ProbeMany(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) return ThrowTypeError(env, "probeMany expects { ifname, timeoutMs, retries, targets }");
+  Napi::Object request = info[0].As<Napi::Object>();
+  ProbeOptions options;
+  if (!GetString(request, "ifname", &options.ifname) || !GetUint32(request, "timeoutMs", &options.timeoutMs) ||
+      !GetUint32(request, "retries", &options.retries))
+    return env.Undefined();
+  Napi::Value list = request.Get("targets");
+  if (!list.IsArray()) return ThrowTypeError(env, "probeMany: targets must be an array");
+  Napi::Array targets = list.As<Napi::Array>();
+  std::vector<ProbeSlot> slots(targets.Length());
+  for (uint32_t i = 0; i < slots.size(); i++) {
+    Napi::Value target = targets.Get(i);
+    if (!target.IsObject()) return ThrowTypeError(env, "probeMany: each target must be an object");
+    if (!ReadProbeTarget(target.As<Napi::Object>(), &slots[i].target)) return env.Undefined();
+  }
+  auto* worker = new ProbeWorker(env, std::move(options), std::move(slots));
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
@@ -285,7 +417,7 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitProbe(Napi::Env env, Napi::Object exports) {
-  exports.Set("probe", Napi::Function::New(env, Probe));
+  exports.Set("probeMany", Napi::Function::New(env, ProbeMany));
 }
 
 }  // namespace wedge
