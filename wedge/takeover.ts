@@ -8,22 +8,25 @@
  *   guard    our stack's RSTs to the clients being adopted are dropped (wedge/rst-guard.ts)
  *            until their sockets exist here;
  *   address  the adopter adds the address and announces it with gratuitous ARP;
- *   probe    for each advertised connection, one old segment makes the client's kernel tell
- *            its next wanted byte and its own next byte (native/probe);
- *   restore  TCP_REPAIR rebuilds the endpoint at exactly that point (native/repair);
+ *   probe    for all advertised connections of the address at once, right after it is
+ *            announced and while the link is still idle, one old segment each makes the client's
+ *            kernel tell its next wanted byte and its own next byte (native/probe, one batch);
+ *   restore  then connection by connection, yielding to the event loop every few: TCP_REPAIR
+ *            rebuilds the endpoint at exactly that point (native/repair);
  *   resume   the stream map says what that byte is (splice/resume.ts) and the relay continues
  *            from there with the local origin; the record is advertised with migration + 1, so
  *            the old owner, if it is in fact alive, steps back without a word to the client.
  * A connection that cannot be resumed exactly is reset and counted by reason.
  */
 import net from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate, setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import {
   addAddress,
   dump,
   gratuitousArp,
-  probe,
+  NativeError,
+  probeMany,
   removeAddress,
   restore,
   sendTcpSegment,
@@ -32,6 +35,7 @@ import {
   TCP_RST,
   type ConnectionDump,
   type ProbeAnswer,
+  type ProbeResult,
 } from '../native/index.js';
 import { planResume } from '../splice/resume.js';
 import type { ConnectionRecord, SoftStateMember } from '../softstate/index.js';
@@ -48,14 +52,24 @@ const RESTORE_RETRY_MS = 5;
 /* How long after an erroneous death report to watch for peers adopting our addresses. */
 const STEP_BACK_WATCH_MS = 5000;
 
+/* Connections probed in one batch, at most: each holds a placeholder fd while it waits. */
+const MAX_PROBE_BATCH = 2048;
+
 export interface TakeoverConfig {
   self: string;
   iface: string;
   prefixLength: number;
   probeTimeoutMs: number;
   probeRetries: number;
-  /* Connections restored at once per adopted address. */
+  /* Connections restored and resumed in one turn of the event loop, between yields. */
   concurrency: number;
+}
+
+/* A connection to take over: its record, its stream map and its transport as restore() wants it. */
+interface Adoptee {
+  record: ConnectionRecord;
+  stream: NonNullable<ReturnType<typeof parseReplicatedStream>>;
+  state: ConnectionDump;
 }
 
 export class Takeover {
@@ -113,7 +127,7 @@ export class Takeover {
     await Promise.all(mine.map((address) => this.adoptAddress(address, records.filter((r) => r.service.address === address))));
   }
 
-  /* guard → address → (probe → restore → resume) for each connection */
+  /* guard → address → probe all → (restore → resume) for each connection */
   private async adoptAddress(address: string, records: ConnectionRecord[]): Promise<void> {
     const started = performance.now();
     const clients = records.map((r) => r.client);
@@ -132,44 +146,55 @@ export class Takeover {
     this.services.add(address);
     this.publishServices();
     this.announce(address);
-    const results = await mapLimit(records, this.config.concurrency, (record) => this.adoptConnection(record));
+    const results: string[] = [];
+    for (let first = 0; first < records.length; first += MAX_PROBE_BATCH) {
+      results.push(...(await this.adoptBatch(records.slice(first, first + MAX_PROBE_BATCH))));
+    }
     lap('resumedMs');
     const resumed = results.filter((r) => r === 'resumed').length;
     this.logger.info({ address, connections: records.length, resumed, ...steps }, 'address adopted');
   }
 
-  private async adoptConnection(record: ConnectionRecord): Promise<string> {
+  /* probe (the whole batch at once) → restore → resume, connection by connection */
+  private async adoptBatch(records: ConnectionRecord[]): Promise<string[]> {
     const started = performance.now();
-    const result = await this.resumeConnection(record).catch((err: Error) => {
-      this.logger.warn({ conn: record.id, err: err.message }, 'takeover failed');
-      return 'failed';
-    });
+    const results: string[] = [];
+    const adoptees: Adoptee[] = [];
+    for (const record of records) {
+      const stream = parseReplicatedStream(record.streamMap);
+      if (stream) adoptees.push({ record, stream, state: dumpOf(record) });
+      else results.push(this.count('bad-record', 0));
+    }
+    const probes = await probeMany(
+      adoptees.map(({ state, stream }) => ({ ...state, ack: (state.recvSeq + stream.received) >>> 0 })),
+      { ifname: this.config.iface, timeoutMs: this.config.probeTimeoutMs, retries: this.config.probeRetries },
+    );
+    const probeMs = performance.now() - started;
+    for (const [i, adoptee] of adoptees.entries()) {
+      // Let timers and I/O run every few connections: a takeover of a thousand must not hold the
+      // loop so long that this server misses its own heartbeats and is thought dead in turn.
+      if (i > 0 && i % this.config.concurrency === 0) await setImmediate();
+      const resumeStarted = performance.now();
+      const result = await this.resumeConnection(adoptee, probes[i], probeMs).catch((err: Error) => {
+        this.logger.warn({ conn: adoptee.record.id, err: err.message }, 'takeover failed');
+        return 'failed';
+      });
+      results.push(this.count(result, probeMs + performance.now() - resumeStarted));
+    }
+    return results;
+  }
+
+  /* Counts one connection's takeover; `ms` is its probe (the batch's), restore and resume. */
+  private count(result: string, ms: number): string {
     this.metrics.takeovers.inc({ result: result === 'resumed' || result === 'finished' ? result : 'aborted' });
-    this.metrics.takeoverSeconds.observe((performance.now() - started) / 1000);
+    this.metrics.takeoverSeconds.observe(ms / 1000);
     if (result !== 'resumed' && result !== 'finished') this.metrics.abort(`takeover: ${result}`);
     return result;
   }
 
-  private async resumeConnection(record: ConnectionRecord): Promise<string> {
-    const stream = parseReplicatedStream(record.streamMap);
-    if (!stream) return 'bad-record';
-    const state = dumpOf(record);
+  private async resumeConnection({ record, stream, state }: Adoptee, answer: ProbeResult, probeMs: number): Promise<string> {
+    if (answer instanceof NativeError) return answer.code === 'ECONNRESET' ? 'client-gone' : 'probe-failed';
     const started = performance.now();
-    let answer: ProbeAnswer;
-    try {
-      answer = await probe(state, {
-        ack: (state.recvSeq + stream.received) >>> 0,
-        ifname: this.config.iface,
-        timeoutMs: this.config.probeTimeoutMs,
-        retries: this.config.probeRetries,
-      });
-    } catch (err) {
-      return (err as { code?: string }).code === 'ECONNRESET' ? 'client-gone' : 'probe-failed';
-    }
-    // Let timers run between connections: a takeover of a thousand must not hold the loop so
-    // long that this server misses its own heartbeats and is thought dead in turn.
-    await yieldToLoop();
-    const probeMs = performance.now() - started;
     const serverOffset = unwrap((answer.ack - state.sendSeq) >>> 0, stream.sent);
     const clientOffset = unwrap((answer.seq - state.recvSeq) >>> 0, stream.received);
     const plan = planResume(stream.map, serverOffset, clientOffset, stream.received);
@@ -182,7 +207,7 @@ export class Takeover {
       return 'restore-failed';
     }
     const socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
-    const restoreMs = performance.now() - started - probeMs;
+    const restoreMs = performance.now() - started;
     if (plan.kind === 'abort') {
       this.logger.warn({ conn: record.id, reason: plan.reason, serverOffset }, 'cannot resume exactly; resetting');
       socket.resetAndDestroy();
@@ -271,10 +296,6 @@ function resetClient(state: ConnectionDump, answer: ProbeAnswer): void {
   });
 }
 
-function yieldToLoop(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
-
 /* The record's transport as the native restore wants it: byte 0 of each stream as anchors. */
 function dumpOf(record: ConnectionRecord): ConnectionDump {
   const t = record.transport;
@@ -307,17 +328,4 @@ export function unwrap(low32: number, near: number): number {
     if (candidate >= 0 && Math.abs(candidate - near) < Math.abs(best - near)) best = candidate;
   }
   return best;
-}
-
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await fn(items[index]!);
-    }
-  });
-  await Promise.all(workers);
-  return results;
 }
