@@ -9,7 +9,9 @@ import type { BenchRow } from './report.js';
  *   - relay of a 256 MiB stream on loopback, splice engine vs a plain Node `pipe()`: throughput
  *     and the relay process's CPU seconds (producer and sink run in another process);
  *   - takeover in the namespace lab: probe round trip (client kernel's answer, 20 per round)
- *     and restore() time, with the CPU each costs.
+ *     and restore() time, with the CPU each costs;
+ *   - probing many idle connections: one probeMany() of all against one probe() each, 32 at a
+ *     time (as the takeover ran them before), and the ratio.
  * Medians of a few rounds; no assertions.
  */
 
@@ -18,6 +20,8 @@ const RELAY_BYTES = 256 * 1024 * 1024;
 const RELAY_ROUNDS = 3;
 const TAKEOVER_ROUNDS = 3;
 const TAKEOVER_SIZE = 4 * 1024 * 1024;
+const PROBE_MANY_CONNECTIONS = 1000;
+const PROBE_MANY_ROUNDS = 3;
 
 type Relay = (source: net.Socket, destination: net.Socket) => Promise<void>;
 
@@ -114,6 +118,33 @@ async function takeoverRound(): Promise<{ rttMs: number[]; probeCpuMs: number; r
   }
 }
 
+async function probeManyRows(): Promise<BenchRow[]> {
+  const lab = await Lab.create({ timestamps: true });
+  try {
+    await lab.ip(lab.serverA, 'addr', 'add', `${lab.vip}/${lab.prefix}`, 'dev', lab.ifA);
+    const a = lab.start(lab.serverA, 'server-many.mjs', lab.vip, PORT, PROBE_MANY_CONNECTIONS);
+    await a.event('listening');
+    const client = lab.start(lab.client, 'many-client.mjs', lab.vip, PORT, PROBE_MANY_CONNECTIONS);
+    const { dumps } = await a.event('dumps', 60_000);
+    await client.event('read', 60_000);
+    await lab.ip(lab.serverA, 'link', 'set', lab.ifA, 'down');
+    a.kill();
+    const b = lab.start(lab.serverB, 'probe-many.mjs', lab.ifB, `${lab.vip}/${lab.prefix}`, 'bench', PROBE_MANY_ROUNDS);
+    b.child.stdin!.write(JSON.stringify({ targets: dumps }) + '\n');
+    const timings = await b.event('timings', 120_000);
+    const batchMs = median(timings.batchMs as number[]);
+    const singleMs = median(timings.singleMs as number[]);
+    const note = `${PROBE_MANY_CONNECTIONS} idle connections, namespace lab, median of ${PROBE_MANY_ROUNDS}`;
+    return [
+      { suite: SUITE, name: `probeMany() of ${PROBE_MANY_CONNECTIONS} connections`, value: batchMs, unit: 'ms', note },
+      { suite: SUITE, name: `${PROBE_MANY_CONNECTIONS} single probe()s, 32 at a time`, value: singleMs, unit: 'ms', note },
+      { suite: SUITE, name: 'single probes / probeMany() time', value: singleMs / batchMs, unit: 'x', note },
+    ];
+  } finally {
+    await lab.close();
+  }
+}
+
 async function takeoverRows(): Promise<BenchRow[]> {
   if (!checkPrivileges().ok) {
     return [{ suite: SUITE, name: 'takeover (skipped)', value: 0, unit: '-', note: checkPrivileges().problems.join('; ') }];
@@ -126,6 +157,7 @@ async function takeoverRows(): Promise<BenchRow[]> {
     { suite: SUITE, name: 'probe CPU per probe', value: median(rounds.map((r) => r.probeCpuMs)), unit: 'ms', note },
     { suite: SUITE, name: 'restore() time', value: median(rounds.map((r) => r.restoreMs)), unit: 'ms', note },
     { suite: SUITE, name: 'restore() CPU', value: median(rounds.map((r) => r.restoreCpuMs)), unit: 'ms', note },
+    ...(await probeManyRows()),
   ];
 }
 
