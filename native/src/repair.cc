@@ -24,6 +24,7 @@
  *
  * Limits: IPv4. The caller (native/repair.ts) decides every value restore() sets.
  */
+#include <algorithm>
 #include <cstring>
 #include <fcntl.h>
 #include <netinet/tcp.h>
@@ -235,6 +236,11 @@ SysError BuildRepairedSocket(int fd, const RestoreSpec& s) {
   if (SysError e = SetInt(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON, "TCP_REPAIR=1")) return e;
   if (SysError e = WriteQueueSeq(fd, TCP_SEND_QUEUE, s.sendSeq)) return e;
   if (SysError e = WriteQueueSeq(fd, TCP_RECV_QUEUE, s.recvSeq)) return e;
+  // connect() sizes the segments (mss_cache) from the MSS clamp then, and the repair option
+  // set afterwards does not redo it: without this the socket sends 536-byte segments forever.
+  // (The option refuses more than 32767, which only loopback's MTU exceeds.)
+  constexpr uint32_t kMaxUserMss = 32767;
+  if (SysError e = SetInt(fd, IPPROTO_TCP, TCP_MAXSEG, static_cast<int>(std::min(s.mss, kMaxUserMss)), "TCP_MAXSEG")) return e;
   if (bind(fd, local, sizeof s.local) < 0) return Fail("bind");
   if (connect(fd, remote, sizeof s.remote) < 0) return Fail("connect");
   if (SysError e = SetRepairOptions(fd, s)) return e;

@@ -44,10 +44,13 @@ describe.each([
 
     const b = lab.start(lab.serverB, 'server-b.mjs', lab.ifB, `${lab.vip}/${lab.prefix}`, SIZE, JSON.stringify(dump));
     const { offset, answer } = (await b.event('answer')) as { offset: number; answer: Record<string, unknown> };
+    const { mss } = (await b.event('restored')) as { mss: number };
     const end = await client.event('end', 60_000);
 
     expect(dump).toMatchObject({ timestamps, sack: true, windowScaling: true });
     expect(answer.seq).toBe(dump.recvSeq);
+    // Full-size segments, as on the original connection (not the 536-byte default).
+    expect(mss).toBe(dump.mss);
     expect(offset).toBeGreaterThanOrEqual(CUT_AFTER);
     expect(offset).toBeLessThan(SIZE);
     expect(end).toMatchObject({ bytes: SIZE, firstMismatch: -1, sha256: sha256(pattern(0, SIZE)) });
