@@ -30,6 +30,8 @@ export type ResumePlan =
   /* clientFinished: the client has sent its FIN (no further requests will come). */
   | { kind: 'resume'; steps: ResumeStep[]; replay: Exchange[]; clientFinished: boolean }
   | { kind: 'finish' }
+  /* The client has acknowledged our FIN: the connection is over, nothing to rebuild. */
+  | { kind: 'closed' }
   | { kind: 'abort'; reason: string };
 
 export function planResume(map: StreamMap, serverOffset: number, clientOffset: number, knownClientOffset: number): ResumePlan {
@@ -43,6 +45,7 @@ export function planResume(map: StreamMap, serverOffset: number, clientOffset: n
   const position = map.locate(serverOffset);
   switch (position.kind) {
     case 'out-of-range':
+      return closedAt(map, serverOffset - 1) ? { kind: 'closed' } : { kind: 'abort', reason: position.reason };
     case 'unresumable':
       return { kind: 'abort', reason: position.reason };
     case 'headers':
@@ -56,7 +59,7 @@ export function planResume(map: StreamMap, serverOffset: number, clientOffset: n
     }
     case 'between': {
       // The last exchange closed the connection: all that is left to send is the FIN.
-      if (position.after && !(position.after.keepAlive && requestKeepsAlive(position.after))) return { kind: 'finish' };
+      if (position.after && closesConnection(position.after)) return { kind: 'finish' };
       const plan = followingSteps(map, position.after ? position.after.index + 1 : 0, [], clientFinished);
       // The client closed an idle connection: nothing to send but our FIN.
       return plan.kind === 'resume' && clientFinished && plan.replay.length === 0 && plan.steps.length === 0 ? { kind: 'finish' } : plan;
@@ -83,6 +86,17 @@ function followingSteps(map: StreamMap, fromIndex: number, steps: ResumeStep[], 
     replay.push(exchange);
   }
   return { kind: 'resume', steps, replay, clientFinished };
+}
+
+/* Whether `offset` is the end of an exchange after which the connection closed (so offset + 1
+ * is our FIN, acknowledged). */
+function closedAt(map: StreamMap, offset: number): boolean {
+  const position = map.locate(offset);
+  return position.kind === 'between' && position.after !== undefined && closesConnection(position.after);
+}
+
+function closesConnection(exchange: Exchange): boolean {
+  return !(exchange.keepAlive && requestKeepsAlive(exchange));
 }
 
 export function requestKeepsAlive(exchange: Exchange): boolean {

@@ -198,6 +198,10 @@ export class Takeover {
     const serverOffset = unwrap((answer.ack - state.sendSeq) >>> 0, stream.sent);
     const clientOffset = unwrap((answer.seq - state.recvSeq) >>> 0, stream.received);
     const plan = planResume(stream.map, serverOffset, clientOffset, stream.received);
+    if (plan.kind === 'closed') {
+      this.logger.info({ conn: record.id, serverOffset }, 'connection already closed: nothing to take over');
+      return 'finished';
+    }
     let fd: number;
     try {
       fd = await restoreSoon(state, answer);

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StreamMap } from '../../parsers/stream-map.js';
 import { RelayConnection, type RelayObserver } from '../../splice/connection.js';
 import { planResume } from '../../splice/resume.js';
+import { OK, requestHead } from '../parsers/stream-map-fixtures.js';
 import type { WedgeServer } from '../../wedge/server.js';
 import { makeFile, startFileOrigin } from '../support/fake-origins.js';
 import { startLoopbackWedge } from '../support/loopback-wedge.js';
@@ -135,6 +136,22 @@ describe('resume from a stream map', () => {
   it('refuses to plan when the client sent bytes the map does not know', () => {
     const plan = planResume(original.map, 10, 500, 400);
     expect(plan).toEqual({ kind: 'abort', reason: expect.stringContaining('does not know') });
+  });
+
+  it('needs nothing rebuilt once the client has acknowledged the FIN after a closing response', () => {
+    const map = new StreamMap();
+    const request = requestHead('GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
+    map.beginRequest(0, request);
+    map.endRequest(request.rawHead.length);
+    const head = OK(10);
+    map.beginResponse(0, head);
+    const end = head.headerLength + 10;
+    const known = request.rawHead.length;
+    expect(planResume(map, end, known, known)).toEqual({ kind: 'finish' });
+    expect(planResume(map, end + 1, known + 1, known)).toEqual({ kind: 'closed' });
+    expect(planResume(map, end + 2, known, known)).toMatchObject({ kind: 'abort' });
+    // On a kept-alive connection the same offset is no FIN: the map does not explain it.
+    expect(planResume(original.map, original.sent + 1, Buffer.byteLength(requests.join('')), Buffer.byteLength(requests.join('')))).toMatchObject({ kind: 'abort' });
   });
 
   it("takes one sequence number beyond the known bytes for the client's FIN", () => {
