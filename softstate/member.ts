@@ -52,6 +52,7 @@
  * a version older than one already heard is refused the same way.
  */
 import { EventEmitter } from 'node:events';
+import { LRUCache } from 'lru-cache';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { WedgeError } from '../wedge/errors.js';
@@ -204,6 +205,10 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   private readonly inbox: Inbox;
   private readonly table: SoftStateTable;
   private readonly local = new Map<string, LocalEntry>();
+  /* Migration numbers of connections this member served until they closed (for expireMs): an
+   * advert of such a connection from its previous owner, still queued in our socket when we
+   * took it over, must not bring it back as a live connection of that owner. */
+  private readonly closedHere: LRUCache<string, number>;
   private readonly dirty = new Set<string>();
   private readonly withdrawals: Withdrawal[] = [];
   private readonly peerStates = new Map<string, PeerState>();
@@ -275,6 +280,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     });
     this.inbox = new Inbox({ ring: options.keyRing, self: this.self, maxDatagram: mtu });
     this.table = new SoftStateTable({ ttlMs: this.expireMs });
+    this.closedHere = new LRUCache({ max: 200_000, ttl: this.expireMs });
     this.logger = options.logger;
   }
 
@@ -393,6 +399,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
       );
     }
     this.table.delete(record.id);
+    this.closedHere.delete(record.id);
     this.local.set(record.id, { record, encoded });
     this.dirty.add(record.id);
     this.scheduleFlush();
@@ -405,6 +412,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     if (!entry) return false;
     this.local.delete(id);
     this.dirty.delete(id);
+    this.closedHere.set(id, entry.record.migration);
     this.withdrawals.push({ id, owner: this.self, migration: entry.record.migration });
     this.scheduleFlush();
     return true;
@@ -577,6 +585,10 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
       this.inbox.reject('wrong-group');
       return;
     }
+    // Any authentic datagram shows its sender alive: when our loop falls behind, the adverts
+    // queued in front of a heartbeat must not let that peer look silent.
+    const sender = this.peerStates.get(message.sender);
+    if (sender?.alive) sender.lastHeardMono = performance.now();
     for (const item of message.items) {
       if (item.kind === 'withdrawal') {
         if (item.withdrawal.owner !== message.sender) this.inbox.reject('owner-mismatch');
@@ -590,6 +602,8 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
         continue;
       }
       this.counters.recordsReceived++;
+      const closedAt = this.closedHere.get(record.id);
+      if (closedAt !== undefined && record.migration <= closedAt) continue;
       const mine = this.local.get(record.id);
       if (mine) {
         if (compareVersions(record, mine.record) > 0) this.supersede(record, message);

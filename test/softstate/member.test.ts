@@ -138,6 +138,23 @@ describe('SoftStateMember (loopback)', () => {
   });
 });
 
+describe('SoftStateMember liveness', () => {
+  it("counts a peer's adverts as signs of life, so a backlog of them does not make it look silent", async () => {
+    const watcher = await member('10.99.1.1', { groups: 1, deadAfterMs: 300, heartbeatIntervalMs: 50 });
+    const peer = new Outbox({ ring: keyRing, self: '10.99.1.2' });
+    const deaths: string[] = [];
+    watcher.on('peer-dead', (p) => deaths.push(p));
+    watcher.receive(peer.heartbeat({ connections: 1, bytesPerSec: 0 }));
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      watcher.receive(peer.adverts([peer.encodeItem({ kind: 'record', record: sampleRecord(i, { owner: '10.99.1.2' }) })]).datagrams[0]!);
+    }
+    expect(deaths).toEqual([]);
+    await until(() => deaths.length === 1, 2000);
+    expect(deaths).toEqual(['10.99.1.2']);
+  });
+});
+
 describe('SoftStateMember receive checks', () => {
   const candidates = Array.from({ length: 20 }, (_, i) => `10.98.0.${i + 1}`);
   const [self, mate, restarter] = candidates.filter((a) => bucketOf(a, 2) === 0) as [string, string, string];
@@ -160,6 +177,19 @@ describe('SoftStateMember receive checks', () => {
     expect(m.metrics.rejected['owner-mismatch']).toBe(1);
     m.receive(out.adverts([out.encodeItem({ kind: 'record', record: sampleRecord(1, { owner: mate }) })]).datagrams[0]!);
     expect(m.recordsOwnedBy(mate)).toHaveLength(1);
+  });
+
+  it("does not bring back, from its previous owner's stale advert, a connection that closed here", () => {
+    const taker = new SoftStateMember({ self, keyRing, groups: 2 });
+    const out = from(mate);
+    const record = sampleRecord(7, { owner: self, migration: 1 });
+    taker.upsert(record);
+    taker.remove(record.id);
+    taker.receive(out.adverts([out.encodeItem({ kind: 'record', record: { ...record, owner: mate, migration: 0 } })]).datagrams[0]!);
+    expect(taker.recordsOwnedBy(mate)).toEqual([]);
+    // A later takeover by that peer is news, and is kept.
+    taker.receive(out.adverts([out.encodeItem({ kind: 'record', record: { ...record, owner: mate, migration: 2 } })]).datagrams[0]!);
+    expect(taker.recordsOwnedBy(mate).map((r) => r.migration)).toEqual([2]);
   });
 
   it('reports a fast restart (new epoch) as a death followed by life', () => {
