@@ -79,6 +79,7 @@ export const DEFAULT_DEAD_AFTER_MS = 400;
 /* Longer than any stall seen under load (a few hundred ms), far shorter than a hung daemon. */
 export const DEFAULT_HEARTBEAT_LEASE_MS = 1000;
 const NOTICE_COPIES = 3;
+const MAX_REMEMBERED_GROUPS = 4096;
 /* Periodic rounds leave in bursts of PACE_BURST records every PACE_INTERVAL_MS (1,000
  * connections = ~500 datagrams = ~80 ms), so a receiver's socket buffer (208 kB by default on
  * Linux) does not overflow while its event loop is busy. Each burst carries its records as they
@@ -209,6 +210,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
    * advert of such a connection from its previous owner, still queued in our socket when we
    * took it over, must not bring it back as a live connection of that owner. */
   private readonly closedHere: LRUCache<string, number>;
+  private readonly groupOfAddress = new Map<string, boolean>();
   private readonly dirty = new Set<string>();
   private readonly withdrawals: Withdrawal[] = [];
   private readonly peerStates = new Map<string, PeerState>();
@@ -509,8 +511,16 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     }
   }
 
+  /* Asked for every datagram received, and the group hash is a SHA-256: remembered per address
+   * (authenticated senders only, so the cache stays as small as the cluster). */
   private inOurGroup(address: string): boolean {
-    return supportGroupOf(address, this.groupConfig).bucket === this.group.bucket;
+    let ours = this.groupOfAddress.get(address);
+    if (ours === undefined) {
+      if (this.groupOfAddress.size >= MAX_REMEMBERED_GROUPS) this.groupOfAddress.clear();
+      ours = supportGroupOf(address, this.groupConfig).bucket === this.group.bucket;
+      this.groupOfAddress.set(address, ours);
+    }
+    return ours;
   }
 
   private handleHeartbeat(message: Extract<InboundMessage, { kind: 'heartbeat' }>): void {
