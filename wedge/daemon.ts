@@ -73,7 +73,7 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
   const replication = new Replication(server, member, self, server.metrics, logger);
   const guard = new RstGuard();
   const takeover = new Takeover(
-    { self, iface, prefixLength, probeTimeoutMs: 100, probeRetries: 4, concurrency: 32 },
+    { self, iface, prefixLength, probeTimeoutMs: 100, probeRetries: 4, resumesPerTurn: 256 },
     member,
     server,
     replication,
