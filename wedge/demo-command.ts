@@ -6,7 +6,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
@@ -64,6 +64,8 @@ async function runDemo(flags: DemoFlags): Promise<boolean> {
     const file = info.files[0]!;
     const server = info.servers[0]!;
     const target = join(out, 'demo.bin');
+    // A file left by an earlier run would read as progress before curl truncates it.
+    rmSync(target, { force: true });
     const url = `${server.service}${file.path}`;
     say(`demo: client downloads ${url} (${(file.bytes / 1048576).toFixed(0)} MiB) through ${server.name}'s wedge`);
 
