@@ -88,7 +88,7 @@ export function registerLabCommands(program: Command): void {
     .option('--servers <n>', 'number of servers', '3')
     .addOption(new Option('--origin <kind>', 'origin on every server').choices(['builtin', 'apache']).default('builtin'))
     .option('--file <name:mib>', `a file every server holds, repeatable (default ${DEFAULT_FILES.join(' ')})`, collect, [])
-    .option('--rate <rate>', "shape each server's egress (tbf), e.g. 100mbit")
+    .option('--rate <rate>', "shape each server's egress (tbf; UDP soft state bypasses it), e.g. 100mbit")
     .option('--timeout <seconds>', 'how long to wait for origins and wedges to answer', '30')
     .option('--json', 'print one JSON object describing the lab on stdout')
     .option('--lab <name>', LAB_OPTION_HELP)

@@ -1,7 +1,10 @@
 /*
  * Bandwidth shaping of each server's egress link. This kernel has no netem, so there is no added
- * delay or loss, only a rate: a token bucket filter (tbf) as the root qdisc of the server's eth0.
- * The bucket holds 20 ms of traffic (at least 64 KiB) so full-size GSO packets pass whole.
+ * delay or loss, only a rate: a token bucket filter (tbf) holding 20 ms of traffic (at least
+ * 64 KiB, so full-size GSO packets pass whole). It sits under an htb root whose filter sends UDP
+ * (the soft-state multicast) around it: a link saturated by resumed downloads must not drop the
+ * heartbeats, or peers would think the busy adopter dead (as a cluster network gives its
+ * control traffic priority).
  */
 import { WedgeError } from '../wedge/errors.js';
 import { run } from './run.js';
@@ -38,5 +41,12 @@ export function parseRate(text: string): Rate {
 
 export async function shapeEgress(ns: string, iface: string, rate: Rate): Promise<void> {
   const burst = Math.max(64 * 1024, Math.ceil(rate.bytesPerSecond / 50));
-  await run('tc', ['-n', ns, 'qdisc', 'replace', 'dev', iface, 'root', 'tbf', 'rate', rate.text, 'burst', String(burst), 'latency', '50ms']);
+  const tc = (...args: string[]) => run('tc', ['-n', ns, ...args]);
+  await tc('qdisc', 'replace', 'dev', iface, 'root', 'handle', '1:', 'htb', 'default', '20');
+  for (const classid of ['1:10', '1:20']) await tc('class', 'add', 'dev', iface, 'parent', '1:', 'classid', classid, 'htb', 'rate', UNSHAPED, 'quantum', '60000');
+  await tc('qdisc', 'add', 'dev', iface, 'parent', '1:20', 'handle', '20:', 'tbf', 'rate', rate.text, 'burst', String(burst), 'latency', '50ms');
+  await tc('filter', 'add', 'dev', iface, 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32', 'match', 'ip', 'protocol', '17', '0xff', 'flowid', '1:10');
 }
+
+/* The htb classes only sort traffic; the rate is the tbf's. */
+const UNSHAPED = '10gbit';
