@@ -52,7 +52,6 @@
  * a version older than one already heard is refused the same way.
  */
 import { EventEmitter } from 'node:events';
-import { LRUCache } from 'lru-cache';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { WedgeError } from '../wedge/errors.js';
@@ -206,10 +205,6 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   private readonly inbox: Inbox;
   private readonly table: SoftStateTable;
   private readonly local = new Map<string, LocalEntry>();
-  /* Migration numbers of connections this member served until they closed (for expireMs): an
-   * advert of such a connection from its previous owner, still queued in our socket when we
-   * took it over, must not bring it back as a live connection of that owner. */
-  private readonly closedHere: LRUCache<string, number>;
   private readonly groupOfAddress = new Map<string, boolean>();
   private readonly dirty = new Set<string>();
   private readonly withdrawals: Withdrawal[] = [];
@@ -282,7 +277,6 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     });
     this.inbox = new Inbox({ ring: options.keyRing, self: this.self, maxDatagram: mtu });
     this.table = new SoftStateTable({ ttlMs: this.expireMs });
-    this.closedHere = new LRUCache({ max: 200_000, ttl: this.expireMs });
     this.logger = options.logger;
   }
 
@@ -401,7 +395,6 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
       );
     }
     this.table.delete(record.id);
-    this.closedHere.delete(record.id);
     this.local.set(record.id, { record, encoded });
     this.dirty.add(record.id);
     this.scheduleFlush();
@@ -414,7 +407,8 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     if (!entry) return false;
     this.local.delete(id);
     this.dirty.delete(id);
-    this.closedHere.set(id, entry.record.migration);
+    // Its previous owner's adverts may still be queued in our socket: they must not revive it.
+    this.table.markClosed(id, entry.record.migration);
     this.withdrawals.push({ id, owner: this.self, migration: entry.record.migration });
     this.scheduleFlush();
     return true;
@@ -500,6 +494,10 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   receive(datagram: Buffer): void {
     const message = this.inbox.receive(datagram);
     if (!message) return;
+    // Any authentic datagram shows its sender alive: when our loop falls behind, the adverts
+    // queued in front of a heartbeat must not let that peer look silent.
+    const sender = this.peerStates.get(message.sender);
+    if (sender?.alive) sender.lastHeardMono = performance.now();
     switch (message.kind) {
       case 'heartbeat':
         return this.handleHeartbeat(message);
@@ -595,10 +593,6 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
       this.inbox.reject('wrong-group');
       return;
     }
-    // Any authentic datagram shows its sender alive: when our loop falls behind, the adverts
-    // queued in front of a heartbeat must not let that peer look silent.
-    const sender = this.peerStates.get(message.sender);
-    if (sender?.alive) sender.lastHeardMono = performance.now();
     for (const item of message.items) {
       if (item.kind === 'withdrawal') {
         if (item.withdrawal.owner !== message.sender) this.inbox.reject('owner-mismatch');
@@ -612,8 +606,6 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
         continue;
       }
       this.counters.recordsReceived++;
-      const closedAt = this.closedHere.get(record.id);
-      if (closedAt !== undefined && record.migration <= closedAt) continue;
       const mine = this.local.get(record.id);
       if (mine) {
         if (compareVersions(record, mine.record) > 0) this.supersede(record, message);

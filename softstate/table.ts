@@ -11,7 +11,9 @@
  *      same verdict whatever their clocks say;
  *   3. same owner: later updatedAt, then later datagram sequence.
  *
- * A re-advert of the same version refreshes the TTL; an older version does not.
+ * A re-advert of the same version refreshes the TTL; an older version does not. A closed
+ * connection (withdrawn by its owner, or closed here) leaves its migration number behind for the
+ * TTL: an advert of it still in flight, or queued in our socket, must not bring it back.
  * Expired entries are dropped lazily on access and by purgeStale(), which the member calls
  * periodically (no timer per entry).
  */
@@ -45,6 +47,8 @@ export interface TableOptions {
 export class SoftStateTable {
   readonly ttlMs: number;
   private readonly cache: LRUCache<string, TableEntry>;
+  /* id → migration number of a connection known closed. */
+  private readonly closed: LRUCache<string, number>;
 
   constructor(options: TableOptions = {}) {
     this.ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
@@ -54,6 +58,7 @@ export class SoftStateTable {
       updateAgeOnGet: false,
       updateAgeOnHas: false,
     });
+    this.closed = new LRUCache<string, number>({ max: options.max ?? DEFAULT_MAX_ENTRIES, ttl: this.ttlMs });
   }
 
   get size(): number {
@@ -62,6 +67,8 @@ export class SoftStateTable {
 
   /* Keeps the record if it is at least as new as what is known. */
   offer(record: ConnectionRecord, from: { sender: string; seq: number }, now = Date.now()): OfferOutcome {
+    const closedAt = this.closed.get(record.id);
+    if (closedAt !== undefined && record.migration <= closedAt) return 'older';
     const known = this.cache.get(record.id);
     const entry: TableEntry = { record, sender: from.sender, seq: from.seq, receivedAt: now };
     if (!known) {
@@ -82,7 +89,14 @@ export class SoftStateTable {
   withdraw(w: Withdrawal): boolean {
     const known = this.cache.get(w.id);
     if (!known || known.record.owner !== w.owner || known.record.migration > w.migration) return false;
-    return this.cache.delete(w.id);
+    this.markClosed(w.id, w.migration);
+    return true;
+  }
+
+  /* The connection closed at this migration number: forget it, and older adverts of it. */
+  markClosed(id: string, migration: number): void {
+    this.cache.delete(id);
+    this.closed.set(id, Math.max(migration, this.closed.get(id) ?? migration));
   }
 
   get(id: string): ConnectionRecord | undefined {
@@ -93,7 +107,9 @@ export class SoftStateTable {
     return this.cache.get(id);
   }
 
+  /* Forgets a connection entirely (this member serves it now). */
   delete(id: string): boolean {
+    this.closed.delete(id);
     return this.cache.delete(id);
   }
 

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ProbeTarget } from '../../native/index.js';
 import { assertBuilt, Lab, PORT } from './lab.js';
 
 /*
@@ -14,15 +15,6 @@ import { assertBuilt, Lab, PORT } from './lab.js';
 
 const CONNECTIONS = 200;
 const SILENT_HOST = '10.77.0.99';
-
-interface Dump {
-  localAddress: string;
-  localPort: number;
-  remoteAddress: string;
-  remotePort: number;
-  sendSeq: number;
-  recvSeq: number;
-}
 
 interface Result {
   answer?: { ack: number; seq: number; window: number; attempts: number };
@@ -44,7 +36,7 @@ describe('probeMany', () => {
     const a = lab.start(lab.serverA, 'server-many.mjs', lab.vip, PORT, CONNECTIONS);
     await a.event('listening');
     const client = lab.start(lab.client, 'many-client.mjs', lab.vip, PORT, CONNECTIONS);
-    const { dumps } = (await a.event('dumps')) as { dumps: Dump[] };
+    const { dumps } = (await a.event('dumps')) as { dumps: ProbeTarget[] };
     const { bytes: read } = (await client.event('read')) as { bytes: Record<string, number> };
 
     await lab.ip(lab.serverA, 'link', 'set', lab.ifA, 'down');
@@ -53,7 +45,7 @@ describe('probeMany', () => {
     client.child.stdin!.write(`reset ${gone.remotePort}\n`);
     await client.event('reset');
 
-    const silent: Dump = { localAddress: lab.vip, localPort: PORT, remoteAddress: SILENT_HOST, remotePort: 40000, sendSeq: 1000, recvSeq: 2000 };
+    const silent: ProbeTarget = { localAddress: lab.vip, localPort: PORT, remoteAddress: SILENT_HOST, remotePort: 40000, sendSeq: 1000, recvSeq: 2000 };
     const b = lab.start(lab.serverB, 'probe-many.mjs', lab.ifB, `${lab.vip}/${lab.prefix}`, 'test');
     b.child.stdin!.write(JSON.stringify({ targets: [...dumps, silent] }) + '\n');
     const { results, ticks } = (await b.event('results')) as { results: Result[]; ticks: number };

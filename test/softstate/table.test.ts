@@ -46,6 +46,10 @@ describe('soft-state table', () => {
     expect(t.withdraw({ id: moved.id, owner: '10.99.0.1', migration: 0 })).toBe(false);
     expect(t.withdraw({ id: moved.id, owner: '10.99.0.2', migration: 1 })).toBe(true);
     expect(t.get(moved.id)).toBeUndefined();
+    // A late copy of the withdrawn version does not bring it back; a later takeover does count.
+    expect(t.offer(moved, from(19, '10.99.0.2'))).toBe('older');
+    expect(t.get(moved.id)).toBeUndefined();
+    expect(t.offer({ ...moved, owner: '10.99.0.3', migration: 2 }, from(1, '10.99.0.3'))).toBe('new');
   });
 
   it('expires entries after the TTL unless re-advertised', async () => {
