@@ -40,6 +40,7 @@ export type RawRestoreSpec = Omit<RawDump, 'clockReadAt' | 'bytesReceived'> & { 
 export interface RawProbeTarget extends RawEndpoints {
   seq: number;
   ack: number;
+  migrateSyn?: { seq: number; ack: number; options: Buffer };
 }
 
 export interface RawProbeBatch {
@@ -61,7 +62,9 @@ export interface RawProbeAnswer {
   tsEcr?: number;
   /** From sending the answered probe to reading its answer (in a batch, early answers wait while later probes go out). */
   rttMs: number;
-  /** Probes sent, the answered one included. */
+  /** TCP Migrate: from sending the Migrate SYN to the agent's SYN-ACK (absent without one). */
+  moveMs?: number;
+  /** Segments sent (Migrate SYNs and probes), the answered one included. */
   attempts: number;
 }
 

@@ -23,8 +23,19 @@ export interface ProbeSequence {
   ack?: number;
 }
 
+/**
+ * TCP Migrate: the SYN that asks the client's agent to move the connection to localAddress
+ * before the probe (see wedge/migrate/option.ts for what seq, ack and options carry).
+ */
+export interface MigrateSynRequest {
+  seq: number;
+  ack: number;
+  /** TCP option bytes (the Migrate option first), a multiple of 4, at most 40. */
+  options: Buffer;
+}
+
 /** One connection of a probeMany() batch. */
-export type ProbeRequest = ProbeTarget & ProbeSequence;
+export type ProbeRequest = ProbeTarget & ProbeSequence & { migrateSyn?: MigrateSynRequest };
 
 /** Shared by every connection of a batch. */
 export interface ProbeBatchOptions {
@@ -49,9 +60,11 @@ const DEFAULT_RETRIES = 3;
 /**
  * Probes many connections at once, on one worker thread with one capture and one raw socket:
  * every client's kernel reveals its next expected byte and its own send sequence. Holds a silent
- * placeholder socket per 4-tuple meanwhile, so this host must own each localAddress. Resolves
- * with one result per request, in order; a failed connection's NativeError says ETIMEDOUT (no
- * answer after all attempts), ECONNRESET (the client answered RST: its socket is gone), or the
+ * placeholder socket per 4-tuple meanwhile, so this host must own each localAddress. A request
+ * with a migrateSyn first sends that SYN and probes once the client's agent accepted it (its
+ * answer then has moveMs). Resolves with one result per request, in order; a failed
+ * connection's NativeError says ETIMEDOUT (no answer after all attempts), ECONNRESET (the client
+ * answered RST: its socket is gone), ECONNREFUSED (the agent refused the Migrate SYN), or the
  * failing syscall. Never rejects for a connection's failure.
  */
 export function probeMany(requests: readonly ProbeRequest[], options: ProbeBatchOptions = {}): Promise<ProbeResult[]> {
@@ -66,6 +79,7 @@ export function probeMany(requests: readonly ProbeRequest[], options: ProbeBatch
       remotePort: request.remotePort,
       seq: request.oldSeq ?? (request.sendSeq - 1) >>> 0,
       ack: request.ack ?? request.recvSeq,
+      ...(request.migrateSyn ? { migrateSyn: { seq: request.migrateSyn.seq >>> 0, ack: request.migrateSyn.ack >>> 0, options: request.migrateSyn.options } } : {}),
     })),
   });
 }

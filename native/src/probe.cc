@@ -30,6 +30,14 @@
  * closed in repair mode (which again sends nothing) before the promise resolves with one result
  * per connection, in input order: its answer or its NativeError.
  *
+ * TCP Migrate: a connection may first need to be moved to us. Its slot then starts with a
+ * Migrate SYN (flags SYN, the caller's options, no payload) instead of a probe. The client's
+ * agent answers the first valid one with a SYN-ACK, after installing its address rewrite; the
+ * slot then sends its probe at once, through that rewrite, and waits for the duplicate ACK as
+ * above. A RST to the SYN means the agent refused it (another candidate won, or the SYN is not
+ * valid for the connection): ECONNREFUSED. The placeholder is held throughout, so the agent's
+ * SYN-ACK and the client's segments never meet a socket-less port here.
+ *
  * Limits: IPv4. The old sequence number must really be old for the client: the caller passes
  * one (by default the SYN's slot, ISN, which stays old until the stream wraps 4 GiB).
  */
@@ -64,6 +72,9 @@ constexpr size_t kMaxFilterValues = 32;
 struct ProbeTarget {
   sockaddr_in local{}, remote{};
   uint32_t seq = 0, ack = 0;
+  /* TCP Migrate: the SYN sent first (empty options: none, probe at once). */
+  uint32_t synSeq = 0, synAck = 0;
+  std::vector<uint8_t> synOptions;
 };
 
 struct ProbeOptions {
@@ -74,7 +85,7 @@ struct ProbeOptions {
 struct ProbeAnswer {
   uint32_t ack = 0, seq = 0, window = 0, tsVal = 0, tsEcr = 0, attempts = 0;
   bool timestamps = false;
-  double rttMs = 0;
+  double rttMs = 0, moveMs = 0;
 };
 
 /* One connection of a batch: its placeholder and last probe while it waits, then its outcome. */
@@ -84,6 +95,9 @@ struct ProbeSlot {
   Clock::time_point sentAt;
   ProbeAnswer answer;
   bool answered = false;
+  /* Migrate SYN answered with SYN-ACK (or none needed): the probe may go out. */
+  bool moved = false;
+  double moveMs = 0;
   SysError error;
 
   bool waiting() const { return !answered && !error; }
@@ -174,15 +188,17 @@ SysError OpenSockets(const std::vector<ProbeSlot>& slots, const std::string& ifn
   return {};
 }
 
-/* IPv4 + TCP (ACK, no options) + one zero payload byte (the client discards it as a duplicate);
+/* IPv4 + TCP with `flags`, `options` (a multiple of 4 bytes) and `payloadBytes` zero bytes;
  * the kernel fills the IP id and checksum. */
-std::vector<uint8_t> BuildProbeSegment(const ProbeTarget& target) {
-  constexpr size_t kIpLen = 20, kTcpLen = 20, kTotal = kIpLen + kTcpLen + 1;
-  std::vector<uint8_t> pkt(kTotal, 0);
+std::vector<uint8_t> BuildSegment(const ProbeTarget& target, uint32_t seq, uint32_t ack, uint8_t flags,
+                                  const std::vector<uint8_t>& options, size_t payloadBytes) {
+  constexpr size_t kIpLen = 20;
+  const size_t tcpLen = 20 + options.size(), total = kIpLen + tcpLen + payloadBytes;
+  std::vector<uint8_t> pkt(total, 0);
   iphdr* ip = reinterpret_cast<iphdr*>(pkt.data());
   ip->version = 4;
   ip->ihl = kIpLen / 4;
-  ip->tot_len = htons(kTotal);
+  ip->tot_len = htons(total);
   ip->ttl = 64;
   ip->protocol = IPPROTO_TCP;
   ip->saddr = target.local.sin_addr.s_addr;
@@ -190,21 +206,34 @@ std::vector<uint8_t> BuildProbeSegment(const ProbeTarget& target) {
   tcphdr* tcp = reinterpret_cast<tcphdr*>(pkt.data() + kIpLen);
   tcp->source = target.local.sin_port;
   tcp->dest = target.remote.sin_port;
-  tcp->seq = htonl(target.seq);
-  tcp->ack_seq = htonl(target.ack);
-  tcp->doff = kTcpLen / 4;
-  tcp->ack = 1;
+  tcp->seq = htonl(seq);
+  tcp->ack_seq = htonl(ack);
+  tcp->doff = tcpLen / 4;
+  pkt[kIpLen + 13] = flags;
   tcp->window = htons(0xFFFF);
+  std::copy(options.begin(), options.end(), pkt.begin() + kIpLen + 20);
   uint8_t pseudo[12];
   memcpy(pseudo, &ip->saddr, 4);
   memcpy(pseudo + 4, &ip->daddr, 4);
   pseudo[8] = 0;
   pseudo[9] = IPPROTO_TCP;
-  pseudo[10] = 0;
-  pseudo[11] = kTcpLen + 1;
+  pseudo[10] = static_cast<uint8_t>((tcpLen + payloadBytes) >> 8);
+  pseudo[11] = static_cast<uint8_t>(tcpLen + payloadBytes);
   uint32_t sum = SumWords(pseudo, sizeof pseudo, 0);
-  tcp->check = htons(FoldChecksum(SumWords(pkt.data() + kIpLen, kTcpLen + 1, sum)));
+  tcp->check = htons(FoldChecksum(SumWords(pkt.data() + kIpLen, tcpLen + payloadBytes, sum)));
   return pkt;
+}
+
+constexpr uint8_t kFlagSyn = 0x02, kFlagAck = 0x10;
+
+/* The probe: an ACK with an old sequence number and one zero byte (the client discards it as a
+ * duplicate and answers with its state). */
+std::vector<uint8_t> BuildProbeSegment(const ProbeTarget& target) {
+  return BuildSegment(target, target.seq, target.ack, kFlagAck, {}, 1);
+}
+
+std::vector<uint8_t> BuildMigrateSyn(const ProbeTarget& target) {
+  return BuildSegment(target, target.synSeq, target.synAck, kFlagSyn, target.synOptions, 0);
 }
 
 void ReadTimestampOption(const uint8_t* opt, size_t len, ProbeAnswer* a) {
@@ -227,7 +256,7 @@ void ReadTimestampOption(const uint8_t* opt, size_t len, ProbeAnswer* a) {
 /* A client's segment as the capture delivered it. */
 struct ClientSegment {
   FourTuple tuple;
-  bool rst = false, ack = false;
+  bool rst = false, ack = false, syn = false;
   ProbeAnswer answer;
 };
 
@@ -245,6 +274,7 @@ bool ParseClientSegment(const uint8_t* pkt, size_t len, ClientSegment* out) {
   out->tuple = {ip->daddr, ip->saddr, tcp->dest, tcp->source};
   out->rst = tcp->rst;
   out->ack = tcp->ack;
+  out->syn = tcp->syn;
   out->answer.ack = ntohl(tcp->ack_seq);
   out->answer.seq = ntohl(tcp->seq) + static_cast<uint32_t>(total - ipLen - tcpLen);
   out->answer.window = ntohs(tcp->window);
@@ -252,23 +282,26 @@ bool ParseClientSegment(const uint8_t* pkt, size_t len, ClientSegment* out) {
   return true;
 }
 
-/* Sends one probe to each connection still waiting. */
+/* Sends a slot's next segment: its Migrate SYN until the agent accepted it, then its probe. */
+void SendNext(int raw, ProbeSlot* slot) {
+  std::vector<uint8_t> segment = slot->moved ? BuildProbeSegment(slot->target) : BuildMigrateSyn(slot->target);
+  slot->sentAt = Clock::now();
+  slot->answer.attempts++;
+  // ENOBUFS: our own queue dropped it under the burst, as the wire might; the next attempt resends it.
+  if (sendto(raw, segment.data(), segment.size(), 0, reinterpret_cast<const sockaddr*>(&slot->target.remote),
+             sizeof slot->target.remote) < 0 && errno != ENOBUFS)
+    slot->error = Fail("sendto", errno, slot->moved ? "probe segment" : "Migrate SYN");
+}
+
+/* Sends one segment to each connection still waiting. */
 void SendProbes(int raw, std::vector<ProbeSlot>* slots) {
-  for (ProbeSlot& slot : *slots) {
-    if (!slot.waiting()) continue;
-    std::vector<uint8_t> segment = BuildProbeSegment(slot.target);
-    slot.sentAt = Clock::now();
-    slot.answer.attempts++;
-    // ENOBUFS: our own queue dropped it under the burst, as the wire might; the next attempt resends it.
-    if (sendto(raw, segment.data(), segment.size(), 0, reinterpret_cast<const sockaddr*>(&slot.target.remote),
-               sizeof slot.target.remote) < 0 && errno != ENOBUFS)
-      slot.error = Fail("sendto", errno, "probe segment");
-  }
+  for (ProbeSlot& slot : *slots)
+    if (slot.waiting()) SendNext(raw, &slot);
 }
 
 /* Reads clients' segments until no connection waits or until `deadline`.
  * Return: the capture's failure, if any. */
-SysError CollectAnswers(int capture, const SlotIndex& index, Clock::time_point deadline, std::vector<ProbeSlot>* slots) {
+SysError CollectAnswers(int capture, int raw, const SlotIndex& index, Clock::time_point deadline, std::vector<ProbeSlot>* slots) {
   auto waiting = std::count_if(slots->begin(), slots->end(), [](const ProbeSlot& s) { return s.waiting(); });
   uint8_t buf[2048];
   while (waiting > 0) {
@@ -291,11 +324,25 @@ SysError CollectAnswers(int capture, const SlotIndex& index, Clock::time_point d
     if (found == index.end()) continue;
     ProbeSlot& slot = (*slots)[found->second];
     if (!slot.waiting() || !(segment.rst || segment.ack)) continue;
+    if (!slot.moved) {
+      if (segment.rst) {
+        slot.error = Fail("migrate", ECONNREFUSED, "the client's agent refused the Migrate SYN");
+        waiting--;
+      } else if (segment.syn) {
+        slot.moved = true;
+        slot.moveMs = std::chrono::duration<double, std::milli>(Clock::now() - slot.sentAt).count();
+        SendNext(raw, &slot);
+        if (slot.error) waiting--;
+      }
+      continue;
+    }
+    if (segment.syn) continue;  // a repeated SYN-ACK is not the probe's answer
     if (segment.rst) {
       slot.error = Fail("probe", ECONNRESET, "the client answered with RST");
     } else {
       segment.answer.attempts = slot.answer.attempts;
       segment.answer.rttMs = std::chrono::duration<double, std::milli>(Clock::now() - slot.sentAt).count();
+      segment.answer.moveMs = slot.moveMs;
       slot.answer = segment.answer;
       slot.answered = true;
     }
@@ -309,6 +356,7 @@ void RunProbes(const ProbeOptions& options, std::vector<ProbeSlot>* slots) {
   SlotIndex index;
   for (size_t i = 0; i < slots->size(); i++) {
     ProbeSlot& slot = (*slots)[i];
+    slot.moved = slot.target.synOptions.empty();
     if (SysError e = HoldPlaceholder(slot.target, &slot.placeholder)) slot.error = e;
     else index.emplace(TupleOf(slot.target), i);
   }
@@ -319,7 +367,7 @@ void RunProbes(const ProbeOptions& options, std::vector<ProbeSlot>* slots) {
   auto anyWaiting = [&] { return std::any_of(slots->begin(), slots->end(), [](const ProbeSlot& s) { return s.waiting(); }); };
   for (uint32_t attempt = 0; !failure && attempt <= options.retries && anyWaiting(); attempt++) {
     SendProbes(raw.get(), slots);
-    failure = CollectAnswers(capture.get(), index, Clock::now() + timeout, slots);
+    failure = CollectAnswers(capture.get(), raw.get(), index, Clock::now() + timeout, slots);
   }
   const SysError unanswered =
       failure ? failure : Fail("poll", ETIMEDOUT, "no answer from the client after " + std::to_string(options.retries + 1) + " probes");
@@ -339,6 +387,7 @@ Napi::Object AnswerObject(Napi::Env env, const ProbeAnswer& answer) {
     o.Set("tsEcr", answer.tsEcr);
   }
   o.Set("rttMs", answer.rttMs);
+  if (answer.moveMs > 0) o.Set("moveMs", answer.moveMs);
   o.Set("attempts", answer.attempts);
   return o;
 }
@@ -388,6 +437,18 @@ bool ReadProbeTarget(const Napi::Object& o, ProbeTarget* target) {
     ThrowTypeError(o.Env(), "probeMany: addresses must be IPv4 and ports 0..65535");
     return false;
   }
+  if (!o.Has("migrateSyn")) return true;
+  Napi::Object syn;
+  if (!GetObject(o, "migrateSyn", &syn) || !GetUint32(syn, "seq", &target->synSeq) || !GetUint32(syn, "ack", &target->synAck))
+    return false;
+  Napi::Value options = syn.Get("options");
+  size_t length = options.IsBuffer() ? options.As<Napi::Buffer<uint8_t>>().Length() : 0;
+  if (length == 0 || length % 4 != 0 || length > 40) {
+    ThrowTypeError(o.Env(), "probeMany: migrateSyn.options must be a Buffer of 4..40 bytes, a multiple of 4");
+    return false;
+  }
+  Napi::Buffer<uint8_t> bytes = options.As<Napi::Buffer<uint8_t>>();
+  target->synOptions.assign(bytes.Data(), bytes.Data() + bytes.Length());
   return true;
 }
 
