@@ -114,6 +114,10 @@ export interface RawAddon {
     options: { address: string; ifname: string; exid: number },
     onSegment: (error: NativeError | null, segment: RawCapturedSyn | null) => void,
   ): RawMigrateCapture;
+  captureSynAcks(
+    options: { address: string; ifname: string; ports: number[] },
+    onSegment: (error: NativeError | null, segment: RawCapturedSyn | null) => void,
+  ): RawMigrateCapture;
 }
 
 function load(): RawAddon {

@@ -8,7 +8,9 @@ import type { NativeError } from './errors.js';
  * candidate server's Migrate SYN (options from wedge/migrate/option.ts) and the agent's SYN-ACK
  * and RST answers. MigrateSynCapture delivers every SYN to `address` whose first TCP option is
  * kind 253 with the given ExID, from a native thread, so the event loop never waits; the agent
- * parses and verifies the option bytes itself. Both need CAP_NET_RAW.
+ * parses and verifies the option bytes itself. SynAckCapture delivers, the same way, every
+ * SYN-ACK to `address` from one of the given ports: how the agent learns new connections. All
+ * need CAP_NET_RAW.
  */
 
 export const TCP_FIN = 0x01;
@@ -50,37 +52,25 @@ export function sendTcpSegment(segment: TcpSegment): void {
   });
 }
 
-export type CapturedSyn = RawCapturedSyn;
+/** A TCP segment one of the agent's captures delivered. */
+export type CapturedSegment = RawCapturedSyn;
+export type CapturedSyn = CapturedSegment;
 
-export interface MigrateCaptureOptions {
-  /** The IPv4 address whose incoming Migrate SYNs to capture (the client's). */
-  address: string;
-  /** The Migrate option's ExID. */
-  exid: number;
-  /** Capture only on this interface (default: all). */
-  ifname?: string;
-}
+type RawDelivery = (error: NativeError | null, segment: CapturedSegment | null) => void;
 
-/** A running capture of Migrate SYNs; stop() ends its thread (and lets the process exit). */
-export class MigrateSynCapture {
+/** A running capture thread; stop() ends it (and lets the process exit). */
+export class SegmentCapture {
   private running = true;
+  private readonly handle: RawMigrateCapture;
 
-  private constructor(private readonly handle: RawMigrateCapture) {}
-
-  /**
-   * Starts capturing: onSyn gets each SYN, onError the failure that ended the capture (a
-   * NativeError). Throws NativeError if the socket cannot be opened (EPERM: no CAP_NET_RAW).
-   */
-  static start(options: MigrateCaptureOptions, onSyn: (syn: CapturedSyn) => void, onError: (error: NativeError) => void): MigrateSynCapture {
-    let capture: MigrateSynCapture | undefined;
-    const handle = addon.captureMigrateSyns({ address: options.address, ifname: options.ifname ?? '', exid: options.exid }, (error, syn) => {
+  /** Throws NativeError if the socket cannot be opened (EPERM: no CAP_NET_RAW). */
+  protected constructor(open: (deliver: RawDelivery) => RawMigrateCapture, onSegment: (segment: CapturedSegment) => void, onError: (error: NativeError) => void) {
+    this.handle = open((error, segment) => {
       // Segments already queued when stop() ran still arrive; they are no longer wanted.
-      if (capture && !capture.running) return;
+      if (!this.running) return;
       if (error) onError(error);
-      else if (syn) onSyn(syn);
+      else if (segment) onSegment(segment);
     });
-    capture = new MigrateSynCapture(handle);
-    return capture;
   }
 
   /** Segments dropped because JS fell behind (the native queue is bounded). */
@@ -92,5 +82,37 @@ export class MigrateSynCapture {
     if (!this.running) return;
     this.running = false;
     this.handle.stop();
+  }
+}
+
+export interface MigrateCaptureOptions {
+  /** The IPv4 address whose incoming Migrate SYNs to capture (the client's). */
+  address: string;
+  /** The Migrate option's ExID. */
+  exid: number;
+  /** Capture only on this interface (default: all). */
+  ifname?: string;
+}
+
+/** Migrate SYNs to the client: onSyn gets each one, onError the failure that ended the capture. */
+export class MigrateSynCapture extends SegmentCapture {
+  static start(options: MigrateCaptureOptions, onSyn: (syn: CapturedSyn) => void, onError: (error: NativeError) => void): MigrateSynCapture {
+    return new MigrateSynCapture((deliver) => addon.captureMigrateSyns({ address: options.address, ifname: options.ifname ?? '', exid: options.exid }, deliver), onSyn, onError);
+  }
+}
+
+export interface SynAckCaptureOptions {
+  /** The IPv4 address whose incoming SYN-ACKs to capture (the client's). */
+  address: string;
+  /** Only SYN-ACKs from these source ports (the services' TCP ports; 1 to 64 of them). */
+  ports: number[];
+  /** Capture only on this interface (default: all, where a bridged frame may be seen twice). */
+  ifname?: string;
+}
+
+/** The servers' SYN-ACKs to the client, i.e. every new connection to a service port. */
+export class SynAckCapture extends SegmentCapture {
+  static start(options: SynAckCaptureOptions, onSynAck: (synAck: CapturedSegment) => void, onError: (error: NativeError) => void): SynAckCapture {
+    return new SynAckCapture((deliver) => addon.captureSynAcks({ address: options.address, ifname: options.ifname ?? '', ports: options.ports }, deliver), onSynAck, onError);
   }
 }
