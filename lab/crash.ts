@@ -1,7 +1,7 @@
 /*
- * Failure injection. `crash` is a power loss: the server's link goes down first and only then is
- * every process in its namespace SIGKILLed, so the dying kernel sockets cannot get a FIN or RST
- * onto the wire. `declare-dead` is the opposite mistake: the server stays up, but every other
+ * Failure injection. `crash` is a power loss: the server's links (the cluster one and, in subnets
+ * mode, the one to the router) go down first and only then is every process in its namespace
+ * SIGKILLed, so the dying kernel sockets cannot get a FIN or RST onto the wire. `declare-dead` is the opposite mistake: the server stays up, but every other
  * live server's admin API is told it is dead (POST /peers/<own address>/dead, from inside that
  * server's namespace, where the admin API listens on loopback).
  */
@@ -9,11 +9,11 @@ import { WedgeError } from '../wedge/errors.js';
 import { killNamespaceProcesses, setLinkDown } from './netns.js';
 import { ADMIN_PORT } from './plan.js';
 import { tryRunIn } from './run.js';
-import { findServer, writeState, type LabState } from './state.js';
+import { findServer, linksOf, writeState, type LabState } from './state.js';
 
 export async function labCrash(state: LabState, name: string): Promise<number[]> {
   const server = findServer(state, name);
-  await setLinkDown(server.ns, server.iface);
+  for (const link of linksOf(server)) await setLinkDown(server.ns, link);
   const killed = await killNamespaceProcesses(server.ns);
   server.status = 'crashed';
   await writeState(state);

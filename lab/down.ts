@@ -21,7 +21,7 @@ async function commandLineOf(pid: number): Promise<string | null> {
 }
 
 async function killStrayDaemons(state: LabState, runDir: string, dataDir: string): Promise<void> {
-  const pids = state.servers.flatMap((s) => [s.origin?.pid, s.wedge?.pid]).filter((pid): pid is number => pid !== undefined);
+  const pids = [...state.servers.flatMap((s) => [s.origin?.pid, s.wedge?.pid]), state.agent?.pid].filter((pid): pid is number => pid !== undefined);
   for (const pid of pids) {
     const cmdline = await commandLineOf(pid);
     if (cmdline !== null && (cmdline.includes(runDir) || cmdline.includes(dataDir))) {

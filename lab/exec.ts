@@ -1,5 +1,6 @@
 /*
- * `lab exec HOST -- CMD ARGS...`: runs a command on a lab host (`client`, `s1`, ...) through
+ * `lab exec HOST -- CMD ARGS...`: runs a command on a lab host (`client`, `s1`, ..., and
+ * `router` in subnets mode) through
  * `ip netns exec`, with stdio passed through and the project's bin/ first on PATH (so `wedge`
  * works inside). Resolves to the command's exit status (128+N when killed by signal N), and
  * forwards SIGINT/SIGTERM/SIGHUP to it so that stopping `lab exec` stops the command.
@@ -7,12 +8,14 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { WedgeError } from '../wedge/errors.js';
-import { CLIENT_HOST } from './plan.js';
+import { CLIENT_HOST, ROUTER_HOST } from './plan.js';
 import { labEnv } from './servers.js';
 import { findServer, type LabState } from './state.js';
 
 export function hostNamespace(state: LabState, host: string): string {
-  return host === CLIENT_HOST ? state.client.ns : findServer(state, host).ns;
+  if (host === CLIENT_HOST) return state.client.ns;
+  if (host === ROUTER_HOST && state.router) return state.router.ns;
+  return findServer(state, host).ns;
 }
 
 export function labExec(state: LabState, host: string, argv: readonly string[]): Promise<number> {

@@ -91,6 +91,17 @@ export async function plugHost(switchNs: string, bridge: string, port: string, h
   await run('ip', ['-n', hostNs, 'link', 'set', hostIface, 'up']);
 }
 
+/** A veth pair between two namespaces (`aIface` in `aNs`, `bIface` in `bNs`), both ends up. */
+export async function addVethPair(aNs: string, aIface: string, bNs: string, bIface: string): Promise<void> {
+  await run('ip', ['-n', aNs, 'link', 'add', aIface, 'type', 'veth', 'peer', 'name', bIface, 'netns', bNs]);
+  await run('ip', ['-n', aNs, 'link', 'set', aIface, 'up']);
+  await run('ip', ['-n', bNs, 'link', 'set', bIface, 'up']);
+}
+
+export async function addDefaultRoute(ns: string, via: string, iface: string): Promise<void> {
+  await run('ip', ['-n', ns, 'route', 'add', 'default', 'via', via, 'dev', iface]);
+}
+
 export async function addAddress(ns: string, iface: string, cidr: string): Promise<void> {
   await run('ip', ['-n', ns, 'addr', 'add', cidr, 'dev', iface]);
 }

@@ -11,6 +11,12 @@
  *
  * Addresses (one /24, the same in every lab: each lab's segment is isolated in its own switch):
  * client 10.77.0.10, server sN 10.77.0.(10+N), its service address (VIP) 10.77.0.(100+N).
+ *
+ * With --subnets a router namespace `wl_<lab>_rt` (host name `router`) joins: the client sits on
+ * 10.78.0.0/24 (client 10.78.0.10, router 10.78.0.1) and server sN on its own 10.78.N.0/24
+ * (service address 10.78.N.10 on the server's `eth1`, router 10.78.N.1), each a veth pair
+ * `eth0`/`eth1` in the host and `r-<host>` in the router. Servers keep `eth0` on the switch as the
+ * cluster backplane (10.77.0.(10+N), multicast soft state); the client is not on it.
  */
 import { WedgeError } from '../wedge/errors.js';
 
@@ -23,6 +29,11 @@ export const ORIGIN_PORT = 8080;
 export const SERVICE_PORT = 80;
 export const ADMIN_PORT = 9090;
 export const CLIENT_HOST = 'client';
+export const ROUTER_HOST = 'router';
+/** The server's link towards the router in subnets mode (eth0 stays the backplane). */
+export const SERVICE_IFACE = 'eth1';
+export const SUBNETS_PREFIX = '10.78.';
+export const AGENT_METRICS = '127.0.0.1:9191';
 
 const LAB_NAME = /^[A-Za-z0-9][A-Za-z0-9-]{0,39}$/;
 
@@ -72,4 +83,33 @@ export function serviceAddress(index: number): string {
 /** The switch-side name of a host's veth pair. */
 export function switchPort(host: string): string {
   return `p-${host}`;
+}
+
+export function routerNs(lab: string): string {
+  return nsName(lab, 'rt');
+}
+
+/** The router-side name of a host's veth pair (subnets mode). */
+export function routerPort(host: string): string {
+  return `r-${host}`;
+}
+
+/** Subnet number of a host in subnets mode: 0 for the client, N for server sN. */
+function subnetOf(index: number): string {
+  return `${SUBNETS_PREFIX}${index}.`;
+}
+
+/** The client's address in subnets mode. */
+export function subnetClientAddress(): string {
+  return subnetOf(0) + '10';
+}
+
+/** Server sN's service address in subnets mode (its own subnet, nothing shared). */
+export function subnetServerAddress(index: number): string {
+  return subnetOf(index) + '10';
+}
+
+/** The router's address on subnet `index` (0: the client's, N: server sN's); the hosts' gateway. */
+export function subnetRouterAddress(index: number): string {
+  return subnetOf(index) + '1';
 }

@@ -45,8 +45,20 @@ export async function startOrigin(state: LabState, server: ServerState, kind: Or
   return startDetachedIn(server.ns, argv, log, labEnv(state.lab));
 }
 
-/** The agreed `wedge serve` command line of a server, as option/value pairs. */
+/**
+ * The agreed `wedge serve` command line of a server, as option/value pairs. In subnets mode the
+ * service address is the server's own subnet address and takeover is TCP Migrate, signed with the
+ * lab's Ed25519 key (`--takeover migrate --migrate-key <runDir>/migrate.key`); `--address` and
+ * `--iface` stay on the cluster backplane, where the soft-state multicast flows.
+ */
 export function wedgeServeOptions(state: LabState, server: ServerState, keyFile: string): [string, string][] {
+  const migrate: [string, string][] =
+    state.subnets === true
+      ? [
+          ['--takeover', 'migrate'],
+          ['--migrate-key', state.migrateKey ?? join(state.runDir, 'migrate.key')],
+        ]
+      : [];
   return [
     ['--name', server.name],
     ['--listen', `0.0.0.0:${SERVICE_PORT}`],
@@ -56,6 +68,7 @@ export function wedgeServeOptions(state: LabState, server: ServerState, keyFile:
     ['--origin', originUrl()],
     ['--admin', `127.0.0.1:${ADMIN_PORT}`],
     ['--state-key-file', keyFile],
+    ...migrate,
     ['--log-file', wedgeLog(state, server)],
   ];
 }

@@ -4,10 +4,11 @@
  * 64 KiB, so full-size GSO packets pass whole). It sits under an htb root whose filter sends UDP
  * (the soft-state multicast) around it: a link saturated by resumed downloads must not drop the
  * heartbeats, or peers would think the busy adopter dead (as a cluster network gives its
- * control traffic priority).
+ * control traffic priority). In subnets mode the shaped link is the server's service link to the
+ * router, which carries no soft state (that stays on the backplane): a plain tbf there.
  */
 import { WedgeError } from '../wedge/errors.js';
-import { run } from './run.js';
+import { run, tryRun } from './run.js';
 
 const UNITS: Record<string, number> = {
   bit: 1 / 8,
@@ -39,13 +40,60 @@ export function parseRate(text: string): Rate {
   return { text: match[0], bytesPerSecond };
 }
 
-export async function shapeEgress(ns: string, iface: string, rate: Rate): Promise<void> {
+/**
+ * The rates of `lab up --rate`: each spec is either a rate (every server) or `SERVER=RATE` (that
+ * server only, overriding a lab-wide one), e.g. `--rate 100mbit --rate s1=10mbit`.
+ */
+export interface RateSpecs {
+  all: Rate | undefined;
+  perServer: Map<string, Rate>;
+}
+
+export function parseRateSpecs(specs: readonly string[], servers: readonly string[]): RateSpecs {
+  const result: RateSpecs = { all: undefined, perServer: new Map() };
+  for (const spec of specs) {
+    const eq = spec.indexOf('=');
+    if (eq < 0) {
+      if (result.all !== undefined) throw new WedgeError('WEDGE_ERR_CONFIG', `--rate for every server given twice ("${result.all.text}", "${spec}")`);
+      result.all = parseRate(spec);
+      continue;
+    }
+    const server = spec.slice(0, eq);
+    if (!servers.includes(server)) {
+      throw new WedgeError('WEDGE_ERR_CONFIG', `--rate "${spec}": no server "${server}" (servers: ${servers.join(', ')})`);
+    }
+    if (result.perServer.has(server)) throw new WedgeError('WEDGE_ERR_CONFIG', `--rate for ${server} given twice`);
+    result.perServer.set(server, parseRate(spec.slice(eq + 1)));
+  }
+  return result;
+}
+
+/** The rate a server gets from `specs`: its own, else the lab-wide one. */
+export function rateFor(specs: RateSpecs, server: string): Rate | undefined {
+  return specs.perServer.get(server) ?? specs.all;
+}
+
+/**
+ * Shapes the egress of `iface` in `ns` to `rate`, replacing any shaping already there (so it can
+ * change a running lab). With `bypassUdp` (a link carrying soft state) UDP goes around the tbf.
+ */
+export async function shapeEgress(ns: string, iface: string, rate: Rate, options: { bypassUdp?: boolean } = {}): Promise<void> {
   const burst = Math.max(64 * 1024, Math.ceil(rate.bytesPerSecond / 50));
   const tc = (...args: string[]) => run('tc', ['-n', ns, ...args]);
-  await tc('qdisc', 'replace', 'dev', iface, 'root', 'handle', '1:', 'htb', 'default', '20');
+  await unshapeEgress(ns, iface);
+  if (options.bypassUdp === false) {
+    await tc('qdisc', 'add', 'dev', iface, 'root', 'handle', '20:', 'tbf', 'rate', rate.text, 'burst', String(burst), 'latency', '50ms');
+    return;
+  }
+  await tc('qdisc', 'add', 'dev', iface, 'root', 'handle', '1:', 'htb', 'default', '20');
   for (const classid of ['1:10', '1:20']) await tc('class', 'add', 'dev', iface, 'parent', '1:', 'classid', classid, 'htb', 'rate', UNSHAPED, 'quantum', '60000');
   await tc('qdisc', 'add', 'dev', iface, 'parent', '1:20', 'handle', '20:', 'tbf', 'rate', rate.text, 'burst', String(burst), 'latency', '50ms');
   await tc('filter', 'add', 'dev', iface, 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32', 'match', 'ip', 'protocol', '17', '0xff', 'flowid', '1:10');
+}
+
+/** Removes any shaping from `iface` (back to the default qdisc); nothing to remove is fine. */
+export async function unshapeEgress(ns: string, iface: string): Promise<void> {
+  await tryRun('tc', ['-n', ns, 'qdisc', 'del', 'dev', iface, 'root']);
 }
 
 /* The htb classes only sort traffic; the rate is the tbf's. */

@@ -20,12 +20,23 @@ export interface ProcessRecord {
 export interface ServerState {
   name: string;
   ns: string;
+  /** Own address on the cluster network (the switch): the soft-state identity, `--address`. */
   address: string;
+  /** The address in `service`: the VIP, or in subnets mode the server's own subnet address. */
   vip: string;
+  /** Interface on the cluster network (the switch), `--iface`. */
   iface: string;
   service: string;
   admin: string;
   status: 'alive' | 'crashed';
+  /** Same as `vip` (added later; absent in older state files). */
+  serviceAddress?: string;
+  /** Interface holding the service address: `iface`, or in subnets mode `eth1` (to the router). */
+  serviceIface?: string;
+  /** Subnets mode: the router's address on this server's subnet (its default route). */
+  gateway?: string;
+  /** The tc rate currently shaping this server's egress on `serviceIface`, if any. */
+  rate?: string;
   origin?: ProcessRecord;
   /** Absent while `wedge serve` is not available (or not started yet). */
   wedge?: ProcessRecord;
@@ -38,18 +49,49 @@ export interface FileState {
   sha256: string;
 }
 
+export interface RouterState {
+  name: string;
+  ns: string;
+  /** One per attached host: the router-side interface, its address/prefix, the host. */
+  interfaces: { name: string; address: string; host: string }[];
+}
+
+export interface ClientState {
+  name: string;
+  ns: string;
+  address: string;
+  /** Added later (absent in older state files): the client's interface, and gateway in subnets mode. */
+  iface?: string;
+  gateway?: string;
+}
+
+export interface AgentRecord extends ProcessRecord {
+  /** Where the agent's Prometheus metrics answer, inside the client namespace (null: no --metrics in this build). */
+  metrics: string | null;
+}
+
 export interface LabState {
   lab: string;
   phase: 'building' | 'up';
   createdAt: string;
   origin: OriginKind;
+  /** The lab-wide `--rate` (every server), if one was given. */
   rate?: string;
   runDir: string;
   dataDir: string;
   namespaces: string[];
-  client: { name: string; ns: string; address: string };
+  client: ClientState;
   servers: ServerState[];
   files: FileState[];
+  /** Subnets mode (`--subnets`): a router between the client and each server's own subnet. */
+  subnets?: boolean;
+  router?: RouterState;
+  /** Ed25519 key pair for TCP Migrate (PEM: pkcs8 private, mode 0600; spki public). */
+  migrateKey?: string;
+  migratePub?: string;
+  /** `--agent` asked for the client agent; `agent` is set once it has been started. */
+  agentWanted?: boolean;
+  agent?: AgentRecord;
 }
 
 export function runBase(): string {
@@ -112,4 +154,14 @@ export function findServer(state: LabState, name: string): ServerState {
     throw new WedgeError('WEDGE_ERR_LAB', `lab "${state.lab}" has no server "${name}" (servers: ${names})`);
   }
   return server;
+}
+
+/** The interface holding a server's service address (older state files: its only one). */
+export function serviceIfaceOf(server: ServerState): string {
+  return server.serviceIface ?? server.iface;
+}
+
+/** Every link of a server: the cluster one and, in subnets mode, the one to the router. */
+export function linksOf(server: ServerState): string[] {
+  return [...new Set([server.iface, serviceIfaceOf(server)])];
 }
