@@ -76,16 +76,16 @@ function recordToWire(r: ConnectionRecord): unknown[] {
     r.migration,
     r.updatedAt,
     [t.sendSeq, t.recvSeq, t.mss, t.sndWscale, t.rcvWscale, t.sack, t.timestamps, t.tsClock, t.tsReadAt, t.sndWnd, t.rcvWnd],
-    r.migrate ? r.migrate.token : null,
-    r.migrate ? r.migrate.key : null,
+    r.migrate ? [r.migrate.token, r.migrate.key, r.migrate.original.address, r.migrate.original.port] : null,
     r.streamMap ?? null,
   ];
 }
 
 function recordFromWire(w: unknown[]): ConnectionRecord | undefined {
-  if (w.length !== 12 || !Array.isArray(w[8]) || w[8].length !== 11) return undefined;
+  if (w.length !== 11 || !Array.isArray(w[8]) || w[8].length !== 11) return undefined;
   const t = w[8] as unknown[];
-  const hasMigrate = w[9] !== null || w[10] !== null;
+  const m = w[9];
+  if (m !== null && (!Array.isArray(m) || m.length !== 4)) return undefined;
   return parseConnectionRecord({
     client: { address: w[1], port: w[2] },
     service: { address: w[3], port: w[4] },
@@ -105,8 +105,8 @@ function recordFromWire(w: unknown[]): ConnectionRecord | undefined {
       sndWnd: t[9],
       rcvWnd: t[10],
     },
-    migrate: hasMigrate ? { token: w[9], key: w[10] } : undefined,
-    streamMap: w[11],
+    migrate: m ? { token: m[0], key: m[1], original: { address: m[2], port: m[3] } } : undefined,
+    streamMap: w[10],
   });
 }
 

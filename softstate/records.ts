@@ -36,10 +36,13 @@ export interface TransportState {
 export interface MigrateSecrets {
   token: Buffer;
   key: Buffer;
+  /* The server endpoint the client's socket was opened to. After a TCP Migrate the connection
+   * lives at `service` and the client's agent rewrites between the two; this one still names it. */
+  original: Endpoint;
 }
 
 export interface ConnectionRecord {
-  /* `${client.address}:${client.port}>${service.address}:${service.port}`, see connectionId(). */
+  /* connectionId(client, migrate?.original ?? service): the connection as the client's socket sees it. */
   id: string;
   client: Endpoint;
   service: Endpoint;
@@ -183,9 +186,17 @@ export function parseConnectionRecord(value: unknown): ConnectionRecord | undefi
   const transport = parseTransport(r.transport);
   if (!client || !service || !transport) return undefined;
   if (!isAddress(r.owner) || !isUint(r.migration) || !isFiniteNonNegative(r.updatedAt)) return undefined;
-  if (r.id !== undefined && r.id !== connectionId(client, service)) return undefined;
+  let migrate: MigrateSecrets | undefined;
+  if (r.migrate !== undefined && r.migrate !== null) {
+    const m = r.migrate as Record<string, unknown>;
+    const original = typeof m === 'object' ? parseEndpoint(m.original) : undefined;
+    if (!original || !isBytes(m.token, MAX_SECRET_LENGTH) || !isBytes(m.key, MAX_SECRET_LENGTH)) return undefined;
+    migrate = { token: Buffer.from(m.token), key: Buffer.from(m.key), original };
+  }
+  const id = connectionId(client, migrate?.original ?? service);
+  if (r.id !== undefined && r.id !== id) return undefined;
   const record: ConnectionRecord = {
-    id: connectionId(client, service),
+    id,
     client,
     service,
     owner: r.owner,
@@ -194,13 +205,7 @@ export function parseConnectionRecord(value: unknown): ConnectionRecord | undefi
     streamMap: r.streamMap ?? null,
     updatedAt: r.updatedAt,
   };
-  if (r.migrate !== undefined && r.migrate !== null) {
-    const m = r.migrate as Record<string, unknown>;
-    if (typeof m !== 'object' || !isBytes(m.token, MAX_SECRET_LENGTH) || !isBytes(m.key, MAX_SECRET_LENGTH)) {
-      return undefined;
-    }
-    record.migrate = { token: Buffer.from(m.token), key: Buffer.from(m.key) };
-  }
+  if (migrate) record.migrate = migrate;
   return record;
 }
 

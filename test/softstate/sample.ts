@@ -23,7 +23,7 @@ export function sampleRecord(n: number, overrides: Partial<ConnectionRecord> = {
       sndWnd: 65535,
       rcvWnd: 65535,
     },
-    migrate: { token: Buffer.alloc(8, n & 255), key: Buffer.alloc(32, 7) },
+    migrate: { token: Buffer.alloc(8, n & 255), key: Buffer.alloc(32, 7), original: service },
     streamMap: {
       exchanges: [
         {
