@@ -78,11 +78,12 @@ function recordToWire(r: ConnectionRecord): unknown[] {
     [t.sendSeq, t.recvSeq, t.mss, t.sndWscale, t.rcvWscale, t.sack, t.timestamps, t.tsClock, t.tsReadAt, t.sndWnd, t.rcvWnd],
     r.migrate ? [r.migrate.token, r.migrate.key, r.migrate.original.address, r.migrate.original.port] : null,
     r.streamMap ?? null,
+    r.handoff === true,
   ];
 }
 
 function recordFromWire(w: unknown[]): ConnectionRecord | undefined {
-  if (w.length !== 11 || !Array.isArray(w[8]) || w[8].length !== 11) return undefined;
+  if (w.length !== 12 || !Array.isArray(w[8]) || w[8].length !== 11) return undefined;
   const t = w[8] as unknown[];
   const m = w[9];
   if (m !== null && (!Array.isArray(m) || m.length !== 4)) return undefined;
@@ -107,6 +108,7 @@ function recordFromWire(w: unknown[]): ConnectionRecord | undefined {
     },
     migrate: m ? { token: m[0], key: m[1], original: { address: m[2], port: m[3] } } : undefined,
     streamMap: w[10],
+    handoff: w[11],
   });
 }
 

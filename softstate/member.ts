@@ -461,6 +461,11 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     return own.concat(this.table.records().filter((r) => !this.local.has(r.id)));
   }
 
+  /* The newest version of a connection heard from the group (this member's own ones excluded). */
+  heard(id: string): ConnectionRecord | undefined {
+    return this.table.get(id);
+  }
+
   recordsOwnedBy(peer: string): ConnectionRecord[] {
     if (peer === this.self) return [...this.local.values()].map((e) => e.record);
     return this.table.ownedBy(peer);

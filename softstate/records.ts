@@ -56,6 +56,9 @@ export interface ConnectionRecord {
   streamMap: unknown;
   /* Owner's wall clock (ms) at the last change. */
   updatedAt: number;
+  /* The owner, alive, asks its group to take the connection over (load shedding, or the client
+   * asked to move): members race for it as if the owner were dead (TCP Migrate only). */
+  handoff?: boolean;
 }
 
 export interface Load {
@@ -206,6 +209,7 @@ export function parseConnectionRecord(value: unknown): ConnectionRecord | undefi
     updatedAt: r.updatedAt,
   };
   if (migrate) record.migrate = migrate;
+  if (r.handoff === true) record.handoff = true;
   return record;
 }
 

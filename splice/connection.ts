@@ -79,6 +79,9 @@ export interface RelayOptions {
   spliceThreshold?: number;
   /* A connection taken over from another server, to continue where its client stands. */
   adopted?: AdoptedStream;
+  /* The connection's name when its socket's addresses no longer say it: after a TCP Migrate the
+   * socket is bound to this server's address, the client's still to the original server's. */
+  id?: string;
 }
 
 /* The state of a taken-over connection at the point the client has reached (splice/resume.ts). */
@@ -138,7 +141,7 @@ export class RelayConnection extends EventEmitter {
   bytesToClient = 0;
   requests = 0;
 
-  private readonly options: Required<Omit<RelayOptions, 'splicer' | 'adopted'>> & { splicer?: Splicer };
+  private readonly options: Required<Omit<RelayOptions, 'splicer' | 'adopted' | 'id'>> & { splicer?: Splicer };
   private readonly log: Logger;
   private readonly parser: RequestParser;
   /* Client-to-server offset where this relay's parser started (non-zero after a takeover). */
@@ -150,12 +153,13 @@ export class RelayConnection extends EventEmitter {
   private origin: Socket | undefined;
   private clientEnded = false;
   private stopParsing = false;
+  private handedOff = false;
 
   constructor(client: Socket, options: RelayOptions) {
     super();
     this.client = client;
     this.options = { maxHeaderBytes: 16384, maxPipelineBytes: 1 << 20, spliceThreshold: 64 * 1024, ...options };
-    this.id = `${client.remoteAddress}:${client.remotePort}>${client.localAddress}:${client.localPort}`;
+    this.id = options.id ?? `${client.remoteAddress}:${client.remotePort}>${client.localAddress}:${client.localPort}`;
     this.log = options.logger.child({ conn: this.id });
     this.parser = new RequestParser({ maxHeaderBytes: this.options.maxHeaderBytes });
     const adopted = options.adopted;
@@ -170,7 +174,7 @@ export class RelayConnection extends EventEmitter {
     client.setNoDelay(true);
     client.on('data', (chunk: Buffer) => this.onClientData(chunk));
     client.on('end', () => this.onClientEnd());
-    client.on('error', (err) => this.fail('client-error', err));
+    client.on('error', (err) => (this.handedOff ? this.relinquish(() => undefined) : this.fail('client-error', err)));
     client.on('close', () => this.teardown());
     // An adopted connection has work before the client says anything; start it once the owner
     // has registered its listeners.
@@ -201,6 +205,15 @@ export class RelayConnection extends EventEmitter {
    * Another server has taken this connection over: stop without a byte to the client.
    * `closeSilently` closes the client socket so that the kernel sends nothing (repair mode).
    */
+  /*
+   * The connection is being handed to another server (TCP Migrate): once the client's agent
+   * has rewritten it, it answers our segments with RST. That reset ends the connection here
+   * quietly; it is no failure.
+   */
+  handOff(): void {
+    this.handedOff = true;
+  }
+
   relinquish(closeSilently: (socket: Socket) => void): void {
     if (this.state === 'closed') return;
     this.log.info('connection taken over elsewhere; closing silently');

@@ -14,6 +14,8 @@ export interface AdminSource {
   metricsText(): Promise<string>;
   metricsContentType: string;
   declarePeerDead?(address: string, reason: string): void;
+  /* Hands up to `count` connections to the support group; returns how many. */
+  shed?(count: number): number;
 }
 
 export interface AdminOptions {
@@ -52,6 +54,13 @@ export async function startAdmin(source: AdminSource, options: AdminOptions): Pr
     if (!source.declarePeerDead) return reply.code(503).send({ error: 'soft state is not running on this server' });
     source.declarePeerDead(request.params.address, 'admin');
     return { ok: true, declared: request.params.address };
+  });
+
+  app.post<{ Querystring: { count?: string } }>('/shed', async (request, reply) => {
+    const count = Number(request.query.count ?? '1');
+    if (!Number.isSafeInteger(count) || count <= 0) return reply.code(400).send({ error: 'count must be a positive integer' });
+    if (!source.shed) return reply.code(503).send({ error: 'soft state is not running on this server' });
+    return { ok: true, asked: count, handedOff: source.shed(count) };
   });
 
   await app.listen({ host: options.host, port: options.port });

@@ -2,6 +2,7 @@
  * The `wedge serve` process: the relay server, and with --address the failover machinery
  * (soft-state member, replication of every connection, takeover of dead peers).
  */
+import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
@@ -10,7 +11,11 @@ import { loadKeyRing, SoftStateMember } from '../softstate/index.js';
 import { parseAddress, parseEndpoint, parseOriginUrl, type Endpoint } from './endpoints.js';
 import { WedgeError } from './errors.js';
 import { exportSoftStateMetrics } from './metrics.js';
+import { MigrateRace } from './migrate/race.js';
+import { serviceIdentity } from './migrate/negotiation.js';
+import { MigrateServing } from './migrate/serving.js';
 import { Replication } from './replication.js';
+import { Resumer } from './resumer.js';
 import { RstGuard } from './rst-guard.js';
 import type { ServeFlags } from './serve-command.js';
 import { WedgeServer } from './server.js';
@@ -56,6 +61,8 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
   const self = parseAddress(flags.address!, '--address');
   const service = flags.service ? parseEndpoint(flags.service, '--service') : listen;
   if (service.host === '0.0.0.0') throw new WedgeError('WEDGE_ERR_CONFIG', 'give --service ADDR:PORT (the address clients use) when --listen is a wildcard');
+  if (flags.takeover !== 'address' && flags.takeover !== 'migrate') throw new WedgeError('WEDGE_ERR_CONFIG', `--takeover must be address or migrate, got "${flags.takeover}"`);
+  if (flags.takeover === 'migrate' && !flags.migrateKey) throw new WedgeError('WEDGE_ERR_CONFIG', '--takeover migrate needs --migrate-key (the service\'s Ed25519 private key)');
   const { iface, prefixLength } = interfaceOf(self, flags.iface);
   const member = new SoftStateMember({
     self,
@@ -71,30 +78,54 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
     logger,
   });
   const replication = new Replication(server, member, self, server.metrics, logger);
+  const resumer = new Resumer(server, replication, server.metrics, logger);
   const guard = new RstGuard();
-  const takeover = new Takeover(
-    { self, iface, prefixLength, probeTimeoutMs: 100, probeRetries: 4, resumesPerTurn: 256 },
-    member,
-    server,
-    replication,
-    guard,
-    server.metrics,
-    logger,
-  );
+  const probe = { probeTimeoutMs: 100, probeRetries: 4 };
+  const serving = flags.migrateKey
+    ? new MigrateServing(service, serviceIdentity(readKey(flags.migrateKey)), server, replication, server.metrics, logger)
+    : undefined;
   server.setPeerReporter((peer, reason) => member.declareDead(peer, reason));
+  server.setShedder((count) => shed(replication, count, server, logger));
   exportSoftStateMetrics(server.metrics.registry, () => member.metrics);
   await guard.install();
   await member.start();
   replication.start(positive(flags.advertInterval, '--advert-interval'));
-  takeover.start([service.host]);
-  logger.info({ self, service, iface, group: member.group }, 'failover on');
+  await serving?.start();
+  if (flags.takeover === 'migrate') {
+    const race = { self, service: { address: service.host, port: service.port }, iface: interfaceOf(service.host).iface, ...probe, ...RACE };
+    new MigrateRace(race, member, server, resumer, guard, logger).start();
+  } else {
+    new Takeover({ self, iface, prefixLength, ...probe, resumesPerTurn: 256 }, member, server, resumer, guard, logger).start([service.host]);
+  }
+  logger.info({ self, service, iface, group: member.group, takeover: flags.takeover, migrateKey: !!serving }, 'failover on');
   return {
     async stop() {
       replication.stop();
+      await serving?.stop();
       await member.stop();
       await guard.uninstall();
     },
   };
+}
+
+/* The Migrate race's timing: 0-30 ms of jitter spreads a dead server's connections; each
+ * connection served adds 0.5 ms (1,000 connections: the 500 ms cap). */
+const RACE = { jitterMs: 30, loadDelayMsPerConnection: 0.5, maxLoadDelayMs: 500 };
+
+/* Load shedding: hands up to `count` movable connections to the group; returns how many. */
+function shed(replication: Replication, count: number, server: WedgeServer, logger: Logger): number {
+  const chosen = replication.movable().slice(0, count);
+  for (const id of chosen) if (replication.handOff(id)) server.metrics.handoffs.inc({ trigger: 'shed' });
+  logger.warn({ asked: count, handedOff: chosen.length }, 'shedding load: connections handed to the group');
+  return chosen.length;
+}
+
+function readKey(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new WedgeError('WEDGE_ERR_CONFIG', `--migrate-key ${path}: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 function interfaceOf(address: string, wanted?: string): { iface: string; prefixLength: number } {

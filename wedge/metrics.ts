@@ -16,6 +16,9 @@ export class WedgeMetrics implements RelayObserver {
 
   readonly takeovers = new Counter({ name: 'wedge_takeovers_total', help: 'Connections of dead peers this server took over, by result', labelNames: ['result'], registers: [this.registry] });
   readonly takeoverSeconds = new Histogram({ name: 'wedge_takeover_seconds', help: 'Probe, restore and resume of one connection', buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2], registers: [this.registry] });
+  readonly migrateNegotiations = new Counter({ name: 'wedge_migrate_negotiations_total', help: 'TCP Migrate key exchanges with client agents, by result', labelNames: ['result'], registers: [this.registry] });
+  readonly moveRequests = new Counter({ name: 'wedge_move_requests_total', help: 'Client agents\' requests to move a connection, by result', labelNames: ['result'], registers: [this.registry] });
+  readonly handoffs = new Counter({ name: 'wedge_handoffs_total', help: 'Connections handed to the support group (TCP Migrate), by trigger', labelNames: ['trigger'], registers: [this.registry] });
   readonly relinquished = new Counter({ name: 'wedge_relinquished_total', help: 'Connections given up silently because a peer took them over', registers: [this.registry] });
 
   constructor() {

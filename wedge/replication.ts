@@ -8,6 +8,10 @@
  *              i.e. the two ISN+1s), options, and the timestamp clock;
  *   streamMap  a ReplicatedStream: the stream map plus the byte counts of both streams, which
  *              resolve the 32-bit sequence numbers of the probe into stream offsets.
+ *   migrate    the TCP Migrate key and token, once the client's agent negotiated them
+ *              (wedge/migrate/serving.ts), and the server endpoint the client's socket names;
+ *   handoff    set when this server asks its group to take the connection (load shedding, or
+ *              the client asked to move); the members race for it as for a dead server's.
  * When the group hears a newer version of a connection we serve (a higher migration number:
  * someone took it over, rightly or not), we let it go without a byte to the client.
  */
@@ -15,7 +19,7 @@ import type { Logger } from 'pino';
 import { dump, quietClose, socketFd, type ConnectionDump } from '../native/index.js';
 import { StreamMap, type StreamMapJSON } from '../parsers/stream-map.js';
 import type { RelayConnection } from '../splice/connection.js';
-import { connectionId, type ConnectionRecord, type SoftStateMember, type TransportState } from '../softstate/index.js';
+import type { ConnectionRecord, MigrateSecrets, SoftStateMember, TransportState } from '../softstate/index.js';
 import type { WedgeMetrics } from './metrics.js';
 import type { WedgeServer } from './server.js';
 
@@ -34,6 +38,8 @@ interface Tracked {
   repeat?: NodeJS.Timeout;
   /* bytesToClient in the last advert. */
   advertisedSent: number;
+  migrate?: MigrateSecrets;
+  handoff?: boolean;
 }
 
 /* A change is advertised at once and once more shortly after: multicast has no retransmission,
@@ -50,6 +56,8 @@ const REFRESH_AFTER_BYTES = 2 ** 30;
 
 export class Replication {
   private readonly tracked = new Map<string, Tracked>();
+  /* Connection ids by TCP Migrate token (hex). */
+  private readonly tokens = new Map<string, string>();
   private refreshTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -72,17 +80,60 @@ export class Replication {
   }
 
   /* A connection this server serves from now on, with its anchors and migration number. */
-  track(connection: RelayConnection, transport: TransportState, migration: number): void {
+  track(connection: RelayConnection, transport: TransportState, migration: number, migrate?: MigrateSecrets): void {
     const entry: Tracked = { connection, transport, migration, advertisedSent: 0 };
     this.tracked.set(connection.id, entry);
+    if (migrate) this.setMigrate(entry, migrate);
     connection.on('progress', () => this.advertiseChange(entry));
     connection.once('close', () => {
       clearTimeout(entry.repeat);
+      if (entry.migrate) this.tokens.delete(entry.migrate.token.toString('hex'));
       if (this.tracked.get(connection.id) !== entry) return;
       this.tracked.delete(connection.id);
       this.member.remove(connection.id);
     });
     this.advertiseChange(entry);
+  }
+
+  /* Sequence anchors (ISN+1 of each side) of a connection served here. */
+  anchors(id: string): { sendSeq: number; recvSeq: number } | undefined {
+    return this.tracked.get(id)?.transport;
+  }
+
+  /* The connection's TCP Migrate secrets were just agreed: its group must know them. */
+  secure(id: string, migrate: MigrateSecrets): void {
+    const entry = this.tracked.get(id);
+    if (!entry) return;
+    this.setMigrate(entry, migrate);
+    this.advertiseChange(entry);
+  }
+
+  /* The connection (id) and secrets a TCP Migrate token names, if served here. */
+  byToken(token: Buffer): { id: string; migrate: MigrateSecrets } | undefined {
+    const id = this.tokens.get(token.toString('hex'));
+    const migrate = id === undefined ? undefined : this.tracked.get(id)?.migrate;
+    return id === undefined || !migrate ? undefined : { id, migrate };
+  }
+
+  /* Connections that could be handed off (their client runs the agent), not yet handed off. */
+  movable(): string[] {
+    return [...this.tracked.values()].filter((e) => e.migrate && !e.handoff).map((e) => e.connection.id);
+  }
+
+  /* Asks the group to take the connection; false if it cannot move (no agent, not served here). */
+  handOff(id: string): boolean {
+    const entry = this.tracked.get(id);
+    if (!entry?.migrate || entry.connection.state === 'closed') return false;
+    if (entry.handoff) return true;
+    entry.handoff = true;
+    entry.connection.handOff();
+    this.advertiseChange(entry);
+    return true;
+  }
+
+  private setMigrate(entry: Tracked, migrate: MigrateSecrets): void {
+    entry.migrate = migrate;
+    this.tokens.set(migrate.token.toString('hex'), entry.connection.id);
   }
 
   private advertiseChange(entry: Tracked): void {
@@ -129,7 +180,7 @@ export class Replication {
     const stream: ReplicatedStream = { map: connection.streamMap.toJSON(), sent: connection.bytesToClient, received: connection.bytesFromClient };
     entry.advertisedSent = stream.sent;
     const record: ConnectionRecord = {
-      id: connectionId(client, service),
+      id: connection.id,
       client,
       service,
       owner: this.self,
@@ -137,6 +188,8 @@ export class Replication {
       transport: entry.transport,
       streamMap: stream,
       updatedAt: Date.now(),
+      ...(entry.migrate ? { migrate: entry.migrate } : {}),
+      ...(entry.handoff ? { handoff: true } : {}),
     };
     try {
       // A false return means a newer version exists; the member reports it as 'superseded'.

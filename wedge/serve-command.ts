@@ -11,6 +11,8 @@ export interface ServeFlags {
   service?: string;
   iface?: string;
   stateKeyFile?: string;
+  takeover: string;
+  migrateKey?: string;
   groups: string;
   groupBase: string;
   groupPort: string;
@@ -37,6 +39,8 @@ export function registerServeCommand(program: Command): void {
     .option('--service <addr:port>', 'the service address clients use here, adopted by a peer if this server dies')
     .option('--iface <name>', 'interface for adopted addresses and probes (default: the one holding --address)')
     .option('--state-key-file <path>', 'cluster key for soft state: 32 bytes or 64 hex digits (or env WEDGE_STATE_KEY)')
+    .option('--takeover <mode>', 'how a dead peer\'s connections move here: address (adopt its service address; clients unmodified) or migrate (TCP Migrate to this server\'s own address; clients run `wedge agent`)', 'address')
+    .option('--migrate-key <path>', 'the service\'s Ed25519 private key (PEM, the same on every replica): agree TCP Migrate keys with client agents')
     .option('--groups <n>', 'number of support groups (a server\'s group is a hash of its address)', '1')
     .option('--group-base <ip>', 'multicast address of group 0; group i uses base + i', '239.77.0.1')
     .option('--group-port <port>', 'UDP port of the soft-state channel', '7077')
@@ -57,7 +61,12 @@ connections. Failover needs root (CAP_NET_ADMIN, CAP_NET_RAW) and nftables.
 Example (replica s1 of a cluster on 10.0.0.0/24, service address 10.0.0.101):
   wedge serve --name s1 --address 10.0.0.11 --service 10.0.0.101:80 \\
               --origin http://127.0.0.1:8080 --state-key-file /etc/wedge/cluster.key
-Then: curl http://10.0.0.101/file   and   wedge status`,
+Then: curl http://10.0.0.101/file   and   wedge status
+
+TCP Migrate (replicas on different subnets; the client host runs \`wedge agent\` with the public
+half of the service key): add  --takeover migrate --migrate-key /etc/wedge/service.key
+and give each replica its own --service address. A member of the dead server's group then moves
+each connection to its own address; POST /shed?count=N on the admin API hands N connections off.`,
     )
     .action(async (flags: ServeFlags) => {
       // Loaded here so that the other commands (lab, status, demo) never need the native addon.

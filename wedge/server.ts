@@ -29,6 +29,7 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
   private server: Server | undefined;
   private admin: FastifyInstance | undefined;
   private reportPeerDead: ((peer: string, reason: string) => void) | undefined;
+  private shedder: ((count: number) => number) | undefined;
 
   constructor(readonly config: ServeConfig) {
     super();
@@ -49,6 +50,7 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
         metricsText: () => this.metrics.registry.metrics(),
         metricsContentType: this.metrics.registry.contentType,
         ...(this.reportPeerDead ? { declarePeerDead: this.reportPeerDead } : {}),
+        ...(this.shedder ? { shed: this.shedder } : {}),
       },
       this.config.admin,
     );
@@ -58,6 +60,11 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
   /* Where the admin API's death reports go (the soft-state member), when failover is on. */
   setPeerReporter(report: (peer: string, reason: string) => void): void {
     this.reportPeerDead = report;
+  }
+
+  /* Where the admin API's load-shedding calls go (TCP Migrate handoffs), when failover is on. */
+  setShedder(shed: (count: number) => number): void {
+    this.shedder = shed;
   }
 
   /* The bound ports (useful when configured as 0). */
@@ -83,18 +90,20 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
     this.register(socket);
   }
 
-  /* A connection taken over from another server (its socket restored here). */
-  adopt(socket: Socket, adopted: AdoptedStream): RelayConnection {
-    return this.register(socket, adopted);
+  /* A connection taken over from another server (its socket restored here); `id` names it when
+   * it moved by TCP Migrate (see RelayOptions.id). */
+  adopt(socket: Socket, adopted: AdoptedStream, id?: string): RelayConnection {
+    return this.register(socket, adopted, id);
   }
 
-  private register(socket: Socket, adopted?: AdoptedStream): RelayConnection {
+  private register(socket: Socket, adopted?: AdoptedStream, id?: string): RelayConnection {
     const connection = new RelayConnection(socket, {
       origin: this.config.origin,
       logger: this.config.logger,
       observer: this.metrics,
       ...(this.config.splicer ? { splicer: this.config.splicer } : {}),
       ...(adopted ? { adopted } : {}),
+      ...(id ? { id } : {}),
     });
     this.connections.set(connection.id, connection);
     this.metrics.connectionsTotal.inc();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { unwrap } from '../../wedge/takeover.js';
+import { unwrap } from '../../wedge/resumer.js';
 
 /* The probe gives 32-bit sequence differences; the record's byte counts place them in the stream. */
 describe('unwrap', () => {

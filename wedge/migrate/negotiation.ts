@@ -205,6 +205,11 @@ function hasHeader(bytes: Buffer, type: number, length: number): boolean {
  * send (and resend until answered); `receive` checks an ACCEPT and yields the keys. Once it has
  * succeeded, later ACCEPTs (retransmissions) are rejected as already negotiated.
  */
+/** Whether a datagram claims to be a HELLO (its full check is ServerNegotiator.handleHello). */
+export function isHello(message: Buffer): boolean {
+  return message.length > HEADER_LENGTH && message.subarray(0, MAGIC.length).equals(MAGIC) && message[MAGIC.length] === TYPE_HELLO;
+}
+
 export class AgentExchange {
   readonly hello: Buffer;
   private readonly privateKey: KeyObject;

@@ -2,6 +2,7 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { WedgeError } from '../errors.js';
 import {
   AgentExchange,
+  isHello,
   type ConnectionBinding,
   type ConnectionKeys,
   type NegotiationRejection,
@@ -14,9 +15,10 @@ import {
  * Theory of operation: the Migrate key exchange (wedge/migrate/negotiation.ts) over UDP.
  *
  * The serving wedge runs one NegotiationResponder per service address, on the service's port
- * number (UDP). Each datagram is one HELLO; a valid one is answered with its ACCEPT and reported
- * through onNegotiated, so the wedge can put key and token into the connection's soft state.
- * Invalid ones are counted by reason and answered with nothing (no amplification, no oracle).
+ * number (UDP). A HELLO datagram, if valid, is answered with its ACCEPT and reported through
+ * onNegotiated, so the wedge can put key and token into the connection's soft state. Invalid
+ * ones are counted by reason and answered with nothing (no amplification, no oracle). Any other
+ * datagram (the agent's MOVE requests share the port) goes to onOther.
  *
  * The agent calls negotiateConnectionKey right after seeing a connection's handshake: it sends
  * the HELLO from the client address, resends it every retryMs (UDP may drop it) and resolves with
@@ -29,6 +31,8 @@ export interface ResponderOptions {
   port: number;
   negotiator: ServerNegotiator;
   onNegotiated?: (negotiated: ServerNegotiated) => void;
+  onRejected?: (reason: NegotiationRejection) => void;
+  onOther?: (message: Buffer, from: RemoteInfo) => void;
 }
 
 export class NegotiationResponder {
@@ -51,9 +55,11 @@ export class NegotiationResponder {
   }
 
   private onHello(options: ResponderOptions, message: Buffer, from: RemoteInfo): void {
+    if (options.onOther && !isHello(message)) return options.onOther(message, from);
     const outcome = options.negotiator.handleHello(message, from.address);
     if (!outcome.ok) {
       this.rejected.set(outcome.reason, (this.rejected.get(outcome.reason) ?? 0) + 1);
+      options.onRejected?.(outcome.reason);
       return;
     }
     this.socket.send(outcome.value.reply, from.port, from.address);
