@@ -106,7 +106,7 @@ export interface SynAckCaptureOptions {
   address: string;
   /** Only SYN-ACKs from these source ports (the services' TCP ports; 1 to 64 of them). */
   ports: number[];
-  /** Capture only on this interface (default: all, where a bridged frame may be seen twice). */
+  /** Capture only on this interface (default: all). */
   ifname?: string;
 }
 

@@ -8,6 +8,7 @@ import { WedgeError } from './errors.js';
 import { registerServeCommand } from './serve-command.js';
 import { registerStatusCommand } from './status-command.js';
 import { registerDemoCommand } from './demo-command.js';
+import { registerAgentCommand } from './agent/agent-command.js';
 import { registerLabCommands } from '../lab/command.js';
 import { registerOriginCommand } from '../examples/origins/command.js';
 
@@ -22,6 +23,7 @@ const program = new Command('wedge')
 registerServeCommand(program);
 registerStatusCommand(program);
 registerDemoCommand(program);
+registerAgentCommand(program);
 registerLabCommands(program);
 registerOriginCommand(program);
 

@@ -33,8 +33,8 @@ import {
  * the rules are untouched, and even if the sender is the connection's current peer (a replay from
  * its address), a RST with sequence 0 is outside its receive window and is ignored there
  * (RFC 5961). The client kernel never sees Migrate SYNs (the base table drops them after capture).
- * Not yet: learning connections by watching handshakes, negotiating them, noticing a
- * connection's end by itself (the owner calls forget), authenticating the SYN-ACK.
+ * The agent's owner feeds it connections (register, from wedge/agent/learner.ts) and ends them
+ * (forget). Not yet: authenticating the SYN-ACK.
  */
 
 export type SynRejection = 'bad-option' | 'unknown-token' | 'wrong-port' | 'bad-mac' | 'duplicate-request';
@@ -102,6 +102,16 @@ export class MigrateAgent {
       mark: MARK_BASE | (this.nextMark++ & 0xffff),
       rewritten: false,
     });
+  }
+
+  /** The number of registered connections. */
+  get size(): number {
+    return this.connections.size;
+  }
+
+  /** The server a registered connection talks to now (its original one until it migrates). */
+  currentServer(token: Buffer): Endpoint | undefined {
+    return this.connections.get(token.toString('hex'))?.current;
   }
 
   /** The connection ended: drops it and its rules. */
