@@ -15,7 +15,7 @@ import { assertBuilt, Lab, NsProcess } from '../native/lab.js';
  * and B behind it), against small services in the server namespaces (test/agent/fixtures):
  *   A:80    a Wedge-like service with the real NegotiationResponder;
  *   A:8080  one that also takes MOVE datagrams on its UDP port, and streams fast then slowly;
- *   B:80    a plain TCP service (not a Wedge).
+ *   B:80    a plain TCP service (not a Wedge), and A:9090 one on a port the agent does not watch.
  * Each connection must be learned and negotiated exactly once.
  */
 
@@ -34,6 +34,7 @@ describe('wedge agent', () => {
   let serviceA: NsProcess;
   let serviceMove: NsProcess;
   let serviceB: NsProcess;
+  let serviceOther: NsProcess;
   const processes: NsProcess[] = [];
 
   const startIn = (ns: string, ...command: string[]) => {
@@ -62,7 +63,8 @@ describe('wedge agent', () => {
     serviceA = fixture(lab.serverA, 'service.mjs', lab.addressA, 80, 'responder', join(dir, 'service.key'));
     serviceMove = fixture(lab.serverA, 'service.mjs', lab.addressA, 8080, 'move', join(dir, 'service.key'));
     serviceB = fixture(lab.serverB, 'service.mjs', lab.addressB, 80, 'plain');
-    await Promise.all([serviceA, serviceMove, serviceB].map((s) => s.event('listening')));
+    serviceOther = fixture(lab.serverA, 'service.mjs', lab.addressA, 9090, 'plain');
+    await Promise.all([serviceA, serviceMove, serviceB, serviceOther].map((s) => s.event('listening')));
     // The agent logs JSON lines to stderr; NsProcess reads stdout, hence the swap.
     agent = startIn(lab.client, 'sh', '-c', 'exec "$@" 2>&1 >/dev/null', 'sh', process.execPath, CLI, 'agent', '--address', lab.clientAddress,
       '--service-key', join(dir, 'service.pub'), '--ports', '80,8080', '--metrics', METRICS, '--log-level', 'debug');
@@ -91,6 +93,7 @@ describe('wedge agent', () => {
     expect(agentSide.token).toBe(token);
     expect(await metric('wedge_agent_connections')).toBe(1);
     expect(await metric('wedge_agent_negotiations_total{result="ok"}')).toBe(1);
+    expect(await metric('wedge_agent_negotiations_total{result="unnegotiated"}')).toBe(0);
     expect(agent.events.filter((e) => e.msg === 'connection learned' && e.client === clientEndpoint(localPort))).toHaveLength(1);
 
     // Server B takes the connection over with a valid Migrate SYN: the agent installs its rewrite.
@@ -115,7 +118,7 @@ describe('wedge agent', () => {
     expect(await metric('wedge_agent_rejected_syns_total{reason="duplicate-request"}')).toBeUndefined();
   });
 
-  it('counts a connection to a server that is not a Wedge as unnegotiated and leaves it alone', async () => {
+  it('counts a connection to a server that is not a Wedge as unnegotiated and leaves it alone; ignores unwatched ports', async () => {
     const client = fixture(lab.client, 'client.mjs', lab.addressB, 80, '/small');
     const { localPort } = await client.event('connected');
     await client.event('response');
@@ -131,6 +134,13 @@ describe('wedge agent', () => {
     expect(agent.events.some((e) => Number(e.level) >= 40 && e.client === clientEndpoint(localPort))).toBe(false);
     client.child.stdin!.end();
     await client.event('closed');
+
+    const elsewhere = fixture(lab.client, 'client.mjs', lab.addressA, 9090, '/small');
+    const other = await elsewhere.event('connected');
+    await elsewhere.event('response');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(agent.events.some((e) => e.client === clientEndpoint(other.localPort))).toBe(false);
+    elsewhere.child.stdin!.end();
   });
 
   it('asks the current server to move a connection whose throughput fell well below its best', async () => {

@@ -21,7 +21,9 @@ export class AgentMetrics {
         this.set(connections());
       },
     });
-    collectDefaultMetrics({ register: this.registry, prefix: 'wedge_agent_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'wedge_agent_' });
+    // Both results show from the start, so a dashboard can tell "none yet" from "not exported".
+    for (const result of ['ok', 'unnegotiated']) this.negotiations.inc({ result }, 0);
   }
 }
 
