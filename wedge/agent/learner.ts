@@ -125,7 +125,7 @@ export class ConnectionLearner {
     try {
       keys = await negotiateConnectionKey({ connection: connection.binding, trusted: this.options.trusted });
     } catch (error) {
-      if (this.learned.get(key) === connection) this.options.onEvent({ kind: 'unnegotiated', binding: connection.binding, error: error as Error });
+      this.options.onEvent({ kind: 'unnegotiated', binding: connection.binding, error: error as Error });
       return;
     }
     // The connection may have ended while the exchange ran: then there is nothing to register.
