@@ -13,8 +13,8 @@ import { assertBuilt, Lab, NsProcess } from '../native/lab.js';
 /*
  * The real `wedge agent` command in the client namespace of a lab (client on a bridge, servers A
  * and B behind it), against small services in the server namespaces (test/agent/fixtures):
- *   A:80    a Wedge-like service with the real NegotiationResponder;
- *   A:8080  one that also takes MOVE datagrams on its UDP port, and streams fast then slowly;
+ *   A:80 and A:8080   Wedge-like services with the real NegotiationResponder, which report the
+ *                     MOVE datagrams they receive (the /fast-then-slow download provokes one);
  *   B:80    a plain TCP service (not a Wedge), and A:9090 one on a port the agent does not watch.
  * Each connection must be learned and negotiated exactly once.
  */
@@ -60,8 +60,8 @@ describe('wedge agent', () => {
     const service = generateKeyPairSync('ed25519');
     writeFileSync(join(dir, 'service.key'), service.privateKey.export({ type: 'pkcs8', format: 'pem' }));
     writeFileSync(join(dir, 'service.pub'), service.publicKey.export({ type: 'spki', format: 'pem' }));
-    serviceA = fixture(lab.serverA, 'service.mjs', lab.addressA, 80, 'responder', join(dir, 'service.key'));
-    serviceMove = fixture(lab.serverA, 'service.mjs', lab.addressA, 8080, 'move', join(dir, 'service.key'));
+    serviceA = fixture(lab.serverA, 'service.mjs', lab.addressA, 80, 'wedge', join(dir, 'service.key'));
+    serviceMove = fixture(lab.serverA, 'service.mjs', lab.addressA, 8080, 'wedge', join(dir, 'service.key'));
     serviceB = fixture(lab.serverB, 'service.mjs', lab.addressB, 80, 'plain');
     serviceOther = fixture(lab.serverA, 'service.mjs', lab.addressA, 9090, 'plain');
     await Promise.all([serviceA, serviceMove, serviceB, serviceOther].map((s) => s.event('listening')));
