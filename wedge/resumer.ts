@@ -70,6 +70,7 @@ export class Resumer {
   async resume({ record, stream, state }: Adoptee, answer: ProbeResult, probeMs: number): Promise<string> {
     if (answer instanceof NativeError) {
       if (answer.code === 'ECONNREFUSED') return 'lost-race';
+      this.logger.warn({ conn: record.id, err: answer.message }, 'probe failed');
       return answer.code === 'ECONNRESET' ? 'client-gone' : 'probe-failed';
     }
     const started = performance.now();

@@ -81,7 +81,7 @@ export class MigrateRace {
     });
     const movable = fresh.filter((r) => r.migrate);
     for (const record of fresh) if (!record.migrate) this.resumer.count('not-movable', 0);
-    const pending = this.resumer.adoptees(movable).map((adoptee) => ({ adoptee, jitterMs: Math.random() * this.config.jitterMs }));
+    const pending = this.resumer.adoptees(movable, this.config.service).map((adoptee) => ({ adoptee, jitterMs: Math.random() * this.config.jitterMs }));
     const waves: Promise<string[]>[] = [];
     while (pending.length > 0) {
       const elapsed = performance.now() - started;
