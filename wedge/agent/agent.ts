@@ -11,7 +11,8 @@ import {
 } from './rules.js';
 
 /*
- * Theory of operation: the TCP Migrate client agent (`wedge agent`), skeleton.
+ * Theory of operation: the TCP Migrate client agent's core (`wedge agent`; the process around
+ * it is wedge/agent/run-agent.ts).
  *
  * The agent keeps a table of negotiated connections (binding + key + token, from
  * wedge/migrate/negotiation.ts) keyed by token. It captures Migrate SYNs to the client address
@@ -33,8 +34,8 @@ import {
  * the rules are untouched, and even if the sender is the connection's current peer (a replay from
  * its address), a RST with sequence 0 is outside its receive window and is ignored there
  * (RFC 5961). The client kernel never sees Migrate SYNs (the base table drops them after capture).
- * The agent's owner feeds it connections (register, from wedge/agent/learner.ts) and ends them
- * (forget). Not yet: authenticating the SYN-ACK.
+ * Connections come from wedge/agent/learner.ts (register), which also ends them (forget).
+ * Not yet: authenticating the SYN-ACK.
  */
 
 export type SynRejection = 'bad-option' | 'unknown-token' | 'wrong-port' | 'bad-mac' | 'duplicate-request';
