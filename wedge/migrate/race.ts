@@ -79,6 +79,7 @@ export class MigrateRace {
       setTimeout(() => this.raced.delete(key), 60_000).unref();
       return true;
     });
+    if (fresh.length === 0) return;
     const movable = fresh.filter((r) => r.migrate);
     for (const record of fresh) if (!record.migrate) this.resumer.count('not-movable', 0);
     const pending = this.resumer.adoptees(movable, this.config.service).map((adoptee) => ({ adoptee, jitterMs: Math.random() * this.config.jitterMs }));
