@@ -14,7 +14,7 @@ export class WedgeMetrics implements RelayObserver {
   readonly splicedBytesTotal = new Counter({ name: 'wedge_spliced_bytes_total', help: 'Response body bytes moved in the kernel by splice(2)', registers: [this.registry] });
   readonly abortsTotal = new Counter({ name: 'wedge_aborts_total', help: 'Connections reset because they could not be completed exactly, by reason', labelNames: ['reason'], registers: [this.registry] });
 
-  readonly takeovers = new Counter({ name: 'wedge_takeovers_total', help: 'Connections of dead peers this server took over, by result', labelNames: ['result'], registers: [this.registry] });
+  readonly takeovers = new Counter({ name: 'wedge_takeovers_total', help: 'Takeover attempts of dead (or handing-off) peers\' connections, by result: resumed, finished, aborted, lost-race and stood-down (TCP Migrate: another candidate took it)', labelNames: ['result'], registers: [this.registry] });
   readonly takeoverSeconds = new Histogram({ name: 'wedge_takeover_seconds', help: 'Probe, restore and resume of one connection', buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2], registers: [this.registry] });
   readonly migrateNegotiations = new Counter({ name: 'wedge_migrate_negotiations_total', help: 'TCP Migrate key exchanges with client agents, by result', labelNames: ['result'], registers: [this.registry] });
   readonly moveRequests = new Counter({ name: 'wedge_move_requests_total', help: 'Client agents\' requests to move a connection, by result', labelNames: ['result'], registers: [this.registry] });

@@ -25,8 +25,8 @@ import type { WedgeServer } from './server.js';
 const RESTORE_ATTEMPTS = 10;
 const RESTORE_RETRY_MS = 5;
 
-/* Outcomes that are no failure: the connection lives on here, ended cleanly, or lives elsewhere. */
-const NOT_ABORTED = new Set(['resumed', 'finished', 'lost-race']);
+/* TCP Migrate outcomes of a candidate that did not take the connection: another one did. */
+const TAKEN_ELSEWHERE = new Set(['lost-race', 'stood-down']);
 
 /* A connection to take over: its record, its stream map and its transport as restore() wants it. */
 export interface Adoptee {
@@ -59,9 +59,10 @@ export class Resumer {
 
   /* Counts one connection's takeover; `ms` is its probe (the batch's), restore and resume. */
   count(result: string, ms: number): string {
-    const aborted = !NOT_ABORTED.has(result);
+    const elsewhere = TAKEN_ELSEWHERE.has(result);
+    const aborted = !elsewhere && result !== 'resumed' && result !== 'finished';
     this.metrics.takeovers.inc({ result: aborted ? 'aborted' : result });
-    if (result !== 'lost-race') this.metrics.takeoverSeconds.observe(ms / 1000);
+    if (!elsewhere) this.metrics.takeoverSeconds.observe(ms / 1000);
     if (aborted) this.metrics.abort(`takeover: ${result}`);
     return result;
   }

@@ -30,6 +30,10 @@ export interface UpOptions {
   origin?: 'builtin' | 'apache';
   files: string[];
   rate?: string;
+  /* Each server on its own subnet behind a router (TCP Migrate). */
+  subnets?: boolean;
+  /* The client agent (wedge agent) on the client host. */
+  agent?: boolean;
 }
 
 /*
@@ -44,6 +48,7 @@ export class Lab {
   files: LabFile[] = [];
   servers: LabServer[] = [];
   runDir = '';
+  clientAddress = '';
   /** A scratch directory for the client's output files. */
   scratch = '';
 
@@ -56,12 +61,15 @@ export class Lab {
     const args = ['lab', 'up', '--json', '--lab', this.name, '--servers', String(options.servers ?? 3), '--origin', options.origin ?? 'builtin'];
     for (const file of options.files) args.push('--file', file);
     if (options.rate) args.push('--rate', options.rate);
+    if (options.subnets) args.push('--subnets');
+    if (options.agent) args.push('--agent');
     const up = JSON.parse((await wedgeOk(args)).stdout.toString('utf8')) as { files: LabFile[] };
     this.files = up.files;
     const status = JSON.parse((await wedgeOk(['lab', 'status', '--json', '--lab', this.name])).stdout.toString('utf8')) as { runDir: string };
     this.runDir = status.runDir;
-    const state = JSON.parse(await readFile(join(this.runDir, 'state.json'), 'utf8')) as { servers: LabServer[] };
+    const state = JSON.parse(await readFile(join(this.runDir, 'state.json'), 'utf8')) as { servers: LabServer[]; client: { address: string } };
     this.servers = state.servers.map(({ name, address, vip, root }) => ({ name, address, vip, root }));
+    this.clientAddress = state.client.address;
     const rmem = await this.exec('client', ['sysctl', '-qw', `net.ipv4.tcp_rmem=${CLIENT_TCP_RMEM}`]);
     if (rmem.code !== 0) throw new Error(`cannot set the client's tcp_rmem: ${rmem.stderr}`);
   }
@@ -122,9 +130,22 @@ export class Lab {
     return new Metrics(result.stdout.toString('utf8'));
   }
 
-  /** SERVER's wedge log lines whose msg is MSG. */
+  /** Hands up to COUNT of SERVER's connections to its group (TCP Migrate load shedding). */
+  async shed(server: string, count: number): Promise<{ handedOff: number }> {
+    const result = await wedgeOk(['lab', 'exec', server, '--lab', this.name, '--', 'curl', '-fsS', '-X', 'POST', `http://127.0.0.1:9090/shed?count=${count}`]);
+    return JSON.parse(result.stdout.toString('utf8')) as { handedOff: number };
+  }
+
+  /** The client agent's /metrics, parsed. */
+  async agentMetrics(): Promise<Metrics> {
+    const result = await wedgeOk(['lab', 'exec', 'client', '--lab', this.name, '--', 'curl', '-fsS', 'http://127.0.0.1:9191/metrics']);
+    return new Metrics(result.stdout.toString('utf8'));
+  }
+
+  /** SERVER's wedge log lines whose msg is MSG ('client-agent' for the agent's log). */
   async logged(server: string, msg: string): Promise<Record<string, unknown>[]> {
-    const text = await readFile(join(this.runDir, `${server}-wedge.log`), 'utf8').catch(() => '');
+    const log = server === 'client-agent' ? 'client-agent.log' : `${server}-wedge.log`;
+    const text = await readFile(join(this.runDir, log), 'utf8').catch(() => '');
     return text
       .split('\n')
       .filter((line) => line.includes(`"msg":"${msg}"`))
@@ -137,6 +158,7 @@ export class Lab {
     for (const server of this.servers) {
       for (const msg of STORY) for (const line of await this.logged(server.name, msg)) lines.push(JSON.stringify(line));
     }
+    for (const msg of AGENT_STORY) for (const line of await this.logged('client-agent', msg)) lines.push(JSON.stringify(line));
     return lines.join('\n');
   }
 
@@ -148,7 +170,7 @@ export class Lab {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const rows = await Promise.all(candidates.map((server) => this.connections(server).catch(() => [])));
-      const index = rows.findIndex((list) => list.some((row) => clientPort === undefined || row.id.startsWith(`10.77.0.10:${clientPort}>`)));
+      const index = rows.findIndex((list) => list.some((row) => clientPort === undefined || row.id.startsWith(`${this.clientAddress}:${clientPort}>`)));
       if (index >= 0) return candidates[index]!;
       if (Date.now() > deadline) throw new Error(`no server of ${candidates.join(', ')} holds the connection after ${timeoutMs} ms`);
       await sleep(100);
@@ -156,7 +178,19 @@ export class Lab {
   }
 }
 
-const STORY = ['peer dead', 'connection resumed', 'address adopted', 'cannot resume exactly; resetting', 'takeover failed', 'connection taken over by a peer; stepping back'];
+const STORY = [
+  'peer dead',
+  'connection resumed',
+  'address adopted',
+  'cannot resume exactly; resetting',
+  'takeover failed',
+  'connection taken over by a peer; stepping back',
+  'probe failed',
+  'won the Migrate race',
+  'Migrate race over',
+  'shedding load: connections handed to the group',
+];
+const AGENT_STORY = ['negotiated', 'migrated', 'rejected Migrate SYN', 'move requested'];
 
 export interface ConnectionRow {
   id: string;

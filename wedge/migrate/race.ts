@@ -11,7 +11,8 @@
  *   migrate  the candidate sends a Migrate SYN from its own address (native probeMany's first
  *            segment): token, request number = the next migration number, and a MAC under the
  *            connection key. The agent accepts the first valid request for a number and answers
- *            SYN-ACK; every other candidate gets a RST ('lost-race', not a failure);
+ *            SYN-ACK; every other candidate gets a RST ('lost-race', not a failure), unless it
+ *            heard of the winner before its turn came ('stood-down');
  *   probe    through the agent's rewrite, in the same native call: the client's next wanted
  *            byte and its own next byte;
  *   resume   restore the endpoint on this server's own address and resume (wedge/resumer.ts);
@@ -92,7 +93,7 @@ export class MigrateRace {
         const { adoptee, jitterMs } = pending[i];
         if (this.takenElsewhere(adoptee.record)) {
           pending.splice(i, 1);
-          this.resumer.count('lost-race', 0);
+          this.resumer.count('stood-down', 0);
         } else if (jitterMs + loadDelay <= elapsed) {
           pending.splice(i, 1);
           due.push(adoptee);
