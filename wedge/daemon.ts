@@ -93,7 +93,7 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
   await serving?.start();
   if (flags.takeover === 'migrate') {
     const race = { self, service: { address: service.host, port: service.port }, iface: interfaceOf(service.host).iface, ...probe, ...RACE };
-    new MigrateRace(race, member, server, resumer, guard, logger).start();
+    new MigrateRace(race, member, server, resumer, replication, guard, logger).start();
   } else {
     new Takeover({ self, iface, prefixLength, ...probe, resumesPerTurn: 256 }, member, server, resumer, guard, logger).start([service.host]);
   }

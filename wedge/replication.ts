@@ -131,6 +131,14 @@ export class Replication {
     return true;
   }
 
+  /*
+   * This server was declared dead while alive: its group is about to migrate every movable
+   * connection away, and their clients' agents will answer our next segments with RST.
+   */
+  expectMoves(): void {
+    for (const entry of this.tracked.values()) if (entry.migrate) entry.connection.handOff();
+  }
+
   private setMigrate(entry: Tracked, migrate: MigrateSecrets): void {
     entry.migrate = migrate;
     this.tokens.set(migrate.token.toString('hex'), entry.connection.id);

@@ -24,6 +24,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { probeMany, type ProbeRequest } from '../../native/index.js';
 import type { ConnectionRecord, Endpoint, SoftStateMember } from '../../softstate/index.js';
+import type { Replication } from '../replication.js';
 import type { Adoptee, Resumer } from '../resumer.js';
 import type { RstGuard } from '../rst-guard.js';
 import type { WedgeServer } from '../server.js';
@@ -56,6 +57,7 @@ export class MigrateRace {
     private readonly member: SoftStateMember,
     private readonly server: WedgeServer,
     private readonly resumer: Resumer,
+    private readonly replication: Replication,
     private readonly guard: RstGuard,
     private readonly logger: Logger,
   ) {}
@@ -66,6 +68,8 @@ export class MigrateRace {
       this.logger.warn({ peer, reason, connections: records.length }, 'peer dead: racing for its connections');
       void this.race(records, 'death');
     });
+    // Declared dead by mistake: peers take our connections; no address to give back here.
+    this.member.on('declared-dead-self', () => this.replication.expectMoves());
     this.member.on('record', (record) => {
       if (record.handoff && record.owner !== this.config.self && !this.server.connections.has(record.id)) void this.race([record], 'handoff');
     });
