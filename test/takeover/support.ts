@@ -152,6 +152,24 @@ export class Lab {
       .map((line) => JSON.parse(line) as Record<string, unknown>);
   }
 
+  /** Waits until SERVER's log has COUNT lines whose msg is MSG; returns them. */
+  async waitLogged(server: string, msg: string, count = 1, timeoutMs = 10_000): Promise<Record<string, unknown>[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const lines = await this.logged(server, msg);
+      if (lines.length >= count) return lines;
+      if (Date.now() > deadline) throw new Error(`${server} logged "${msg}" ${lines.length} times, not ${count}, in ${timeoutMs} ms\n${await this.story()}`);
+      await sleep(50);
+    }
+  }
+
+  /** The server whose service address is ENDPOINT ("address:port"). */
+  serverAt(endpoint: unknown): string {
+    const server = this.servers.find((s) => `${s.vip}:80` === endpoint);
+    if (!server) throw new Error(`no lab server at ${String(endpoint)}`);
+    return server.name;
+  }
+
   /** What the takeover did, from every server's log: a message for failed assertions. */
   async story(): Promise<string> {
     const lines: string[] = [];
@@ -188,6 +206,8 @@ const STORY = [
   'probe failed',
   'won the Migrate race',
   'Migrate race over',
+  'peer dead: racing for its connections',
+  'connection not advertised',
   'shedding load: connections handed to the group',
 ];
 const AGENT_STORY = ['negotiated', 'migrated', 'rejected Migrate SYN', 'move requested'];
