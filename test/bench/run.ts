@@ -2,9 +2,11 @@
  * `npm run bench`: runs every test/bench/*.bench.ts module (compiled to dist/) one after the
  * other, prints one table and writes bench-results/latest.json. Figures are medians of repeated
  * runs on a shared, noisy machine: compare rows of one run with each other (the ratios), not
- * with another day's numbers. `npm run bench -- relay` runs only the modules whose name matches.
+ * with another day's numbers. `npm run bench -- relay` runs only the modules whose name matches
+ * (`migrate`: the TCP Migrate lab section); latest.json then keeps the other sections' rows from
+ * before, and `suites` says when each section last ran.
  */
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { BenchRow } from './report.js';
@@ -38,5 +40,20 @@ function printRow(row: BenchRow): void {
 
 const out = join(here, '..', '..', '..', 'bench-results');
 mkdirSync(out, { recursive: true });
-writeFileSync(join(out, 'latest.json'), JSON.stringify({ at: new Date().toISOString(), rows }, null, 2));
+const at = new Date().toISOString();
+const suites: Record<string, string> = {};
+let kept: BenchRow[] = [];
+if (only) {
+  // A partial run replaces only the rows of the sections it ran.
+  try {
+    const previous = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')) as { at: string; suites?: Record<string, string>; rows: BenchRow[] };
+    const ran = new Set(rows.map((row) => row.suite));
+    kept = previous.rows.filter((row) => !ran.has(row.suite));
+    for (const row of kept) suites[row.suite] = previous.suites?.[row.suite] ?? previous.at;
+  } catch {
+    // no earlier results
+  }
+}
+for (const row of rows) suites[row.suite] = at;
+writeFileSync(join(out, 'latest.json'), JSON.stringify({ at, suites, rows: [...kept, ...rows] }, null, 2));
 process.stderr.write(`bench: wrote ${join(out, 'latest.json')}\n`);
