@@ -50,7 +50,8 @@ interface ClientConn {
   exact: boolean;
   end: string;
   ended: number | null;
-  curve: Array<[number, number]>;
+  /* [ms since base, stream bytes arrived, of which unread] each time that grew. */
+  curve: Array<[number, number, number]>;
 }
 
 interface ClientResult {
@@ -66,6 +67,8 @@ interface Arrival {
   /* Epoch ms of the first byte beyond OFFSET, and of the arrival before it. */
   firstResumedAt: number;
   lastBeforeAt: number;
+  /* Bytes the client had not read yet at that arrival before: a full buffer is a closed window. */
+  unreadBefore: number;
 }
 
 interface SingleRun {
@@ -83,6 +86,8 @@ interface SingleRun {
   restoreMs: number | null;
   probes: number | null;
   serverOffset: number | null;
+  /* Unread bytes in the client's socket at its last byte from s1 (about 64 KiB: window closed). */
+  unreadAtStall: number | null;
   /* The agent accepting the winner's SYN, from the trigger. */
   agentMigratedMs: number | null;
   /* Client clock: trigger → first resumed byte; and the silence around it. */
@@ -136,25 +141,33 @@ export default async function bench(): Promise<BenchRow[]> {
   const takeover = takeoverPointer(); // before run.ts rewrites latest.json
   const crashes: SingleRun[] = [];
   const sheds: SingleRun[] = [];
+  const failures: string[] = [];
   for (let i = 1; i <= RUNS; i++) {
     if (i > 1 && Date.now() - started > SINGLE_BUDGET_MS) {
       process.stderr.write(`bench: migrate: ${i - 1} of ${RUNS} single-connection runs (time budget)\n`);
       break;
     }
-    await withLab(`bmg${i}`, SINGLE.mib, async (lab) => {
-      sheds.push(await oneConnection(lab, 'shed'));
-      crashes.push(await oneConnection(lab, 'crash'));
-    });
+    await withLab(`${i}`, SINGLE.mib, async (lab) => {
+      for (const [trigger, runs] of [['shed', sheds], ['crash', crashes]] as const) {
+        // A failed run is reported and skipped; the lab goes on (s1 is only crashed last).
+        await oneConnection(lab, trigger).then(
+          (run) => runs.push(run),
+          (err: Error) => failures.push(`${trigger} run ${i}: ${err.message}`),
+        );
+      }
+    }).catch((err: Error) => failures.push(`lab ${i}: ${err.message}`));
   }
   let spread: SpreadRun | undefined;
-  await withLab('bmgsp', SPREAD_LOAD.mib, async (lab) => {
+  await withLab('spread', SPREAD_LOAD.mib, async (lab) => {
     spread = await spreadRun(lab, SPREAD);
-  });
+  }).catch((err: Error) => failures.push(`spread: ${err.message}`));
+  for (const failure of failures) process.stderr.write(`bench: migrate: ${failure}\n`);
+  if (failures.length) process.exitCode = 1;
 
   const rows = [...singleRows('crash', crashes), ...singleRows('shed', sheds), ...(spread ? spreadRows(spread) : [])];
-  process.stdout.write(summary(crashes, sheds, spread, takeover));
+  process.stdout.write(summary(crashes, sheds, spread, takeover, failures));
   mkdirSync(RESULTS, { recursive: true });
-  writeFileSync(join(RESULTS, 'migrate.json'), JSON.stringify({ at: new Date().toISOString(), crash: crashes, shed: sheds, spread, takeover }, null, 2));
+  writeFileSync(join(RESULTS, 'migrate.json'), JSON.stringify({ at: new Date().toISOString(), crash: crashes, shed: sheds, spread, takeover, failures }, null, 2));
   process.stderr.write(`bench: migrate: details in ${join(RESULTS, 'migrate.json')}\n`);
   return rows;
 }
@@ -222,6 +235,9 @@ async function oneConnection(lab: Lab, trigger: 'crash' | 'shed'): Promise<Singl
   const rejected = after(await logged(lab, 'client-agent', 'rejected Migrate SYN')).filter((l) => l.time <= triggerAt + 10_000);
   const arrival = resumed ? arrivalBeyond(result, conn, Number(resumed.serverOffset)) : undefined;
   notes.push(...(await oddities(lab, triggerAt, conn, winner)));
+  if (arrival && resumed && arrival.firstResumedAt - resumed.time > 200) {
+    notes.push(`slow first byte: ${round(arrival.firstResumedAt - resumed.time)} ms from ${winner}'s resume to the client; the client had ${arrival.unreadBefore} bytes unread at its last byte from s1`);
+  }
 
   return {
     trigger,
@@ -236,6 +252,7 @@ async function oneConnection(lab: Lab, trigger: 'crash' | 'shed'): Promise<Singl
     restoreMs: num(resumed?.restoreMs),
     probes: num(resumed?.probes),
     serverOffset: num(resumed?.serverOffset),
+    unreadAtStall: arrival ? arrival.unreadBefore : null,
     agentMigratedMs: migrated ? migrated.time - triggerAt : null,
     firstResumedByteMs: arrival ? round(arrival.firstResumedAt - triggerAt) : null,
     resumedToByteMs: arrival && resumed ? round(arrival.firstResumedAt - resumed.time) : null,
@@ -449,7 +466,7 @@ function dedupe(notes: string[]): string[] {
 function arrivalBeyond(result: ClientResult, conn: ClientConn, offset: number): Arrival | undefined {
   const i = conn.curve.findIndex(([, total]) => total > offset);
   if (i <= 0) return undefined;
-  return { firstResumedAt: result.base + conn.curve[i]![0], lastBeforeAt: result.base + conn.curve[i - 1]![0] };
+  return { firstResumedAt: result.base + conn.curve[i]![0], lastBeforeAt: result.base + conn.curve[i - 1]![0], unreadBefore: conn.curve[i - 1]![2] };
 }
 
 function longestGap(_result: ClientResult, conn: ClientConn): number {
@@ -515,7 +532,7 @@ function spreadRows(s: SpreadRun): BenchRow[] {
   return rows;
 }
 
-function summary(crashes: SingleRun[], sheds: SingleRun[], spread: SpreadRun | undefined, takeover: string): string {
+function summary(crashes: SingleRun[], sheds: SingleRun[], spread: SpreadRun | undefined, takeover: string, failures: string[]): string {
   const out: string[] = ['', 'TCP Migrate (4 servers on own subnets, client agent; downloads from s1)'];
   const table = (title: string, runs: SingleRun[], first: string) => {
     const cells = (r: Array<string>) => `  ${r[0]!.padEnd(4)} ${r[1]!.padEnd(6)} ${r.slice(2, 5).map((c) => c.padStart(9)).join(' ')}  ${r[5]!.padEnd(17)} ${r.slice(6, 9).map((c) => c.padStart(8)).join(' ')}  ${r[9]}`;
@@ -545,6 +562,7 @@ function summary(crashes: SingleRun[], sheds: SingleRun[], spread: SpreadRun | u
     out.push(`  client stall per connection: median ${fmt(spread.stallMedianMs)} ms, longest ${fmt(spread.stallMaxMs)} ms; ${spread.resumed} resumed, ${spread.complete} complete, ${spread.exact}/${spread.connections} byte-exact`);
     for (const note of spread.notes) out.push(`        ! ${note}`);
   }
+  for (const failure of failures) out.push(`  FAILED ${failure}`);
   out.push('', takeover, '');
   return out.join('\n');
 }
