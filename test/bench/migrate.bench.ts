@@ -15,11 +15,14 @@
  *                         candidate won, lost-race and stood-down from /metrics, the agent's
  *                         refused SYNs, detection to the last resumed connection, downloads
  *                         byte-exact.
- * The single-connection runs are repeated (default 3, fewer if the section runs long), each pair
- * (shed, then crash) in a fresh lab; every lab has its own name and is always taken down. The
- * whole section stays within about three minutes. Besides the rows, the details of every run go
- * to bench-results/migrate.json. The address-takeover figures are not measured here: the
- * takeover section's last ones (bench-results/latest.json) are quoted in one line for comparison.
+ * The single-connection runs are repeated (BENCH_MIGRATE_RUNS, default 3; fewer if the section
+ * runs long), each pair (shed, then crash) in a fresh lab; every lab has its own name and is
+ * always taken down. The whole section takes about 1.5 minutes. A run that fails is reported and
+ * the others go on. Besides the rows, a summary (per run and median, the spread as a table, and
+ * what looked wrong in the logs: aborts, failed probes, connections nobody resumed) is printed,
+ * and every run's details go to bench-results/migrate.json. The address-takeover figures are not
+ * measured here: the takeover section's last ones (bench-results/latest.json) are quoted in one
+ * line for comparison.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
