@@ -10,10 +10,11 @@ import { assertBuilt, Lab, type NsProcess } from './lab.js';
 /*
  * The client agent against real packets and a real nftables in the client namespace. Keys come
  * from a real (in-process) negotiation. Server B sends SYNs with its raw socket: a wrong MAC, an
- * unknown token, then a valid request 5 (B takes over from A), then a replay of that SYN, an
- * older request number (3) validly MACed for the current state, and request 5 again (duplicate).
- * Every bad SYN is answered with RST and leaves the rules exactly as they were; the valid one
- * installs exactly the three expected rewrite chains; stopping removes the table.
+ * unknown token, then a valid request 5 (B takes over from A), then that SYN again (answered with
+ * the same SYN-ACK, nothing else), an older request number (3) validly MACed for the current
+ * state, and request 5 again (duplicate). Every bad SYN is answered with RST and leaves the rules
+ * exactly as they were; the valid one installs exactly the three expected rewrite chains;
+ * stopping removes the table.
  */
 
 const run = promisify(execFile);
@@ -88,29 +89,33 @@ describe('wedge agent: Migrate SYN handling', () => {
     const migrated = await listTable();
     const id = token.toString('hex');
     const rules = migrated.split('\n').map((line) => line.trim()).filter((line) => line.startsWith('ip '));
-    expect(rules).toHaveLength(4);
+    expect(rules).toHaveLength(5);
     expect(rules[0]).toMatch(/@th,160,8 0xfd @th,176,16 0x5745 drop$/);
     expect(migrated).toContain(`chain pre_t${id}`);
     expect(migrated).toContain(`chain in_t${id}`);
     expect(migrated).toContain(`chain out_t${id}`);
     expect(rules).toContain(`ip saddr ${b.address} tcp sport 8080 tcp dport ${CLIENT_PORT} ip daddr ${lab.clientAddress} tcp flags ! syn ip saddr set ${a.address} tcp sport set 8080 meta mark set 0x57450001 notrack accept`);
     expect(rules).toContain(`ip saddr ${a.address} tcp sport 8080 tcp dport ${CLIENT_PORT} ip daddr ${lab.clientAddress} meta mark != 0x57450001 reject with tcp reset`);
+    expect(rules).toContain(`ip saddr ${lab.clientAddress} tcp sport ${CLIENT_PORT} tcp dport 8080 ip daddr ${a.address} tcp flags rst / rst,ack accept`);
     expect(rules).toContain(`ip saddr ${lab.clientAddress} tcp sport ${CLIENT_PORT} tcp dport 8080 ip daddr ${a.address} ip daddr set ${b.address} tcp dport set 8080 notrack accept`);
 
-    // Replay (the connection now talks to B, so the MAC no longer fits), an older request validly
-    // MACed for the current state, and the accepted request number again.
+    // The accepted SYN again (a retransmission, or a replay of it: the same SYN-ACK, nothing else
+    // changes), an older request validly MACed for the current state, and the accepted request
+    // number again from the current server.
     await send({ ...valid }, syn(301, 3, b, b), syn(302, 5, b, b));
-    expect(await rejection(200)).toMatchObject({ reason: 'bad-mac' });
+    expect(await agent.event('repeated')).toMatchObject({ token: token.toString('hex'), request: 5, to: b });
     expect(await rejection(301)).toMatchObject({ reason: 'duplicate-request' });
     expect(await rejection(302)).toMatchObject({ reason: 'duplicate-request' });
-    await resetFor(200);
     await resetFor(301);
     await resetFor(302);
+    const synAcks = () => observer.events.filter((p) => p.src === lab.clientAddress && p.flags === 'SA');
+    await observer.waitFor(() => synAcks().length === 2);
+    expect(synAcks()[1]).toMatchObject({ ack: 201, seq: 7776 });
     expect(await listTable()).toBe(migrated);
     expect(agent.events.filter((e) => e.event === 'migrated')).toHaveLength(1);
 
     agent.child.stdin!.end();
-    expect(await agent.event('stopped')).toMatchObject({ rejected: { 'bad-mac': 2, 'unknown-token': 1, 'duplicate-request': 2 } });
+    expect(await agent.event('stopped')).toMatchObject({ rejected: { 'bad-mac': 1, 'unknown-token': 1, 'duplicate-request': 2 } });
     await expect(listTable()).rejects.toThrow();
   });
 });

@@ -24,11 +24,18 @@ import {
  *      currently talks to (the "old server"), the SYN's source (the "new server"), token,
  *      request number, the SYN's seq and ack (wrong: reject);
  *   5. at-most-once: the request number must exceed the last accepted one (else: duplicate).
- * Only then, the first valid request wins: the agent installs the rewrite (wedge/agent/rules.ts)
- * so the unmodified client socket now talks to the new server, records the request number and
- * the new current server, and answers SYN-ACK (seq = the SYN's ack - 1, ack = the SYN's seq + 1,
- * confirming both positions the server claimed). The new server learns the client's exact
- * state by probing through the rewrite (native/probe), as in address takeover.
+ * Only then, the first valid request wins: the agent records at once the request number and the
+ * new current server (so that competing candidates' SYNs, arriving meanwhile, are refused), then
+ * installs the rewrite (wedge/agent/rules.ts) so the unmodified client socket now talks to the
+ * new server, and answers SYN-ACK (seq = the SYN's ack - 1, ack = the SYN's seq + 1, confirming
+ * both positions the server claimed). The new server learns the client's exact state by
+ * probing through the rewrite (native/probe), as in address takeover. Rewrites accepted while
+ * nft runs are installed together in the next transaction: a dead server's hundreds of
+ * connections cost a few nft runs, not one each, so every winner hears back before it gives up.
+ * The winner resends its SYN while it waits; a SYN equal to the accepted one (same sender,
+ * request, MAC) is answered with the same SYN-ACK again once the rewrite is in place, and changes
+ * nothing: it is a retransmission, and a replay of it gains nobody anything. A later SYN valid for
+ * the connection as it was before the accepted move is a candidate that lost: 'duplicate-request'.
  * Every rejection is answered with a RST (sequence 0, ack = the SYN's seq + 1) from the client
  * address to the SYN's sender, counted by reason, and changes nothing else: the client socket and
  * the rules are untouched, and even if the sender is the connection's current peer (a replay from
@@ -49,14 +56,29 @@ interface Tracked {
   binding: ConnectionBinding;
   keys: ConnectionKeys;
   current: Endpoint;
+  /* The server before the last accepted move (the original one before any). */
+  previous: Endpoint;
   lastRequest: number;
+  /* The last accepted Migrate SYN, answered again if it is retransmitted. */
+  accepted?: CapturedSyn;
   mark: number;
   rewritten: boolean;
+  /* Its rewrite waits for the next nft transaction. */
+  installing: boolean;
+}
+
+/* An accepted move whose rewrite is not installed yet. */
+interface Accepted {
+  id: string;
+  tracked: Tracked;
+  syn: CapturedSyn;
+  from: Endpoint;
 }
 
 export type AgentEvent =
   | { kind: 'rejected'; reason: SynRejection; syn: CapturedSyn }
   | { kind: 'migrated'; token: string; request: number; from: Endpoint; to: Endpoint }
+  | { kind: 'repeated'; token: string; request: number; to: Endpoint }
   | { kind: 'error'; error: Error };
 
 export interface AgentOptions {
@@ -75,7 +97,9 @@ export class MigrateAgent {
   private readonly connections = new Map<string, Tracked>();
   private capture: MigrateSynCapture | undefined;
   private nextMark = 1;
-  /** Serialises SYN handling: a second SYN waits until the first one's rules are in place. */
+  /** Accepted moves waiting for the next nft transaction. */
+  private accepted: Accepted[] = [];
+  /** Serialises nft transactions (rule installs, removals, the table's end). */
   private work: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: AgentOptions) {
@@ -86,9 +110,7 @@ export class MigrateAgent {
     await runNft(baseTableText(this.table, this.options.address));
     this.capture = MigrateSynCapture.start(
       { address: this.options.address, exid: MIGRATE_EXID, ifname: this.options.ifname },
-      (syn) => {
-        this.work = this.work.then(() => this.handle(syn)).catch((error: Error) => this.options.onEvent?.({ kind: 'error', error }));
-      },
+      (syn) => this.handle(syn),
       (error) => this.options.onEvent?.({ kind: 'error', error }),
     );
   }
@@ -99,9 +121,11 @@ export class MigrateAgent {
       binding: connection.binding,
       keys: connection.keys,
       current: connection.binding.server,
+      previous: connection.binding.server,
       lastRequest: 0,
       mark: MARK_BASE | (this.nextMark++ & 0xffff),
       rewritten: false,
+      installing: false,
     });
   }
 
@@ -120,7 +144,10 @@ export class MigrateAgent {
     const id = token.toString('hex');
     const tracked = this.connections.get(id);
     this.connections.delete(id);
-    if (tracked?.rewritten) await runNft(removeRewriteText(this.table, id));
+    // After any install still queued for it, so that no chain outlives the connection.
+    const removal = this.work.then(() => (tracked?.rewritten ? runNft(removeRewriteText(this.table, id)) : undefined));
+    this.work = removal.catch(() => undefined);
+    await removal;
   }
 
   /** Stops capturing and removes the agent's table. */
@@ -131,7 +158,7 @@ export class MigrateAgent {
     await runNft(deleteTableText(this.table));
   }
 
-  private async handle(syn: CapturedSyn): Promise<void> {
+  private handle(syn: CapturedSyn): void {
     const decoded = findMigrateOption(syn.options);
     if (!decoded.ok) return this.reject(syn, 'bad-option');
     const { option } = decoded;
@@ -140,25 +167,54 @@ export class MigrateAgent {
     if (!tracked) return this.reject(syn, 'unknown-token');
     if (syn.destinationPort !== tracked.binding.client.port) return this.reject(syn, 'wrong-port');
     const newServer = { address: syn.sourceAddress, port: syn.sourcePort };
-    const fields = { client: tracked.binding.client, oldServer: tracked.current, newServer, seq: syn.seq, ack: syn.ack };
-    if (!verifyMigrateOption(tracked.keys.key, fields, option)) return this.reject(syn, 'bad-mac');
+    const macFor = (oldServer: Endpoint) =>
+      verifyMigrateOption(tracked.keys.key, { client: tracked.binding.client, oldServer, newServer, seq: syn.seq, ack: syn.ack }, option);
+    if (!macFor(tracked.current)) {
+      if (tracked.lastRequest === 0 || !macFor(tracked.previous)) return this.reject(syn, 'bad-mac');
+      if (isRetransmission(syn, tracked.accepted)) {
+        if (!tracked.installing) this.answer(tracked, syn);
+        this.options.onEvent?.({ kind: 'repeated', token: id, request: option.request, to: newServer });
+        return;
+      }
+      return this.reject(syn, 'duplicate-request');
+    }
     if (option.request <= tracked.lastRequest) return this.reject(syn, 'duplicate-request');
 
-    await runNft(rewriteText(this.table, { id, client: tracked.binding.client, original: tracked.binding.server, current: newServer, mark: tracked.mark }));
-    const from = tracked.current;
-    tracked.lastRequest = option.request;
+    this.accepted.push({ id, tracked, syn, from: tracked.current });
+    tracked.previous = tracked.current;
     tracked.current = newServer;
-    tracked.rewritten = true;
+    tracked.lastRequest = option.request;
+    tracked.accepted = syn;
+    tracked.installing = true;
+    if (this.accepted.length === 1) this.work = this.work.then(() => this.install()).catch((error: Error) => this.options.onEvent?.({ kind: 'error', error }));
+  }
+
+  /* One nft transaction for every move accepted so far, then their SYN-ACKs. */
+  private async install(): Promise<void> {
+    const batch = this.accepted;
+    this.accepted = [];
+    const rewrites = batch.map(({ id, tracked }) =>
+      rewriteText(this.table, { id, client: tracked.binding.client, original: tracked.binding.server, current: tracked.current, mark: tracked.mark }),
+    );
+    await runNft(rewrites.join(''));
+    for (const { id, tracked, syn, from } of batch) {
+      tracked.rewritten = true;
+      tracked.installing = false;
+      this.answer(tracked, syn);
+      this.options.onEvent?.({ kind: 'migrated', token: id, request: tracked.lastRequest, from, to: tracked.current });
+    }
+  }
+
+  private answer(tracked: Tracked, syn: CapturedSyn): void {
     sendTcpSegment({
       localAddress: tracked.binding.client.address,
       localPort: tracked.binding.client.port,
-      remoteAddress: newServer.address,
-      remotePort: newServer.port,
+      remoteAddress: syn.sourceAddress,
+      remotePort: syn.sourcePort,
       seq: (syn.ack - 1) >>> 0,
       ack: (syn.seq + 1) >>> 0,
       flags: TCP_SYN | TCP_ACK,
     });
-    this.options.onEvent?.({ kind: 'migrated', token: id, request: option.request, from, to: newServer });
   }
 
   private reject(syn: CapturedSyn, reason: SynRejection): void {
@@ -174,4 +230,16 @@ export class MigrateAgent {
     });
     this.options.onEvent?.({ kind: 'rejected', reason, syn });
   }
+}
+
+/* The same segment as the accepted Migrate SYN, from the same sender: its retransmission. */
+function isRetransmission(syn: CapturedSyn, accepted: CapturedSyn | undefined): boolean {
+  return (
+    accepted !== undefined &&
+    syn.sourceAddress === accepted.sourceAddress &&
+    syn.sourcePort === accepted.sourcePort &&
+    syn.seq === accepted.seq &&
+    syn.ack === accepted.ack &&
+    syn.options.equals(accepted.options)
+  );
 }

@@ -22,7 +22,11 @@ import { MIGRATE_EXID, MIGRATE_OPTION_KIND, type Endpoint } from '../migrate/opt
  *     in_t<hex>   (input): anything still from the old server for that connection, i.e. unmarked,
  *                 is answered with RST (the old server must learn the connection moved).
  *     out_t<hex>  (output): from the client socket to the old server: destination rewritten to
- *                 the new server.
+ *                 the new server. Except a RST without ACK: that is what in_'s reject (or the
+ *                 client kernel, for a segment it has no socket for) answers to a segment that
+ *                 carried an ACK, i.e. the answer to the OLD server's late data; rewritten, it
+ *                 would reset the new server's healthy connection. The client socket's own
+ *                 resets (an application abort) carry ACK and do go to the new server.
  *   A later migration of the same connection replaces the three chains in one nft transaction.
  */
 
@@ -68,6 +72,7 @@ flush chain ip ${table} ${input}
 flush chain ip ${table} ${out}
 add rule ip ${table} ${pre} ip saddr ${n.address} tcp sport ${n.port} ip daddr ${c.address} tcp dport ${c.port} tcp flags & syn == 0 ip saddr set ${o.address} tcp sport set ${o.port} meta mark set ${mark} notrack accept
 add rule ip ${table} ${input} ip saddr ${o.address} tcp sport ${o.port} ip daddr ${c.address} tcp dport ${c.port} meta mark != ${mark} reject with tcp reset
+add rule ip ${table} ${out} ip saddr ${c.address} tcp sport ${c.port} ip daddr ${o.address} tcp dport ${o.port} tcp flags & (rst | ack) == rst accept
 add rule ip ${table} ${out} ip saddr ${c.address} tcp sport ${c.port} ip daddr ${o.address} tcp dport ${o.port} ip daddr set ${n.address} tcp dport set ${n.port} notrack accept
 `;
 }

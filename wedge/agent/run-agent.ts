@@ -68,6 +68,8 @@ export async function runAgent(flags: AgentFlags): Promise<void> {
       metrics.migrations.inc();
       watch?.migrated(event.token);
       logger.info({ token: event.token, request: event.request, from: text(event.from), to: text(event.to) }, 'migrated');
+    } else if (event.kind === 'repeated') {
+      logger.info({ token: event.token, request: event.request, to: text(event.to) }, 'retransmitted Migrate SYN answered again');
     } else if (event.kind === 'rejected') {
       metrics.rejectedSyns.inc({ reason: event.reason });
       logger.warn({ reason: event.reason, from: `${event.syn.sourceAddress}:${event.syn.sourcePort}` }, 'rejected Migrate SYN');
