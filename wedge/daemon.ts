@@ -108,9 +108,9 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
   };
 }
 
-/* The Migrate race's timing: 0-30 ms of jitter spreads a dead server's connections; each
- * connection served adds 0.5 ms (1,000 connections: the 500 ms cap). */
-const RACE = { jitterMs: 30, loadDelayMsPerConnection: 0.5, maxLoadDelayMs: 500 };
+/* The Migrate race's timing: a candidate waits 50 ms per rendezvous rank, 0.5 ms per connection
+ * it serves (1,000 connections: the 500 ms cap), and 0-5 ms of jitter. */
+const RACE = { rankStepMs: 50, jitterMs: 5, loadDelayMsPerConnection: 0.5, maxLoadDelayMs: 500 };
 
 /* Load shedding: hands up to `count` movable connections to the group; returns how many. */
 function shed(replication: Replication, count: number, server: WedgeServer, logger: Logger): number {

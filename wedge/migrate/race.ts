@@ -4,10 +4,13 @@
  *   trigger  a peer is reported dead (every live member of its group hears it), or a live owner
  *            hands a connection off (load shedding, or its client asked to move): its record
  *            arrives with `handoff`;
- *   race     every member is a candidate. Each waits a load-dependent delay plus a random
- *            per-connection jitter, so the least loaded candidate tends to be first and a dead
- *            server's connections spread over the group (implosion avoidance); a connection
- *            someone else has taken meanwhile (a higher migration number heard) is dropped;
+ *   race     every live member is a candidate. Per connection, each waits its rendezvous rank
+ *            among the candidates (wedge/adoption.ts) times a step, plus a delay that grows with
+ *            the connections it already serves, plus a few ms of jitter. So a dead server's
+ *            connections spread evenly over the group, each candidate first for its share, a
+ *            loaded candidate lets the next one win (implosion avoidance), and a candidate that
+ *            is slow or gone is replaced a step later. A connection someone else has taken
+ *            meanwhile (a higher migration number heard) is dropped;
  *   migrate  the candidate sends a Migrate SYN from its own address (native probeMany's first
  *            segment): token, request number = the next migration number, and a MAC under the
  *            connection key. The agent accepts the first valid request for a number and answers
@@ -24,6 +27,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { probeMany, type ProbeRequest } from '../../native/index.js';
 import type { ConnectionRecord, Endpoint, SoftStateMember } from '../../softstate/index.js';
+import { rankMembers } from '../adoption.js';
 import type { Replication } from '../replication.js';
 import type { Adoptee, Resumer } from '../resumer.js';
 import type { RstGuard } from '../rst-guard.js';
@@ -38,7 +42,9 @@ export interface RaceConfig {
   iface: string;
   probeTimeoutMs: number;
   probeRetries: number;
-  /* Random per-connection delay before a candidate sends its Migrate SYN: spreads the race. */
+  /* Delay per rendezvous rank: the first-ranked candidate goes at once, the next this much later. */
+  rankStepMs: number;
+  /* Random extra delay: breaks ties between candidates that disagree on who is alive. */
   jitterMs: number;
   /* Extra delay per connection this server already serves: the loaded back off. */
   loadDelayMsPerConnection: number;
@@ -87,18 +93,22 @@ export class MigrateRace {
     if (fresh.length === 0) return;
     const movable = fresh.filter((r) => r.migrate);
     for (const record of fresh) if (!record.migrate) this.resumer.count('not-movable', 0);
-    const pending = this.resumer.adoptees(movable, this.config.service).map((adoptee) => ({ adoptee, jitterMs: Math.random() * this.config.jitterMs }));
+    const candidates = this.candidates(fresh[0]!.owner);
+    const pending = this.resumer.adoptees(movable, this.config.service).map((adoptee) => ({
+      adoptee,
+      delayMs: rankMembers(adoptee.record.id, candidates).indexOf(this.config.self) * this.config.rankStepMs + Math.random() * this.config.jitterMs,
+    }));
     const waves: Promise<string[]>[] = [];
     while (pending.length > 0) {
       const elapsed = performance.now() - started;
       const loadDelay = Math.min(this.config.maxLoadDelayMs, this.server.connections.size * this.config.loadDelayMsPerConnection);
       const due: Adoptee[] = [];
       for (let i = pending.length - 1; i >= 0; i--) {
-        const { adoptee, jitterMs } = pending[i];
+        const { adoptee, delayMs } = pending[i]!;
         if (this.takenElsewhere(adoptee.record)) {
           pending.splice(i, 1);
           this.resumer.count('stood-down', 0);
-        } else if (jitterMs + loadDelay <= elapsed) {
+        } else if (delayMs + loadDelay <= elapsed) {
           pending.splice(i, 1);
           due.push(adoptee);
         }
@@ -109,6 +119,11 @@ export class MigrateRace {
     const results = (await Promise.all(waves)).flat();
     const won = results.filter((r) => r === 'resumed').length;
     this.logger.info({ trigger, connections: fresh.length, candidates: movable.length, won, ms: +(performance.now() - started).toFixed(1) }, 'Migrate race over');
+  }
+
+  /* This server and every live peer but the connections' owner (dead, or handing them off). */
+  private candidates(owner: string): string[] {
+    return [this.config.self, ...this.member.peers().filter((p) => p.alive && p.address !== owner).map((p) => p.address)];
   }
 
   /* A newer version of the connection exists (another candidate won), or it is served here. */
