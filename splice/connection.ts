@@ -174,7 +174,7 @@ export class RelayConnection extends EventEmitter {
     client.setNoDelay(true);
     client.on('data', (chunk: Buffer) => this.onClientData(chunk));
     client.on('end', () => this.onClientEnd());
-    client.on('error', (err) => (this.handedOff ? this.relinquish(() => undefined) : this.fail('client-error', err)));
+    client.on('error', (err) => this.clientFailed('client-error', err));
     client.on('close', () => this.teardown());
     // An adopted connection has work before the client says anything; start it once the owner
     // has registered its listeners.
@@ -212,6 +212,12 @@ export class RelayConnection extends EventEmitter {
    */
   handOff(): void {
     this.handedOff = true;
+  }
+
+  /* The client side failed (a reset, usually): a failure, unless the connection was handed off. */
+  private clientFailed(reason: string, err: unknown): void {
+    if (this.handedOff) this.relinquish(() => undefined);
+    else this.fail(reason, err);
   }
 
   relinquish(closeSilently: (socket: Socket) => void): void {
@@ -533,7 +539,7 @@ export class RelayConnection extends EventEmitter {
       exchange.phase = { kind: 'splicing', job };
       job.done.then(
         ({ bytes }) => this.onSpliceDone(exchange, origin, length, bytes),
-        (err) => this.fail('splice-error', err),
+        (err) => this.clientFailed('splice-error', err),
       );
     };
     if (this.client.writableLength === 0) start();

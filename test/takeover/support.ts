@@ -208,6 +208,7 @@ const STORY = [
   'Migrate race over',
   'peer dead: racing for its connections',
   'connection not advertised',
+  'connection aborted',
   'shedding load: connections handed to the group',
 ];
 const AGENT_STORY = ['negotiated', 'migrated', 'rejected Migrate SYN', 'move requested'];
