@@ -34,7 +34,7 @@ import {
   type KeyRing,
   type RejectReason,
 } from './crypto.js';
-import type { DeathNotice, Heartbeat } from './records.js';
+import type { DeathNotice, Heartbeat, ServiceClaim } from './records.js';
 import { WedgeError } from '../wedge/errors.js';
 
 export const DEFAULT_MTU = 1400;
@@ -119,7 +119,7 @@ export class Outbox {
     });
   }
 
-  heartbeatFrame(load: Heartbeat['load'], services: string[] = []): Buffer {
+  heartbeatFrame(load: Heartbeat['load'], services: ServiceClaim[] = []): Buffer {
     return encodeHeartbeat({ sender: this.sealer.sender, epoch: this.epochHex, load, services });
   }
 
@@ -137,7 +137,7 @@ export class Outbox {
     return { datagrams: packed.frames.map((f) => this.seal(f)), refused: packed.refused, fragments: packed.fragments };
   }
 
-  heartbeat(load: Heartbeat['load'], services: string[] = []): Buffer {
+  heartbeat(load: Heartbeat['load'], services: ServiceClaim[] = []): Buffer {
     return this.seal(this.heartbeatFrame(load, services));
   }
 

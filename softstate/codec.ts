@@ -145,7 +145,8 @@ export function decodeItem(bytes: Uint8Array): DecodeResult<AdvertItem> {
 }
 
 export function encodeHeartbeat(h: Heartbeat): Buffer {
-  return pack([FRAME_HEARTBEAT, h.sender, h.epoch, h.load.connections, h.load.bytesPerSec, h.load.cpu ?? null, h.services ?? []]);
+  const claims = h.services ?? [];
+  return pack([FRAME_HEARTBEAT, h.sender, h.epoch, h.load.connections, h.load.bytesPerSec, h.load.cpu ?? null, claims.map((c) => c.address), claims.map((c) => c.generation)]);
 }
 
 export function encodeDeathNotice(n: DeathNotice): Buffer {
@@ -234,12 +235,13 @@ function frameFromValue(value: unknown): Frame | undefined {
       return items.length > 0 ? { kind: 'advert', items } : undefined;
     }
     case FRAME_HEARTBEAT: {
-      if (value.length !== 7) return undefined;
+      const [, sender, epoch, connections, bytesPerSec, cpu, addresses, generations] = value;
+      if (value.length !== 8 || !Array.isArray(addresses) || !Array.isArray(generations) || addresses.length !== generations.length) return undefined;
       const heartbeat = parseHeartbeat({
-        sender: value[1],
-        epoch: value[2],
-        load: { connections: value[3], bytesPerSec: value[4], cpu: value[5] },
-        services: value[6],
+        sender,
+        epoch,
+        load: { connections, bytesPerSec, cpu },
+        services: addresses.map((address: unknown, i) => ({ address, generation: generations[i] })),
       });
       return heartbeat && { kind: 'heartbeat', heartbeat };
     }

@@ -36,5 +36,6 @@ export {
   type Heartbeat,
   type Load,
   type MigrateSecrets,
+  type ServiceClaim,
   type TransportState,
 } from './records.js';

@@ -66,7 +66,7 @@ import {
   type GroupConfig,
   type SupportGroup,
 } from './groups.js';
-import { isAddress, MAX_REASON_LENGTH, MAX_SERVICES, parseConnectionRecord, type ConnectionRecord, type DeathNotice, type Load, type Withdrawal } from './records.js';
+import { isAddress, MAX_REASON_LENGTH, MAX_SERVICES, parseConnectionRecord, type ConnectionRecord, type DeathNotice, type Load, type ServiceClaim, type Withdrawal } from './records.js';
 import { compareVersions, SoftStateTable } from './table.js';
 import { SenderThread } from './sender.js';
 import { MulticastTransport } from './transport.js';
@@ -118,7 +118,7 @@ export interface PeerInfo {
   lastHeardAt: number | undefined;
   load: Load | undefined;
   /* Service addresses the peer said it answers for in its last heartbeat. */
-  services: string[];
+  services: ServiceClaim[];
   epoch: string | undefined;
   /* Why and since when (wall-clock ms) the peer is dead. */
   deadReason?: string;
@@ -172,7 +172,7 @@ interface PeerState {
   lastHeardMono: number;
   lastHeardAt: number | undefined;
   load: Load | undefined;
-  services: string[];
+  services: ServiceClaim[];
   deadReason?: string;
   deadSince?: number;
   /* After a death notice: a heartbeat must be above this (epoch, seq) to prove life. */
@@ -221,7 +221,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   private paced: string[] = [];
   private pacer: NodeJS.Timeout | undefined;
   private load: { bytesPerSec: number; cpu?: number } = { bytesPerSec: 0 };
-  private services: string[] = [];
+  private services: ServiceClaim[] = [];
   private peerCheckIntervalMs = 50;
   private lastPeerCheck = 0;
   private readonly counters = {
@@ -362,8 +362,8 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   }
 
   /* Service addresses carried by the next heartbeats. */
-  setServices(addresses: readonly string[]): void {
-    this.services = addresses.slice(0, MAX_SERVICES);
+  setServices(claims: readonly ServiceClaim[]): void {
+    this.services = claims.slice(0, MAX_SERVICES);
   }
 
   /* Load figures carried by the next heartbeats (connections are counted here). */
@@ -692,7 +692,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     if (this.paced.length > 0) this.pacer = setTimeout(() => this.pace(), PACE_INTERVAL_MS);
   }
 
-  private beatContent(): { load: Load; services: string[] } {
+  private beatContent(): { load: Load; services: ServiceClaim[] } {
     return { load: { connections: this.local.size, ...this.load }, services: this.services };
   }
 

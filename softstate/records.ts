@@ -67,6 +67,17 @@ export interface Load {
   cpu?: number;
 }
 
+/*
+ * A service address a server answers for, and how it came to: generation 0 is its own address,
+ * n + 1 an adoption from a holder at generation n. When two live servers claim one address (one
+ * was wrongly found dead), the higher generation (the newer adoption, which took the
+ * connections) keeps it.
+ */
+export interface ServiceClaim {
+  address: string;
+  generation: number;
+}
+
 export interface Heartbeat {
   sender: string;
   /* The sender's epoch as 16 hex digits (the same value as in the datagram header). */
@@ -74,7 +85,7 @@ export interface Heartbeat {
   load: Load;
   /* Service addresses the sender answers for now (its own and adopted ones), so that a dead
    * server's addresses are adopted even when it had no live connection. */
-  services?: string[];
+  services?: ServiceClaim[];
 }
 
 export interface DeathNotice {
@@ -231,8 +242,14 @@ export function parseHeartbeat(value: unknown): Heartbeat | undefined {
   const load = parseLoad(h.load);
   if (!isAddress(h.sender) || !isEpochHex(h.epoch) || !load) return undefined;
   const services = h.services;
-  if (!Array.isArray(services) || services.length > MAX_SERVICES || !services.every(isAddress)) return undefined;
-  return { sender: h.sender, epoch: h.epoch, load, services: [...services] };
+  if (!Array.isArray(services) || services.length > MAX_SERVICES) return undefined;
+  const claims: ServiceClaim[] = [];
+  for (const claim of services as unknown[]) {
+    const c = claim as Partial<ServiceClaim> | null;
+    if (typeof c !== 'object' || c === null || !isAddress(c.address) || !isUint(c.generation)) return undefined;
+    claims.push({ address: c.address, generation: c.generation });
+  }
+  return { sender: h.sender, epoch: h.epoch, load, services: claims };
 }
 
 export function parseDeathNotice(value: unknown): DeathNotice | undefined {

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Outbox } from './channel.js';
 import type { KeyRing } from './crypto.js';
-import type { Heartbeat } from './records.js';
+import type { Heartbeat, ServiceClaim } from './records.js';
 import type { SenderCommand, SenderReport, SenderSetup } from './sender.js';
 import { MulticastTransport } from './transport.js';
 
@@ -18,7 +18,7 @@ const setup = workerData as SenderSetup;
 const port = parentPort!;
 const outbox = new Outbox({ ring: keyRingOf(setup.ring), self: setup.self, epoch: BigInt(setup.epoch), mtu: setup.mtu });
 const transport = new MulticastTransport({ ...setup.transport, receive: false });
-let beat: { load: Heartbeat['load']; services: string[] } = setup.beat;
+let beat: { load: Heartbeat['load']; services: ServiceClaim[] } = setup.beat;
 let checkedInAt = performance.now();
 let heartbeatsSent = 0;
 let heartbeats: NodeJS.Timeout | undefined;

@@ -11,7 +11,7 @@
 import { Worker } from 'node:worker_threads';
 import { WedgeError } from '../wedge/errors.js';
 import type { KeyRing } from './crypto.js';
-import type { Heartbeat } from './records.js';
+import type { Heartbeat, ServiceClaim } from './records.js';
 import type { Destination, MulticastTransportOptions, TransportStats } from './transport.js';
 
 export interface SenderSetup {
@@ -23,13 +23,13 @@ export interface SenderSetup {
   transport: MulticastTransportOptions;
   heartbeatIntervalMs: number;
   leaseMs: number;
-  beat: { load: Heartbeat['load']; services: string[] };
+  beat: { load: Heartbeat['load']; services: ServiceClaim[] };
 }
 
 export type SenderCommand =
   /* Frames back to back in `payload` (transferred, not copied), with their lengths. */
   | { kind: 'frames'; payload: Uint8Array; lengths: number[]; to?: Destination }
-  | { kind: 'beat'; load: Heartbeat['load']; services: string[]; now: boolean }
+  | { kind: 'beat'; load: Heartbeat['load']; services: ServiceClaim[]; now: boolean }
   | { kind: 'keys'; ring: KeyRing }
   | { kind: 'stop' };
 
@@ -92,7 +92,7 @@ export class SenderThread {
   }
 
   /* The main thread's check-in, with what the next heartbeats carry; `now` sends one at once. */
-  beat(load: Heartbeat['load'], services: string[], now = false): void {
+  beat(load: Heartbeat['load'], services: ServiceClaim[], now = false): void {
     this.post({ kind: 'beat', load, services, now });
   }
 

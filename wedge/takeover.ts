@@ -10,21 +10,27 @@
  *   address  the adopter adds the address and announces it with gratuitous ARP;
  *   probe    for all advertised connections of the address at once, right after it is
  *            announced and while the link is still idle, one old segment each makes the client's
- *            kernel tell its next wanted byte and its own next byte (native/probe, one batch);
- *   resume   then connection by connection, yielding to the event loop every few: restore,
- *            resume and publish (wedge/resumer.ts).
+ *            kernel tell its next wanted byte and its own next byte, and the same native worker
+ *            restores each answered connection at once (native/probe-restore, one batch);
+ *   resume   then connection by connection, yielding to the event loop every few: resume and
+ *            publish (wedge/resumer.ts).
+ * One address, one host: heartbeats say which addresses a server answers for, each with its
+ * generation (0: its own, n + 1: adopted from a holder at n). A server that hears a live peer
+ * claim an address it holds at a higher generation (or the same one, and the peer wins the
+ * rendezvous between the two) releases it. So a server wrongly found dead, by a report or by
+ * silence, gives its address to whoever adopted it, as it gives up its connections.
  */
 import { setImmediate } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { addAddress, gratuitousArp, probeMany, removeAddress } from '../native/index.js';
+import { addAddress, gratuitousArp, probeAndRestore, removeAddress } from '../native/index.js';
 import type { ConnectionRecord, SoftStateMember } from '../softstate/index.js';
 import { chooseAdopter } from './adoption.js';
 import type { Resumer } from './resumer.js';
-import type { RstGuard } from './rst-guard.js';
+import { RESTORED_MARK, type RstGuard } from './rst-guard.js';
 import type { WedgeServer } from './server.js';
 
-/* How long after an erroneous death report to watch for peers adopting our addresses. */
-const STEP_BACK_WATCH_MS = 5000;
+/* How often held addresses are checked against peers' claims. */
+const CLAIM_CHECK_MS = 100;
 
 /* Connections probed in one batch, at most: each holds a placeholder fd while it waits. */
 export const MAX_PROBE_BATCH = 2048;
@@ -35,15 +41,15 @@ export interface TakeoverConfig {
   prefixLength: number;
   probeTimeoutMs: number;
   probeRetries: number;
-  /* Connections restored and resumed in one turn of the event loop, between yields. Large turns
+  /* Connections resumed in one turn of the event loop, between yields. Large turns
    * finish a mass takeover sooner (the I/O of connections already resumed waits meanwhile, but
    * their bodies move in the kernel, and heartbeats come from their own thread). */
   resumesPerTurn: number;
 }
 
 export class Takeover {
-  /* Service addresses this server answers for: its own and those it adopted. */
-  private readonly services = new Set<string>();
+  /* Service addresses this server answers for, its own and those it adopted, by generation. */
+  private readonly services = new Map<string, number>();
 
   constructor(
     private readonly config: TakeoverConfig,
@@ -55,29 +61,27 @@ export class Takeover {
   ) {}
 
   start(ownServices: readonly string[]): void {
-    for (const address of ownServices) this.services.add(address);
+    for (const address of ownServices) this.services.set(address, 0);
     this.publishServices();
     this.member.on('peer-dead', (peer, reason) => void this.onPeerDead(peer, reason));
-    this.member.on('declared-dead-self', (declarer, reason) => this.stepBack(declarer, reason));
+    // Its connections come back as 'superseded' records and are let go one by one
+    // (wedge/replication.ts); its addresses go once peers claim them (yieldClaims).
+    this.member.on('declared-dead-self', (declarer, reason) => this.logger.warn({ declarer, reason }, 'declared dead while alive: stepping back'));
+    setInterval(() => this.yieldClaims(), CLAIM_CHECK_MS).unref();
   }
 
-  /*
-   * Someone declared this server dead while it lives (an erroneous report). Its connections
-   * come back as 'superseded' records and are let go one by one (wedge/replication.ts); its
-   * addresses are released once a live peer says it has adopted them, so that one address is
-   * answered by one host again.
-   */
-  private stepBack(declarer: string, reason: string): void {
-    this.logger.warn({ declarer, reason }, 'declared dead while alive: releasing what peers adopt');
-    const until = performance.now() + STEP_BACK_WATCH_MS;
-    const timer = setInterval(() => {
-      for (const peer of this.member.peers()) {
-        if (!peer.alive) continue;
-        for (const address of peer.services) if (this.services.has(address)) void this.release(address);
+  /* Releases every held address a live peer holds by a newer claim. */
+  private yieldClaims(): void {
+    for (const peer of this.member.peers()) {
+      if (!peer.alive) continue;
+      for (const claim of peer.services) {
+        const mine = this.services.get(claim.address);
+        if (mine === undefined || claim.generation < mine) continue;
+        if (claim.generation > mine || chooseAdopter(claim.address, [this.config.self, peer.address]) !== this.config.self) {
+          void this.release(claim.address, peer.address);
+        }
       }
-      if (performance.now() > until) clearInterval(timer);
-    }, 50);
-    timer.unref();
+    }
   }
 
   /* detect → choose */
@@ -87,16 +91,17 @@ export class Takeover {
     // A peer can be reported dead again (late heartbeats made it look alive for a moment):
     // connections already taken over here are served here, not taken again.
     const records = this.member.recordsOwnedBy(peer).filter((r) => !this.server.connections.has(r.id));
-    const addresses = new Set([...(peers.find((p) => p.address === peer)?.services ?? []), ...records.map((r) => r.service.address)]);
+    const claims = new Map((peers.find((p) => p.address === peer)?.services ?? []).map((c) => [c.address, c.generation]));
+    const addresses = new Set([...claims.keys(), ...records.map((r) => r.service.address)]);
     const mine = [...addresses].filter(
       (address) => chooseAdopter(address, live) === this.config.self && (!this.services.has(address) || records.some((r) => r.service.address === address)),
     );
     this.logger.warn({ peer, reason, addresses: [...addresses], adopting: mine, connections: records.length }, 'peer dead');
-    await Promise.all(mine.map((address) => this.adoptAddress(address, records.filter((r) => r.service.address === address))));
+    await Promise.all(mine.map((address) => this.adoptAddress(address, (claims.get(address) ?? 0) + 1, records.filter((r) => r.service.address === address))));
   }
 
-  /* guard → address → probe all → (restore → resume) for each connection */
-  private async adoptAddress(address: string, records: ConnectionRecord[]): Promise<void> {
+  /* guard → address → probe and restore all → resume each connection */
+  private async adoptAddress(address: string, generation: number, records: ConnectionRecord[]): Promise<void> {
     const started = performance.now();
     const clients = records.map((r) => r.client);
     const steps: Record<string, number> = {};
@@ -111,7 +116,7 @@ export class Takeover {
       for (const _ of records) this.resumer.count('address-failed', 0);
       return;
     }
-    this.services.add(address);
+    this.services.set(address, generation);
     this.publishServices();
     this.announce(address);
     const results: string[] = [];
@@ -123,13 +128,13 @@ export class Takeover {
     this.logger.info({ address, connections: records.length, resumed, ...steps }, 'address adopted');
   }
 
-  /* probe (the whole batch at once) → restore → resume, connection by connection */
+  /* probe and restore (the whole batch at once, off the event loop) → resume, connection by connection */
   private async adoptBatch(records: ConnectionRecord[]): Promise<string[]> {
     const started = performance.now();
     const adoptees = this.resumer.adoptees(records);
-    const probes = await probeMany(
+    const probes = await probeAndRestore(
       adoptees.map(({ state, stream }) => ({ ...state, ack: (state.recvSeq + stream.received) >>> 0 })),
-      { ifname: this.config.iface, timeoutMs: this.config.probeTimeoutMs, retries: this.config.probeRetries },
+      { ifname: this.config.iface, timeoutMs: this.config.probeTimeoutMs, retries: this.config.probeRetries, mark: RESTORED_MARK },
     );
     const probeMs = performance.now() - started;
     const results: string[] = [];
@@ -138,10 +143,13 @@ export class Takeover {
       // turn (a few hundred milliseconds for 256).
       if (i > 0 && i % this.config.resumesPerTurn === 0) await setImmediate();
       const resumeStarted = performance.now();
-      const result = await this.resumer.resume(adoptee, probes[i], probeMs).catch((err: Error) => {
-        this.logger.warn({ conn: adoptee.record.id, err: err.message }, 'takeover failed');
-        return 'failed';
-      });
+      let result: string;
+      try {
+        result = this.resumer.resume(adoptee, probes[i]!, probeMs);
+      } catch (err) {
+        this.logger.warn({ conn: adoptee.record.id, err: (err as Error).message }, 'takeover failed');
+        result = 'failed';
+      }
       results.push(this.resumer.count(result, probeMs + performance.now() - resumeStarted));
     }
     return results;
@@ -161,16 +169,16 @@ export class Takeover {
     setTimeout(send, 500).unref();
   }
 
-  private async release(address: string): Promise<void> {
+  private async release(address: string, holder: string): Promise<void> {
     if (!this.services.delete(address)) return;
     this.publishServices();
-    this.logger.warn({ address }, 'releasing a service address adopted by a peer');
+    this.logger.warn({ address, holder }, 'releasing a service address adopted by a peer');
     await removeAddress(this.config.iface, `${address}/${this.config.prefixLength}`).catch((err: Error) =>
       this.logger.error({ address, err: err.message }, 'cannot remove address'),
     );
   }
 
   private publishServices(): void {
-    this.member.setServices([...this.services]);
+    this.member.setServices([...this.services].map(([address, generation]) => ({ address, generation })));
   }
 }

@@ -60,7 +60,7 @@ describe('codec', () => {
   });
 
   it('round-trips heartbeats and death notices', () => {
-    const heartbeat = { sender: '10.99.0.2', epoch: '0123456789abcdef', load: { connections: 5, bytesPerSec: 1e6, cpu: 0.25 }, services: ['10.99.1.2', '10.99.1.7'] };
+    const heartbeat = { sender: '10.99.0.2', epoch: '0123456789abcdef', load: { connections: 5, bytesPerSec: 1e6, cpu: 0.25 }, services: [{ address: '10.99.1.2', generation: 0 }, { address: '10.99.1.7', generation: 3 }] };
     expect(decodeFrame(encodeHeartbeat(heartbeat))).toEqual({ ok: true, value: { kind: 'heartbeat', heartbeat } });
     const notice = { declarer: '10.99.0.2', peer: '10.99.0.3', reason: 'operator', peerEpoch: '0123456789abcdef', peerSeq: 42, at: 5 };
     expect(decodeFrame(encodeDeathNotice(notice))).toEqual({ ok: true, value: { kind: 'death', notice } });
