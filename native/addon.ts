@@ -37,10 +37,28 @@ export interface RawDump extends RawEndpoints {
 
 export type RawRestoreSpec = Omit<RawDump, 'clockReadAt' | 'bytesReceived'> & { mark?: number };
 
+/* What restoring a connection in the probe's worker takes from its record; the client's answer
+ * and the clock at restore time give the rest (policy in native/src/repair.cc SpecFor). */
+export interface RawRestoreBase {
+  mss: number;
+  windowScaling: boolean;
+  sndWscale: number;
+  rcvWscale: number;
+  sack: boolean;
+  timestamps: boolean;
+  timestamp: number;
+  clockReadAt: number;
+  maxWindow: number;
+  rcvWnd: number;
+  timestampMarginMs: number;
+  mark: number;
+}
+
 export interface RawProbeTarget extends RawEndpoints {
   seq: number;
   ack: number;
   migrateSyn?: { seq: number; ack: number; options: Buffer };
+  restore?: RawRestoreBase;
 }
 
 export interface RawProbeBatch {
@@ -66,6 +84,12 @@ export interface RawProbeAnswer {
   moveMs?: number;
   /** Segments sent (Migrate SYNs and probes), the answered one included. */
   attempts: number;
+}
+
+/* A restoring target's result once its client answered: the new socket, or why there is none. */
+export interface RawRestoredProbe {
+  answer: RawProbeAnswer;
+  restored: { fd: number; state: RawDump; restoreMs: number } | NativeError;
 }
 
 export interface RawTcpSegment extends RawEndpoints {
@@ -103,8 +127,9 @@ export interface RawAddon {
   restore(spec: RawRestoreSpec): number;
   setRepair(fd: number, on: boolean): void;
   repairProblem(): NativeError | null;
-  /* One result per target, in order; a NativeError for a connection that could not be probed. */
-  probeMany(batch: RawProbeBatch): Promise<(RawProbeAnswer | NativeError)[]>;
+  /* One result per target, in order; a NativeError for a connection that could not be probed.
+   * A target with `restore` answers RawRestoredProbe instead of RawProbeAnswer. */
+  probeMany(batch: RawProbeBatch): Promise<(RawProbeAnswer | RawRestoredProbe | NativeError)[]>;
   gratuitousArp(ifname: string, ipv4: string): void;
   spliceStart(sourceFd: number, destinationFd: number, length: number, onDone: RawSpliceDone): number;
   spliceBytes(id: number): number | null;

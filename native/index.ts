@@ -9,6 +9,7 @@ export {
   extrapolateClock,
   setRepair,
   quietClose,
+  closeQuietly,
   socketFd,
   type ConnectionDump,
   type RestoreOptions,
@@ -25,6 +26,7 @@ export {
   type ProbeAnswer,
   type ProbeResult,
 } from './probe.js';
+export { probeAndRestore, type RestoreRequest, type RestoredProbe, type RestoredSocket, type ProbeRestoreResult } from './probe-restore.js';
 export { addAddress, removeAddress, gratuitousArp } from './addr.js';
 export { splice, type SpliceJob, type SpliceResult } from './splice.js';
 export {

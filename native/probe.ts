@@ -1,4 +1,4 @@
-import { addon, type RawProbeAnswer } from './addon.js';
+import { addon, type RawProbeAnswer, type RawProbeBatch, type RawProbeTarget } from './addon.js';
 import { NativeError } from './errors.js';
 
 /* Asking clients' kernels where their streams stand (see native/src/probe.cc). */
@@ -68,20 +68,24 @@ const DEFAULT_RETRIES = 3;
  * failing syscall. Never rejects for a connection's failure.
  */
 export function probeMany(requests: readonly ProbeRequest[], options: ProbeBatchOptions = {}): Promise<ProbeResult[]> {
-  return addon.probeMany({
-    ifname: options.ifname ?? '',
-    timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-    retries: options.retries ?? DEFAULT_RETRIES,
-    targets: requests.map((request) => ({
-      localAddress: request.localAddress,
-      localPort: request.localPort,
-      remoteAddress: request.remoteAddress,
-      remotePort: request.remotePort,
-      seq: request.oldSeq ?? (request.sendSeq - 1) >>> 0,
-      ack: request.ack ?? request.recvSeq,
-      ...(request.migrateSyn ? { migrateSyn: { seq: request.migrateSyn.seq >>> 0, ack: request.migrateSyn.ack >>> 0, options: request.migrateSyn.options } } : {}),
-    })),
-  });
+  return addon.probeMany(rawProbeBatch(requests.map(rawProbeTarget), options)) as Promise<ProbeResult[]>;
+}
+
+/** The addon's batch (shared with probeAndRestore()). */
+export function rawProbeBatch(targets: RawProbeTarget[], options: ProbeBatchOptions): RawProbeBatch {
+  return { ifname: options.ifname ?? '', timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS, retries: options.retries ?? DEFAULT_RETRIES, targets };
+}
+
+export function rawProbeTarget(request: ProbeRequest): RawProbeTarget {
+  return {
+    localAddress: request.localAddress,
+    localPort: request.localPort,
+    remoteAddress: request.remoteAddress,
+    remotePort: request.remotePort,
+    seq: request.oldSeq ?? (request.sendSeq - 1) >>> 0,
+    ack: request.ack ?? request.recvSeq,
+    ...(request.migrateSyn ? { migrateSyn: { seq: request.migrateSyn.seq >>> 0, ack: request.migrateSyn.ack >>> 0, options: request.migrateSyn.options } } : {}),
+  };
 }
 
 /** One connection's probe (a batch of one): rejects with the NativeError probeMany() would report. */

@@ -1,3 +1,4 @@
+import { closeSync } from 'node:fs';
 import type net from 'node:net';
 import { addon, type RawDump, type RawRestoreSpec } from './addon.js';
 import { NativeError } from './errors.js';
@@ -34,7 +35,7 @@ export interface RestoreOptions {
   mark?: number;
 }
 
-const DEFAULT_TIMESTAMP_MARGIN_MS = 1000;
+export const DEFAULT_TIMESTAMP_MARGIN_MS = 1000;
 const FALLBACK_RECEIVE_WINDOW = 65535;
 
 /** The OS file descriptor under a connected net.Socket. */
@@ -55,7 +56,8 @@ export function extrapolateClock(dump: ConnectionDump, now: number, marginMs: nu
   return ((dump.timestamp + elapsed + marginMs) & ~1) >>> 0;
 }
 
-/** What restore() sets: sequences from the client's answer, options and window from both. */
+/** What restore() sets: sequences from the client's answer, options and window from both.
+ * (probeAndRestore() applies the same policy in native/src/repair.cc SpecFor.) */
 export function restoreSpec(dump: ConnectionDump, answer: ProbeAnswer, options: RestoreOptions = {}): RawRestoreSpec {
   const sndWnd = answer.window * 2 ** (dump.windowScaling ? dump.sndWscale : 0);
   return {
@@ -104,5 +106,14 @@ export function quietClose(socket: net.Socket): void {
     setRepair(socketFd(socket), true);
   } finally {
     socket.destroy();
+  }
+}
+
+/** quietClose() for a bare fd (a restored socket not wrapped in a net.Socket). */
+export function closeQuietly(fd: number): void {
+  try {
+    setRepair(fd, true);
+  } finally {
+    closeSync(fd);
   }
 }

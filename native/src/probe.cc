@@ -54,9 +54,10 @@
 #include <cstring>
 #include <set>
 #include <unordered_map>
+#include <thread>
 #include <vector>
 
-#include "common.h"
+#include "repair.h"
 
 namespace wedge {
 namespace {
@@ -75,6 +76,9 @@ struct ProbeTarget {
   /* TCP Migrate: the SYN sent first (empty options: none, probe at once). */
   uint32_t synSeq = 0, synAck = 0;
   std::vector<uint8_t> synOptions;
+  /* Rebuild the connection here as soon as the client answers (see RestoreAnswered). */
+  bool restore = false;
+  RestoreBase restoreBase;
 };
 
 struct ProbeOptions {
@@ -99,6 +103,11 @@ struct ProbeSlot {
   bool moved = false;
   double moveMs = 0;
   SysError error;
+  /* A restoring target once answered: its new socket and that socket's dump, or why none. */
+  Fd restored;
+  SocketDump restoredDump;
+  SysError restoreError;
+  double restoreMs = 0;
 
   bool waiting() const { return !answered && !error; }
 };
@@ -299,6 +308,31 @@ void SendProbes(int raw, std::vector<ProbeSlot>* slots) {
     if (slot.waiting()) SendNext(raw, &slot);
 }
 
+/*
+ * An answered restoring slot: its placeholder goes (in repair mode: silently) and the connection
+ * is rebuilt at once at the client's position, so no other socket can take the 4-tuple between.
+ * EADDRNOTAVAIL: a child process forked meanwhile still holds a copy of the placeholder until
+ * it execs; RunProbes tries such slots again a little later.
+ */
+void RestoreAnswered(ProbeSlot* slot) {
+  const auto started = Clock::now();
+  slot->placeholder.Reset();
+  const ClientPosition at{slot->answer.ack, slot->answer.seq, slot->answer.window};
+  const RestoreSpec spec = SpecFor(slot->target.restoreBase, slot->target.local, slot->target.remote, at, WallClockMs());
+  slot->restoreError = RestoreSocket(spec, &slot->restored);
+  if (!slot->restoreError) slot->restoreError = DumpSocket(slot->restored.get(), &slot->restoredDump);
+  if (slot->restoreError && slot->restored.valid()) {
+    int on = 1;  // live already: back to repair mode, so that closing it sends nothing
+    setsockopt(slot->restored.get(), IPPROTO_TCP, TCP_REPAIR, &on, sizeof on);
+    slot->restored.Reset();
+  }
+  slot->restoreMs += std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+}
+
+bool RestoreBlocked(const ProbeSlot& slot) {
+  return slot.target.restore && slot.answered && slot.restoreError.err == EADDRNOTAVAIL;
+}
+
 /* Reads clients' segments until no connection waits or until `deadline`.
  * Return: the capture's failure, if any. */
 SysError CollectAnswers(int capture, int raw, const SlotIndex& index, Clock::time_point deadline, std::vector<ProbeSlot>* slots) {
@@ -345,6 +379,7 @@ SysError CollectAnswers(int capture, int raw, const SlotIndex& index, Clock::tim
       segment.answer.moveMs = slot.moveMs;
       slot.answer = segment.answer;
       slot.answered = true;
+      if (slot.target.restore) RestoreAnswered(&slot);
     }
     waiting--;
   }
@@ -375,6 +410,13 @@ void RunProbes(const ProbeOptions& options, std::vector<ProbeSlot>* slots) {
     if (slot.waiting()) slot.error = unanswered;
     slot.placeholder.Reset();  // in repair mode: sends nothing
   }
+  constexpr int kRestoreRetries = 10;
+  constexpr auto kRestoreRetryDelay = std::chrono::milliseconds(5);
+  for (int retry = 0; retry < kRestoreRetries && std::any_of(slots->begin(), slots->end(), RestoreBlocked); retry++) {
+    std::this_thread::sleep_for(kRestoreRetryDelay);
+    for (ProbeSlot& slot : *slots)
+      if (RestoreBlocked(slot)) RestoreAnswered(&slot);
+  }
 }
 
 Napi::Object AnswerObject(Napi::Env env, const ProbeAnswer& answer) {
@@ -389,6 +431,22 @@ Napi::Object AnswerObject(Napi::Env env, const ProbeAnswer& answer) {
   o.Set("rttMs", answer.rttMs);
   if (answer.moveMs > 0) o.Set("moveMs", answer.moveMs);
   o.Set("attempts", answer.attempts);
+  return o;
+}
+
+/* { answer, restored: { fd, state, restoreMs } | NativeError }; the fd is JS's from here on. */
+Napi::Object RestoredObject(Napi::Env env, ProbeSlot* slot) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("answer", AnswerObject(env, slot->answer));
+  if (slot->restoreError) {
+    o.Set("restored", MakeNativeError(env, slot->restoreError).Value());
+    return o;
+  }
+  Napi::Object restored = Napi::Object::New(env);
+  restored.Set("state", DumpToJs(env, slot->restoredDump));
+  restored.Set("restoreMs", slot->restoreMs);
+  restored.Set("fd", slot->restored.Release());
+  o.Set("restored", restored);
   return o;
 }
 
@@ -409,8 +467,10 @@ class ProbeWorker : public Napi::AsyncWorker {
     Napi::Env env = Env();
     Napi::Array results = Napi::Array::New(env, slots_.size());
     for (uint32_t i = 0; i < slots_.size(); i++) {
-      const ProbeSlot& slot = slots_[i];
-      results.Set(i, slot.error ? MakeNativeError(env, slot.error).Value() : AnswerObject(env, slot.answer));
+      ProbeSlot& slot = slots_[i];
+      if (slot.error) results.Set(i, MakeNativeError(env, slot.error).Value());
+      else if (slot.target.restore) results.Set(i, RestoredObject(env, &slot));
+      else results.Set(i, AnswerObject(env, slot.answer));
     }
     deferred_.Resolve(results);
   }
@@ -452,6 +512,20 @@ bool ReadProbeTarget(const Napi::Object& o, ProbeTarget* target) {
   return true;
 }
 
+bool ReadRestoreBase(const Napi::Object& o, RestoreBase* b) {
+  Napi::Value clockReadAt = o.Get("clockReadAt");
+  if (!clockReadAt.IsNumber()) {
+    ThrowTypeError(o.Env(), "probeMany: restore.clockReadAt must be a number");
+    return false;
+  }
+  b->clockReadAt = clockReadAt.As<Napi::Number>().DoubleValue();
+  return GetUint32(o, "mss", &b->mss) && GetBool(o, "windowScaling", &b->windowScaling) &&
+         GetUint32(o, "sndWscale", &b->sndWscale) && GetUint32(o, "rcvWscale", &b->rcvWscale) && GetBool(o, "sack", &b->sack) &&
+         GetBool(o, "timestamps", &b->timestamps) && GetUint32(o, "timestamp", &b->timestamp) &&
+         GetUint32(o, "maxWindow", &b->maxWindow) && GetUint32(o, "rcvWnd", &b->rcvWnd) &&
+         GetUint32(o, "timestampMarginMs", &b->timestampMarginMs) && GetUint32(o, "mark", &b->mark);
+}
+
 Napi::Value ProbeMany(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) return ThrowTypeError(env, "probeMany expects { ifname, timeoutMs, retries, targets }");
@@ -467,7 +541,13 @@ Napi::Value ProbeMany(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < slots.size(); i++) {
     Napi::Value target = targets.Get(i);
     if (!target.IsObject()) return ThrowTypeError(env, "probeMany: each target must be an object");
-    if (!ReadProbeTarget(target.As<Napi::Object>(), &slots[i].target)) return env.Undefined();
+    ProbeTarget& slotTarget = slots[i].target;
+    if (!ReadProbeTarget(target.As<Napi::Object>(), &slotTarget)) return env.Undefined();
+    if (target.As<Napi::Object>().Has("restore")) {
+      Napi::Object base;
+      if (!GetObject(target.As<Napi::Object>(), "restore", &base) || !ReadRestoreBase(base, &slotTarget.restoreBase)) return env.Undefined();
+      slotTarget.restore = true;
+    }
   }
   auto* worker = new ProbeWorker(env, std::move(options), std::move(slots));
   Napi::Promise promise = worker->Promise();

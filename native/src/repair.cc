@@ -25,6 +25,7 @@
  * Limits: IPv4. The caller (native/repair.ts) decides every value restore() sets.
  */
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fcntl.h>
 #include <netinet/tcp.h>
@@ -33,10 +34,13 @@
 
 #include <vector>
 
-#include "common.h"
+#include "repair.h"
 
 namespace wedge {
 namespace {
+
+/* A receive window for a record that has none (as native/repair.ts uses). */
+constexpr uint32_t kFallbackReceiveWindow = 65535;
 
 SysError SetInt(int fd, int level, int option, int value, const char* what) {
   if (setsockopt(fd, level, option, &value, sizeof value) < 0) return Fail("setsockopt", errno, what);
@@ -62,20 +66,8 @@ SysError WriteQueueSeq(int fd, int queue, uint32_t seq) {
   return {};
 }
 
-double WallClockMs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-struct RepairState {
-  uint32_t sendSeq = 0, recvSeq = 0, timestamp = 0;
-  double clockReadAt = 0;
-  tcp_repair_window window{};
-};
-
 /* Reads everything that needs repair mode, and always leaves repair mode again. */
-SysError ReadRepairState(int fd, RepairState* s) {
+SysError ReadRepairState(int fd, SocketDump* s) {
   if (SysError e = SetInt(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON, "TCP_REPAIR=1")) return e;
   SysError e = ReadQueueSeq(fd, TCP_SEND_QUEUE, &s->sendSeq);
   if (!e) e = ReadQueueSeq(fd, TCP_RECV_QUEUE, &s->recvSeq);
@@ -129,7 +121,7 @@ SysError ReadBytesReceived(int fd, uint64_t* bytes) {
 /* rcv_nxt and tcpi_bytes_received come from separate calls, and a segment arriving between them
  * would put the peer's ISN off by its length. Both advance together under the socket lock, so
  * an unchanged byte count around the repair read proves that rcv_nxt belongs with it. */
-SysError ReadConsistentReceiveState(int fd, RepairState* state, uint64_t* bytesReceived) {
+SysError ReadConsistentReceiveState(int fd, SocketDump* state) {
   constexpr int kAttempts = 16;
   for (int attempt = 0; attempt < kAttempts; attempt++) {
     uint64_t before = 0, after = 0;
@@ -137,7 +129,7 @@ SysError ReadConsistentReceiveState(int fd, RepairState* state, uint64_t* bytesR
     if (SysError e = ReadRepairState(fd, state)) return e;
     if (SysError e = ReadBytesReceived(fd, &after)) return e;
     if (before == after) {
-      *bytesReceived = after;
+      state->bytesReceived = after;
       return {};
     }
   }
@@ -146,46 +138,10 @@ SysError ReadConsistentReceiveState(int fd, RepairState* state, uint64_t* bytesR
 
 Napi::Value Dump(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  sockaddr_in local, remote;
-  tcp_info tcpInfo{};
-  RepairState state;
-  SysError e = ReadEndpoints(fd, &local, &remote);
-  if (!e) e = GetOpt(fd, TCP_INFO, &tcpInfo, "TCP_INFO");
-  uint64_t bytesReceived = 0;
-  if (!e) e = ReadConsistentReceiveState(fd, &state, &bytesReceived);
-  if (e) return ThrowNativeError(env, e);
-
-  bool timestamps = tcpInfo.tcpi_options & TCPI_OPT_TIMESTAMPS;
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("localAddress", FormatIpv4(local.sin_addr));
-  o.Set("localPort", ntohs(local.sin_port));
-  o.Set("remoteAddress", FormatIpv4(remote.sin_addr));
-  o.Set("remotePort", ntohs(remote.sin_port));
-  o.Set("sendSeq", state.sendSeq);
-  o.Set("recvSeq", state.recvSeq);
-  o.Set("timestamp", state.timestamp);
-  o.Set("clockReadAt", state.clockReadAt);
-  // mss_cache excludes the timestamp option (12 bytes); the repair option wants the peer's MSS.
-  o.Set("mss", tcpInfo.tcpi_snd_mss + (timestamps ? 12 : 0));
-  o.Set("windowScaling", bool(tcpInfo.tcpi_options & TCPI_OPT_WSCALE));
-  o.Set("sndWscale", tcpInfo.tcpi_snd_wscale);
-  o.Set("rcvWscale", tcpInfo.tcpi_rcv_wscale);
-  o.Set("sack", bool(tcpInfo.tcpi_options & TCPI_OPT_SACK));
-  o.Set("timestamps", timestamps);
-  o.Set("window", WindowToJs(env, state.window));
-  o.Set("bytesReceived", static_cast<double>(bytesReceived));
-  return o;
+  SocketDump dump;
+  if (SysError e = DumpSocket(info[0].As<Napi::Number>().Int32Value(), &dump)) return ThrowNativeError(env, e);
+  return DumpToJs(env, dump);
 }
-
-/* What restore() sets, decided by native/repair.ts. */
-struct RestoreSpec {
-  sockaddr_in local{}, remote{};
-  uint32_t sendSeq = 0, recvSeq = 0, mss = 0, sndWscale = 0, rcvWscale = 0, timestamp = 0;
-  bool windowScaling = false, sack = false, timestamps = false;
-  tcp_repair_window window{};
-  uint32_t mark = 0;  // SO_MARK, 0: none
-};
 
 bool ReadRestoreSpec(const Napi::Object& o, RestoreSpec* s) {
   std::string localAddress, remoteAddress;
@@ -258,9 +214,8 @@ Napi::Value Restore(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RestoreSpec spec;
   if (!info[0].IsObject() || !ReadRestoreSpec(info[0].As<Napi::Object>(), &spec)) return env.Undefined();
-  Fd sock(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!sock.valid()) return ThrowNativeError(env, Fail("socket"));
-  if (SysError e = BuildRepairedSocket(sock.get(), spec)) return ThrowNativeError(env, e);
+  Fd sock;
+  if (SysError e = RestoreSocket(spec, &sock)) return ThrowNativeError(env, e);
   return Napi::Number::New(env, sock.Release());
 }
 
@@ -282,6 +237,71 @@ Napi::Value RepairProblem(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+double WallClockMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+RestoreSpec SpecFor(const RestoreBase& base, const sockaddr_in& local, const sockaddr_in& remote, const ClientPosition& at, double nowMs) {
+  RestoreSpec s;
+  s.local = local;
+  s.remote = remote;
+  s.sendSeq = at.ack;
+  s.recvSeq = at.seq;
+  s.mss = base.mss;
+  s.windowScaling = base.windowScaling;
+  s.sndWscale = base.sndWscale;
+  s.rcvWscale = base.rcvWscale;
+  s.sack = base.sack;
+  s.timestamps = base.timestamps;
+  // The old server's clock carried to now plus a margin (PAWS); even, so the kernel keeps ms units.
+  const double elapsed = std::max(0.0, std::ceil(nowMs - base.clockReadAt));
+  s.timestamp = static_cast<uint32_t>(base.timestamp + static_cast<uint64_t>(elapsed) + base.timestampMarginMs) & ~1u;
+  s.mark = base.mark;
+  const uint32_t sndWnd = at.window << (base.windowScaling ? base.sndWscale : 0);
+  s.window = {at.seq, sndWnd, std::max(sndWnd, base.maxWindow), base.rcvWnd ? base.rcvWnd : kFallbackReceiveWindow, at.seq};
+  return s;
+}
+
+SysError RestoreSocket(const RestoreSpec& spec, Fd* out) {
+  Fd sock(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!sock.valid()) return Fail("socket");
+  if (SysError e = BuildRepairedSocket(sock.get(), spec)) return e;
+  *out = std::move(sock);
+  return {};
+}
+
+SysError DumpSocket(int fd, SocketDump* out) {
+  if (SysError e = ReadEndpoints(fd, &out->local, &out->remote)) return e;
+  if (SysError e = GetOpt(fd, TCP_INFO, &out->info, "TCP_INFO")) return e;
+  return ReadConsistentReceiveState(fd, out);
+}
+
+Napi::Object DumpToJs(Napi::Env env, const SocketDump& d) {
+  const tcp_info& tcpInfo = d.info;
+  bool timestamps = tcpInfo.tcpi_options & TCPI_OPT_TIMESTAMPS;
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("localAddress", FormatIpv4(d.local.sin_addr));
+  o.Set("localPort", ntohs(d.local.sin_port));
+  o.Set("remoteAddress", FormatIpv4(d.remote.sin_addr));
+  o.Set("remotePort", ntohs(d.remote.sin_port));
+  o.Set("sendSeq", d.sendSeq);
+  o.Set("recvSeq", d.recvSeq);
+  o.Set("timestamp", d.timestamp);
+  o.Set("clockReadAt", d.clockReadAt);
+  // mss_cache excludes the timestamp option (12 bytes); the repair option wants the peer's MSS.
+  o.Set("mss", tcpInfo.tcpi_snd_mss + (timestamps ? 12 : 0));
+  o.Set("windowScaling", bool(tcpInfo.tcpi_options & TCPI_OPT_WSCALE));
+  o.Set("sndWscale", tcpInfo.tcpi_snd_wscale);
+  o.Set("rcvWscale", tcpInfo.tcpi_rcv_wscale);
+  o.Set("sack", bool(tcpInfo.tcpi_options & TCPI_OPT_SACK));
+  o.Set("timestamps", timestamps);
+  o.Set("window", WindowToJs(env, d.window));
+  o.Set("bytesReceived", static_cast<double>(d.bytesReceived));
+  return o;
+}
 
 void InitRepair(Napi::Env env, Napi::Object exports) {
   exports.Set("dump", Napi::Function::New(env, Dump));
