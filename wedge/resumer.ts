@@ -3,17 +3,18 @@
  *
  * Once a client's kernel has answered the probe (address takeover: on the adopted address; TCP
  * Migrate: through the client agent's rewrite, on this server's own address), the probe's
- * sequence numbers are mapped through the stream map (splice/resume.ts) and:
- *   restore  TCP_REPAIR rebuilds the endpoint at exactly the client's position (native/repair);
- *   resume   the relay continues from there with the local origin;
+ * worker has already rebuilt the endpoint with TCP_REPAIR at exactly the client's position
+ * (native/probe-restore, off the event loop); the probe's sequence numbers are mapped through
+ * the stream map (splice/resume.ts) and:
+ *   resume   the relay continues from there with the local origin (a connection that turns
+ *            out to be over already is dropped in repair mode: nothing reaches the client);
  *   publish  the record is advertised with migration + 1, so the old owner, if it is in fact
  *            alive, steps back without a word to the client.
  * A connection that cannot be resumed exactly is reset and counted by reason.
  */
 import net from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { dump, NativeError, restore, sendTcpSegment, socketFd, TCP_ACK, TCP_RST, type ConnectionDump, type ProbeAnswer, type ProbeResult } from '../native/index.js';
+import { closeQuietly, NativeError, sendTcpSegment, TCP_ACK, TCP_RST, type ConnectionDump, type ProbeAnswer, type ProbeRestoreResult } from '../native/index.js';
 import type { ConnectionRecord, Endpoint } from '../softstate/index.js';
 import { planResume } from '../splice/resume.js';
 import type { WedgeMetrics } from './metrics.js';
@@ -21,14 +22,10 @@ import { parseReplicatedStream, transportOf, type Replication } from './replicat
 import { RESTORED_MARK } from './rst-guard.js';
 import type { WedgeServer } from './server.js';
 
-/* restore() attempts while a forked child may still hold the probe's placeholder (restoreSoon). */
-const RESTORE_ATTEMPTS = 10;
-const RESTORE_RETRY_MS = 5;
-
 /* TCP Migrate outcomes of a candidate that did not take the connection: another one did. */
 const TAKEN_ELSEWHERE = new Set(['lost-race', 'stood-down']);
 
-/* A connection to take over: its record, its stream map and its transport as restore() wants it. */
+/* A connection to take over: its record, its stream map and its transport as probeAndRestore() wants it. */
 export interface Adoptee {
   record: ConnectionRecord;
   stream: NonNullable<ReturnType<typeof parseReplicatedStream>>;
@@ -57,7 +54,7 @@ export class Resumer {
     return adoptees;
   }
 
-  /* Counts one connection's takeover; `ms` is its probe (the batch's), restore and resume. */
+  /* Counts one connection's takeover; `ms` is its probe and restore (the batch's) and resume. */
   count(result: string, ms: number): string {
     const elsewhere = TAKEN_ELSEWHERE.has(result);
     const aborted = !elsewhere && result !== 'resumed' && result !== 'finished';
@@ -67,31 +64,28 @@ export class Resumer {
     return result;
   }
 
-  /* restore → resume → publish, for one probed connection; resolves with its outcome. */
-  async resume({ record, stream, state }: Adoptee, answer: ProbeResult, probeMs: number): Promise<string> {
-    if (answer instanceof NativeError) {
-      if (answer.code === 'ECONNREFUSED') return 'lost-race';
-      this.logger.warn({ conn: record.id, err: answer.message }, 'probe failed');
-      return answer.code === 'ECONNRESET' ? 'client-gone' : 'probe-failed';
+  /* resume → publish, for one probed and restored connection; returns its outcome. */
+  resume({ record, stream, state }: Adoptee, result: ProbeRestoreResult, probeMs: number): string {
+    if (result instanceof NativeError) {
+      if (result.code === 'ECONNREFUSED') return 'lost-race';
+      this.logger.warn({ conn: record.id, err: result.message }, 'probe failed');
+      return result.code === 'ECONNRESET' ? 'client-gone' : 'probe-failed';
     }
-    const started = performance.now();
+    const { answer, restored } = result;
     const serverOffset = unwrap((answer.ack - state.sendSeq) >>> 0, stream.sent);
     const clientOffset = unwrap((answer.seq - state.recvSeq) >>> 0, stream.received);
     const plan = planResume(stream.map, serverOffset, clientOffset, stream.received);
     if (plan.kind === 'closed') {
+      if (!(restored instanceof NativeError)) closeQuietly(restored.fd);
       this.logger.info({ conn: record.id, serverOffset }, 'connection already closed: nothing to take over');
       return 'finished';
     }
-    let fd: number;
-    try {
-      fd = await restoreSoon(state, answer);
-    } catch (err) {
-      this.logger.warn({ conn: record.id, err: (err as Error).message }, 'restore failed; resetting the client');
+    if (restored instanceof NativeError) {
+      this.logger.warn({ conn: record.id, err: restored.message }, 'restore failed; resetting the client');
       resetClient(state, answer);
       return 'restore-failed';
     }
-    const socket = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
-    const restoreMs = performance.now() - started;
+    const socket = new net.Socket({ fd: restored.fd, readable: true, writable: true, allowHalfOpen: true });
     if (plan.kind === 'abort') {
       this.logger.warn({ conn: record.id, reason: plan.reason, serverOffset }, 'cannot resume exactly; resetting');
       socket.resetAndDestroy();
@@ -110,8 +104,8 @@ export class Resumer {
       clientFinished: plan.clientFinished,
     };
     const connection = this.server.adopt(socket, adopted, record.id);
-    // Same anchors as before (the sequence space continues); the clock is this socket's now.
-    const transport = { ...transportOf(dump(socketFd(socket)), serverOffset), sendSeq: state.sendSeq, recvSeq: state.recvSeq };
+    // Same anchors as before (the sequence space continues); the clock is the new socket's.
+    const transport = { ...transportOf(restored.state, serverOffset), sendSeq: state.sendSeq, recvSeq: state.recvSeq };
     this.replication.track(connection, transport, record.migration + 1, record.migrate);
     this.logger.info(
       {
@@ -121,30 +115,13 @@ export class Resumer {
         probeRttMs: +answer.rttMs.toFixed(2),
         ...(answer.moveMs !== undefined ? { moveMs: +answer.moveMs.toFixed(2) } : {}),
         probes: answer.attempts,
-        restoreMs: +restoreMs.toFixed(2),
+        restoreMs: +restored.restoreMs.toFixed(2),
         steps: plan.steps.length,
         replay: plan.replay.length,
       },
       'connection resumed',
     );
     return 'resumed';
-  }
-}
-
-/*
- * restore(), retried briefly on EADDRNOTAVAIL. The probe has closed its placeholder for this
- * 4-tuple, but a child process forked meanwhile (nft, guarding another address adopted at once)
- * holds a copy of that fd until it execs, and until then the kernel refuses a second socket for
- * the same 4-tuple. Seen with 200 connections adopted at once.
- */
-async function restoreSoon(state: ConnectionDump, answer: ProbeAnswer): Promise<number> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return restore(state, answer, { mark: RESTORED_MARK });
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'EADDRNOTAVAIL' || attempt === RESTORE_ATTEMPTS) throw err;
-      await sleep(RESTORE_RETRY_MS);
-    }
   }
 }
 

@@ -17,20 +17,21 @@
  *            SYN-ACK; every other candidate gets a RST ('lost-race', not a failure), unless it
  *            heard of the winner before its turn came ('stood-down');
  *   probe    through the agent's rewrite, in the same native call: the client's next wanted
- *            byte and its own next byte;
- *   resume   restore the endpoint on this server's own address and resume (wedge/resumer.ts);
+ *            byte and its own next byte; the same worker restores the endpoint at once, on this
+ *            server's own address;
+ *   resume   as after an address takeover (wedge/resumer.ts);
  *            the record keeps its id (the client's view) and names this server as its service.
  * A connection whose client has no agent (no secrets) cannot move this way: it is counted
  * 'not-movable'.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { probeMany, type ProbeRequest } from '../../native/index.js';
+import { probeAndRestore, type RestoreRequest } from '../../native/index.js';
 import type { ConnectionRecord, Endpoint, SoftStateMember } from '../../softstate/index.js';
 import { rankMembers } from '../adoption.js';
 import type { Replication } from '../replication.js';
 import type { Adoptee, Resumer } from '../resumer.js';
-import type { RstGuard } from '../rst-guard.js';
+import { RESTORED_MARK, type RstGuard } from '../rst-guard.js';
 import type { WedgeServer } from '../server.js';
 import { encodeMigrateOption, migrateSynOptions } from './option.js';
 
@@ -132,30 +133,34 @@ export class MigrateRace {
     return this.server.connections.has(record.id) || (heard !== undefined && heard.migration > record.migration);
   }
 
-  /* Migrate SYN → probe → resume, for one wave of connections. */
+  /* Migrate SYN → probe → restore → resume, for one wave of connections. */
   private async migrate(adoptees: Adoptee[], raceStarted: number): Promise<string[]> {
     await this.guard.guard(adoptees.map((a) => a.record.client));
     const sent = performance.now();
-    const answers = await probeMany(adoptees.map((a) => this.request(a)), {
+    const answers = await probeAndRestore(adoptees.map((a) => this.request(a)), {
       ifname: this.config.iface,
       timeoutMs: this.config.probeTimeoutMs,
       retries: this.config.probeRetries,
+      mark: RESTORED_MARK,
     });
     const probeMs = performance.now() - sent;
     const results: string[] = [];
     for (const [i, adoptee] of adoptees.entries()) {
-      const result = await this.resumer.resume(adoptee, answers[i], probeMs).catch((err: Error) => {
-        this.logger.warn({ conn: adoptee.record.id, err: err.message }, 'Migrate takeover failed');
-        return 'failed';
-      });
+      let result: string;
+      try {
+        result = this.resumer.resume(adoptee, answers[i]!, probeMs);
+      } catch (err) {
+        this.logger.warn({ conn: adoptee.record.id, err: (err as Error).message }, 'Migrate takeover failed');
+        result = 'failed';
+      }
       if (result === 'resumed') this.logger.info({ conn: adoptee.record.id, sinceTriggerMs: +(performance.now() - raceStarted).toFixed(1) }, 'won the Migrate race');
       results.push(this.resumer.count(result, probeMs));
     }
     return results;
   }
 
-  /* The probe of one connection, led by its Migrate SYN. */
-  private request({ record, stream, state }: Adoptee): ProbeRequest {
+  /* The probe and restore of one connection, led by its Migrate SYN. */
+  private request({ record, stream, state }: Adoptee): RestoreRequest {
     const migrate = record.migrate!;
     const seq = (state.sendSeq + stream.sent - 1) >>> 0;
     const ack = (state.recvSeq + stream.received) >>> 0;
