@@ -22,7 +22,7 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeMigrateOption, migrateSynOptions, MIGRATE_EXID } from '../../wedge/migrate/option.js';
-import { TCP_SYN } from '../../native/migrate.js';
+import { TCP_SYN, type CapturedSyn as NativeCapturedSyn } from '../../native/migrate.js';
 import { IS_ROOT, Lab, sha256, waitForBytes, type Background } from '../takeover/support.js';
 
 const MIB = 1024 * 1024;
@@ -136,16 +136,8 @@ describe.skipIf(!IS_ROOT)('TCP Migrate with the old server alive', () => {
   });
 });
 
-interface CapturedSyn {
-  sourceAddress: string;
-  sourcePort: number;
-  destinationAddress: string;
-  destinationPort: number;
-  seq: number;
-  ack: number;
-  flags: number;
-  options: string;
-}
+/* As the capture fixture prints it: the option bytes in hex. */
+type CapturedSyn = Omit<NativeCapturedSyn, 'options'> & { options: string };
 
 /* Every Migrate SYN the router forwards to the client, captured on the router (a test process). */
 function captureMigrateSyns(lab: Lab): { stop(): Promise<CapturedSyn[]> } {
