@@ -30,7 +30,9 @@
 namespace wedge {
 
 SysError OpenIpv4Capture(const std::vector<sock_filter>& code, const std::string& ifname, Fd* out) {
-  Fd sock(socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_IP)));
+  // Protocol 0 until bind: a packet socket created with a protocol hooks into every device at
+  // once, and re-binding it to one interface unhooks it with an RCU grace period (tens of ms).
+  Fd sock(socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!sock.valid()) return Fail("socket", errno, "AF_PACKET capture");
   sock_fprog prog{static_cast<unsigned short>(code.size()), const_cast<sock_filter*>(code.data())};
   if (setsockopt(sock.get(), SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) < 0)
