@@ -9,22 +9,26 @@
  * Probing one connection is a batch of one.
  *
  * Data flow, on one libuv worker thread (the event loop never waits; the JS side gets a Promise):
- *   1. placeholders: per connection, a TCP socket for the same 4-tuple, put in repair mode,
- *      bound and connected. It sends nothing, but its presence keeps our kernel from answering
- *      the client's reply with RST. A connection whose placeholder cannot be made fails alone.
- *   2. capture: one AF_PACKET socket (IPv4, cooked) with a classic BPF filter that accepts only
+ *   1. capture: one AF_PACKET socket (IPv4, cooked) with a classic BPF filter that accepts only
  *      TCP from the batch's clients to the batch's addresses and ports, and a receive buffer of
  *      a few MiB so that a thousand answers arriving at once are not dropped. The filter lists
  *      the values of each 4-tuple field while they are few; every packet is matched in code on
  *      its full 4-tuple.
- *   3. probes: through one IPPROTO_RAW socket, per connection one ACK segment with an old
- *      sequence number carrying one byte. The client already has that byte, so its kernel
- *      answers at once with a duplicate ACK. Carrying data matters: Linux answers a bare
- *      out-of-window ACK at most once per 500 ms per socket, a data segment always. All probes
- *      go out first, then the answers are collected.
+ *   2. placeholders: per connection, a TCP socket for the same 4-tuple, put in repair mode,
+ *      bound and connected. It sends nothing, but its presence keeps our kernel from answering
+ *      the client's reply with RST. A connection whose placeholder cannot be made fails alone.
+ *   3. probes: through one IPPROTO_RAW socket, per connection, right after its placeholder, one
+ *      ACK segment with an old sequence number carrying one byte. The client already has that
+ *      byte, so its kernel answers at once with a duplicate ACK. Carrying data matters: Linux
+ *      answers a bare out-of-window ACK at most once per 500 ms per socket, a data segment
+ *      always. All probes go out first, then the answers are collected.
  *   4. answers: the first ACK segment of a connection's 4-tuple. Its ack field is the client's
  *      rcv_nxt, its seq (plus any payload) the client's snd_nxt. A RST means the client's
  *      socket is gone (ECONNRESET).
+ *   5. restore (probeAndRestore: targets with `restore`): as soon as a connection is answered,
+ *      its placeholder is closed and the connection rebuilt with TCP_REPAIR at the client's
+ *      position (repair.cc SpecFor, clock read then), and the new socket dumped; the JS side
+ *      gets the answer with the fd and dump, or with the restore's NativeError.
  * Each attempt waits up to timeoutMs for all answers; the connections still unanswered get
  * their probe again, up to `retries` more times, then fail with ETIMEDOUT. The placeholders are
  * closed in repair mode (which again sends nothing) before the promise resolves with one result
@@ -388,20 +392,26 @@ SysError CollectAnswers(int capture, int raw, const SlotIndex& index, Clock::tim
 
 /* Probes every slot's connection; each slot ends answered or with its error, its placeholder closed. */
 void RunProbes(const ProbeOptions& options, std::vector<ProbeSlot>* slots) {
+  // The capture first: each connection's first segment goes out as soon as its placeholder
+  // stands, so early answers arrive (and wait in the capture) while later placeholders are made.
+  Fd capture, raw;
+  SysError failure = OpenSockets(*slots, options.ifname, &capture, &raw);
   SlotIndex index;
   for (size_t i = 0; i < slots->size(); i++) {
     ProbeSlot& slot = (*slots)[i];
     slot.moved = slot.target.synOptions.empty();
-    if (SysError e = HoldPlaceholder(slot.target, &slot.placeholder)) slot.error = e;
-    else index.emplace(TupleOf(slot.target), i);
+    if (SysError e = HoldPlaceholder(slot.target, &slot.placeholder)) {
+      slot.error = e;
+      continue;
+    }
+    index.emplace(TupleOf(slot.target), i);
+    if (!failure) SendNext(raw.get(), &slot);
   }
   if (index.empty()) return;
-  Fd capture, raw;
-  SysError failure = OpenSockets(*slots, options.ifname, &capture, &raw);
   const auto timeout = std::chrono::milliseconds(options.timeoutMs);
   auto anyWaiting = [&] { return std::any_of(slots->begin(), slots->end(), [](const ProbeSlot& s) { return s.waiting(); }); };
   for (uint32_t attempt = 0; !failure && attempt <= options.retries && anyWaiting(); attempt++) {
-    SendProbes(raw.get(), slots);
+    if (attempt > 0) SendProbes(raw.get(), slots);
     failure = CollectAnswers(capture.get(), raw.get(), index, Clock::now() + timeout, slots);
   }
   const SysError unanswered =
