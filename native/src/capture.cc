@@ -49,6 +49,10 @@ SysError OpenIpv4Capture(const std::vector<sock_filter>& code, const std::string
   return {};
 }
 
+void CloseCaptureLater(Fd capture) {
+  std::thread([fd = capture.Release()] { close(fd); }).detach();
+}
+
 namespace {
 
 constexpr size_t kIpHeader = 20, kTcpHeader = 20;

@@ -112,4 +112,8 @@ inline uint16_t FoldChecksum(uint32_t sum) {
  * interfaces when it is empty (capture.cc). */
 SysError OpenIpv4Capture(const std::vector<sock_filter>& code, const std::string& ifname, Fd* out);
 
+/* Closes such a socket on a thread of its own: closing a packet socket waits for an RCU grace
+ * period (tens of ms on a busy host) that the caller need not wait for. */
+void CloseCaptureLater(Fd capture);
+
 }  // namespace wedge

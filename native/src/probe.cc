@@ -414,6 +414,7 @@ void RunProbes(const ProbeOptions& options, std::vector<ProbeSlot>* slots) {
     if (attempt > 0) SendProbes(raw.get(), slots);
     failure = CollectAnswers(capture.get(), raw.get(), index, Clock::now() + timeout, slots);
   }
+  CloseCaptureLater(std::move(capture));
   const SysError unanswered =
       failure ? failure : Fail("poll", ETIMEDOUT, "no answer from the client after " + std::to_string(options.retries + 1) + " probes");
   for (ProbeSlot& slot : *slots) {
