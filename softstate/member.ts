@@ -401,6 +401,14 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     return true;
   }
 
+  /* Sends a local record again as it was last upserted (its encoding is kept): a repeat for
+   * a datagram that may have been lost. */
+  readvertise(id: string): void {
+    if (!this.local.has(id)) return;
+    this.dirty.add(id);
+    this.scheduleFlush();
+  }
+
   /* Forgets a local connection (closed) and tells the group. */
   remove(id: string): boolean {
     const entry = this.local.get(id);

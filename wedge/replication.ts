@@ -148,7 +148,7 @@ export class Replication {
     this.advertise(entry);
     clearTimeout(entry.repeat);
     entry.repeat = setTimeout(() => {
-      if (this.tracked.get(entry.connection.id) === entry) this.advertise(entry);
+      if (this.tracked.get(entry.connection.id) === entry) this.member.readvertise(entry.connection.id);
     }, REPEAT_ADVERT_MS);
     entry.repeat.unref();
   }
