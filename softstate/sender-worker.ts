@@ -2,7 +2,9 @@
  * The member's sender thread (see sender.ts): seals and sends every datagram the member hands
  * it, in order, and sends the heartbeats itself, so that a busy main thread does not fall silent.
  * Heartbeats stop when the main thread has not checked in for leaseMs: a daemon whose event
- * loop is wedged must still be found dead.
+ * loop is wedged must still be found dead. A long burst of frames (a mass takeover advertises a
+ * thousand records at once) would hold the heartbeat timer back, so the burst sends any
+ * heartbeat that falls due meanwhile.
  */
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -21,6 +23,7 @@ const transport = new MulticastTransport({ ...setup.transport, receive: false })
 let beat: { load: Heartbeat['load']; services: ServiceClaim[] } = setup.beat;
 let checkedInAt = performance.now();
 let heartbeatsSent = 0;
+let lastHeartbeatAt = 0;
 let heartbeats: NodeJS.Timeout | undefined;
 let stats: NodeJS.Timeout | undefined;
 
@@ -34,8 +37,15 @@ function report(message: SenderReport): void {
 }
 
 function sendHeartbeat(): void {
+  if (performance.now() - checkedInAt > setup.leaseMs) return;
   transport.send(outbox.heartbeat(beat.load, beat.services));
+  lastHeartbeatAt = performance.now();
   heartbeatsSent++;
+}
+
+/* Due at 90 % of the interval, so that the timer's own ticks are never skipped for jitter. */
+function heartbeatIfDue(): void {
+  if (performance.now() - lastHeartbeatAt >= setup.heartbeatIntervalMs * 0.9) sendHeartbeat();
 }
 
 function reportStats(): void {
@@ -50,6 +60,7 @@ function onCommand(command: SenderCommand): void {
       for (const length of command.lengths) {
         transport.send(outbox.seal(payload.subarray(at, at + length)), command.to);
         at += length;
+        heartbeatIfDue();
       }
       return;
     }
@@ -73,9 +84,7 @@ function onCommand(command: SenderCommand): void {
 transport.on('error', (err) => report({ kind: 'error', message: err.message }));
 transport.start().then(
   () => {
-    heartbeats = setInterval(() => {
-      if (performance.now() - checkedInAt <= setup.leaseMs) sendHeartbeat();
-    }, setup.heartbeatIntervalMs);
+    heartbeats = setInterval(heartbeatIfDue, setup.heartbeatIntervalMs);
     stats = setInterval(reportStats, STATS_INTERVAL_MS);
     port.on('message', onCommand);
     sendHeartbeat();
