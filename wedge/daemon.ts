@@ -95,7 +95,7 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
     const race = { self, service: { address: service.host, port: service.port }, iface: interfaceOf(service.host).iface, ...probe, ...RACE };
     new MigrateRace(race, member, server, resumer, replication, guard, logger).start();
   } else {
-    new Takeover({ self, iface, prefixLength, ...probe, resumesPerTurn: 256 }, member, server, resumer, guard, logger).start([service.host]);
+    new Takeover({ self, iface, prefixLength, ...probe, resumesPerTurn: 1024 }, member, server, resumer, guard, logger).start([service.host]);
   }
   logger.info({ self, service, iface, group: member.group, takeover: flags.takeover, migrateKey: !!serving }, 'failover on');
   return {
