@@ -39,20 +39,12 @@ export type RawRestoreSpec = Omit<RawDump, 'clockReadAt' | 'bytesReceived'> & { 
 
 /* What restoring a connection in the probe's worker takes from its record; the client's answer
  * and the clock at restore time give the rest (policy in native/src/repair.cc SpecFor). */
-export interface RawRestoreBase {
-  mss: number;
-  windowScaling: boolean;
-  sndWscale: number;
-  rcvWscale: number;
-  sack: boolean;
-  timestamps: boolean;
-  timestamp: number;
-  clockReadAt: number;
+export type RawRestoreBase = Pick<RawDump, 'mss' | 'windowScaling' | 'sndWscale' | 'rcvWscale' | 'sack' | 'timestamps' | 'timestamp' | 'clockReadAt'> & {
   maxWindow: number;
   rcvWnd: number;
   timestampMarginMs: number;
   mark: number;
-}
+};
 
 export interface RawProbeTarget extends RawEndpoints {
   seq: number;
