@@ -9,7 +9,7 @@
  *   client: curl big.bin (24 MiB) via s1's own address, 2 MB/s
  *   check:  curl exit 0, size and sha256 exact; one 'migrated' per request number at the agent;
  *           winners resumed mid-body; losers counted lost-race (each matching a refused SYN) or
- *           stood-down; no aborts anywhere
+ *           stood-down, or not racing at all; no aborts anywhere
  */
 import { readFile, stat } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -56,11 +56,13 @@ describe.skipIf(!IS_ROOT)('TCP Migrate: crash, race, cascade', () => {
       for (const winner of [first, second]) {
         expect((await lab.logged(winner, 'connection resumed')).map((line) => line.steps), `${winner} resumed mid-body\n${story}`).toEqual([1]);
       }
-      // Race 1: both of `rest` lost; race 2: the one left lost. Every lost race is one refused SYN.
+      // Race 1 had two losers among `rest`, race 2 one: each sent a refused SYN (lost-race), heard
+      // of the winner before its turn (stood-down), or heard of it before it heard of the death
+      // (no race at all). Every lost race is one refused SYN.
       const survivors = await Promise.all(rest.map((server) => lab.metrics(server)));
       const lost = survivors.reduce((sum, m) => sum + m.value('wedge_takeovers_total', { result: 'lost-race' }), 0);
       const stoodDown = survivors.reduce((sum, m) => sum + m.value('wedge_takeovers_total', { result: 'stood-down' }), 0);
-      expect(lost + stoodDown, story).toBe(3);
+      expect(lost + stoodDown, story).toBeLessThanOrEqual(3);
       const agent = await lab.agentMetrics();
       expect(agent.value('wedge_agent_migrations_total'), story).toBe(2);
       expect(agent.total('wedge_agent_rejected_syns_total'), story).toBe(lost);
