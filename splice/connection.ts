@@ -172,7 +172,7 @@ export class RelayConnection extends EventEmitter {
       this.clientEnded = this.stopParsing = adopted.clientFinished;
     }
     client.setNoDelay(true);
-    client.on('data', (chunk: Buffer) => this.onClientData(chunk));
+    client.on('data', (chunk: Buffer) => this.guarded(() => this.onClientData(chunk)));
     client.on('end', () => this.onClientEnd());
     client.on('error', (err) => this.clientFailed('client-error', err));
     client.on('close', () => this.teardown());
@@ -212,6 +212,15 @@ export class RelayConnection extends EventEmitter {
    */
   handOff(): void {
     this.handedOff = true;
+  }
+
+  /* A stream map that cannot record what happened must not be used, nor kill the daemon. */
+  private guarded(handle: () => void): void {
+    try {
+      handle();
+    } catch (err) {
+      this.fail('stream-map-error', err);
+    }
   }
 
   /* The client side failed (a reset, usually): a failure, unless the connection was handed off. */
@@ -372,7 +381,7 @@ export class RelayConnection extends EventEmitter {
     if (this.origin && !this.origin.destroyed) return this.origin;
     const origin = net.connect({ host: this.options.origin.host, port: this.options.origin.port });
     origin.setNoDelay(true);
-    origin.on('data', (chunk: Buffer) => this.onOriginData(origin, chunk));
+    origin.on('data', (chunk: Buffer) => this.guarded(() => this.onOriginData(origin, chunk)));
     origin.on('end', () => this.onOriginEnd(origin));
     origin.on('error', (err) => this.onOriginError(origin, err));
     this.origin = origin;
@@ -565,6 +574,8 @@ export class RelayConnection extends EventEmitter {
     // A resumed response the old owner had finished writing is already complete in the map.
     if (exchange.resume?.exchange.responseEnd === undefined) this.streamMap.endResponse(this.bytesToClient);
     this.exchange = undefined;
+    // The group must know the response ended: a takeover after it starts the next one there.
+    this.emit('progress');
     if (originSentExtra) {
       this.log.warn('origin sent bytes beyond the response; dropping the origin connection');
       this.dropOrigin();

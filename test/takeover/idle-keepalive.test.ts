@@ -36,7 +36,7 @@ describe.skipIf(!IS_ROOT)('crash on an idle keep-alive connection', () => {
       await lab.holder(['s2']);
       await writeFile(go, '');
 
-      expect(await python.done(), python.stderr).toBe(0);
+      expect(await python.done(), python.stderr + (await lab.story())).toBe(0);
       const report = JSON.parse(python.stdout.trim().split('\n').at(-1)!) as { requests: { status: number; port: number; bytes: number; sha256: string }[] };
       expect(report.requests.map((r) => [r.status, r.bytes, r.sha256])).toEqual(Array(3).fill([200, small.bytes, small.sha256]));
       expect(new Set(report.requests.map((r) => r.port)).size, 'one keep-alive connection for all requests').toBe(1);
