@@ -33,7 +33,7 @@ import type { WedgeServer } from './server.js';
 const CLAIM_CHECK_MS = 100;
 
 /* Connections probed in one batch, at most: each holds a placeholder fd while it waits. */
-export const MAX_PROBE_BATCH = 2048;
+const MAX_PROBE_BATCH = 2048;
 
 export interface TakeoverConfig {
   self: string;

@@ -11,7 +11,7 @@
  *            loaded candidate lets the next one win (implosion avoidance), and a candidate that
  *            is slow or gone is replaced a step later. A connection someone else has taken
  *            meanwhile (a higher migration number heard) is dropped;
- *   migrate  the candidate sends a Migrate SYN from its own address (native probeMany's first
+ *   migrate  the candidate sends a Migrate SYN from its own address (native probeAndRestore's first
  *            segment): token, request number = the next migration number, and a MAC under the
  *            connection key. The agent accepts the first valid request for a number and answers
  *            SYN-ACK; every other candidate gets a RST ('lost-race', not a failure), unless it
