@@ -149,8 +149,12 @@ export class StreamMap {
     if (isInterimResponse(head)) fail('an interim 1xx head is recorded with the final head, not alone');
     const exchange = this.exchanges[this.respondedCount];
     if (!exchange) fail('response without an outstanding request');
-    const expectedStart = this.respondedCount === 0 ? this.base : this.exchanges[this.respondedCount - 1]!.responseEnd;
+    const previous = this.exchanges[this.respondedCount - 1];
+    const expectedStart = previous ? knownEnd(previous) : this.base;
     if (expectedStart === undefined) fail('response begins before the previous response ended');
+    // A response of known length has ended where its length says, recorded or not (a map
+    // adopted from soft state may predate its end).
+    if (previous) previous.responseEnd = expectedStart;
     if (responseStart !== expectedStart) fail(`response begins at ${responseStart}, expected ${expectedStart}`);
 
     const bytes = interimHeads.length === 0 ? head.rawHead : Buffer.concat([...interimHeads, head.rawHead]);
@@ -197,7 +201,7 @@ export class StreamMap {
     const exchange = this.exchanges[k]!;
     const start = exchange.responseStart!;
     const headEnd = start + exchange.headerLength!;
-    const end = exchange.responseEnd ?? (exchange.bodyLength === undefined ? undefined : headEnd + exchange.bodyLength);
+    const end = knownEnd(exchange);
     if (end !== undefined && offset >= end) {
       if (offset === end) return this.between(exchange, this.exchanges[k + 1]);
       return { kind: 'out-of-range', reason: `offset ${offset} is beyond what the map knows was sent (${end})` };
@@ -334,6 +338,12 @@ function whyNotResumable(exchange: Exchange, head: ResponseHead): string | undef
   if (Number.isNaN(date)) return 'Last-Modified without a Date is not a strong validator';
   if (date - modified < 1000) return 'Last-Modified less than 1 s before Date is not a strong validator';
   return undefined;
+}
+
+/* Where a begun response ends: recorded, or given by its length. */
+function knownEnd(exchange: Exchange): number | undefined {
+  if (exchange.responseEnd !== undefined) return exchange.responseEnd;
+  return exchange.bodyLength === undefined ? undefined : exchange.responseStart! + exchange.headerLength! + exchange.bodyLength;
 }
 
 function fail(detail: string): never {

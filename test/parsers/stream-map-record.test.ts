@@ -31,6 +31,21 @@ describe('StreamMap record calls enforce the invariants', () => {
     map.beginResponse(headLength + 10, OK(1));
   });
 
+  it('the next response begins where a known-length response ends, its end recorded or not', () => {
+    // As a map adopted from soft state advertised before the response's end was recorded.
+    const map = new StreamMap();
+    map.beginRequest(0, GET());
+    map.endRequest(30);
+    const head = OK(10);
+    map.beginResponse(0, head);
+    const adopted = StreamMap.fromJSON(JSON.parse(JSON.stringify(map.toJSON())));
+    adopted.beginRequest(30, GET('/2'));
+    adopted.endRequest(60);
+    expect(() => adopted.beginResponse(head.headerLength + 9, OK(1))).toThrow(MAP_ERROR);
+    adopted.beginResponse(head.headerLength + 10, OK(1));
+    expect(adopted.retained[0]!.responseEnd).toBe(head.headerLength + 10);
+  });
+
   it('a response of known length must end exactly where its length says', () => {
     const map = new StreamMap();
     map.beginRequest(0, GET());
