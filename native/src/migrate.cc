@@ -129,10 +129,10 @@ Napi::Value SendTcpSegment(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-/* Classic BPF over the IPv4 header; every failed test jumps to the final "drop". */
-std::vector<sock_filter> MigrateSynFilter(uint32_t address, uint16_t exid) {
-  constexpr uint8_t kDrop = 17;
-  auto toDrop = [](uint8_t at) { return static_cast<uint8_t>(kDrop - at - 1); };
+/* Instructions 0-6 of both filters: TCP to `address`, not a fragment; failures jump to
+ * instruction `drop`; ends with X = the IP header length. */
+std::vector<sock_filter> TcpToAddress(uint32_t address, uint8_t drop) {
+  auto toDrop = [drop](uint8_t at) { return static_cast<uint8_t>(drop - at - 1); };
   return {
       BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 9),                       // 0 protocol
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_TCP, 0, toDrop(1)),
@@ -141,6 +141,15 @@ std::vector<sock_filter> MigrateSynFilter(uint32_t address, uint16_t exid) {
       BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 6),                       // 4 fragment offset
       BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x1fff, toDrop(5), 0),
       BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 0),                      // 6 X = IP header length
+  };
+}
+
+/* Classic BPF over the IPv4 header; every failed test jumps to the final "drop". */
+std::vector<sock_filter> MigrateSynFilter(uint32_t address, uint16_t exid) {
+  constexpr uint8_t kDrop = 17;
+  auto toDrop = [](uint8_t at) { return static_cast<uint8_t>(kDrop - at - 1); };
+  std::vector<sock_filter> code = TcpToAddress(address, kDrop);
+  code.insert(code.end(), {
       BPF_STMT(BPF_LD | BPF_B | BPF_IND, 13),                      // 7 TCP flags
       BPF_STMT(BPF_ALU | BPF_AND | BPF_K, TH_SYN | TH_ACK),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TH_SYN, 0, toDrop(9)),   // 9 SYN without ACK
@@ -152,7 +161,8 @@ std::vector<sock_filter> MigrateSynFilter(uint32_t address, uint16_t exid) {
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, exid, 0, toDrop(15)),
       BPF_STMT(BPF_RET | BPF_K, 0xFFFF),                           // 16 keep
       BPF_STMT(BPF_RET | BPF_K, 0),                                // 17 drop
-  };
+  });
+  return code;
 }
 
 bool IsMigrateSyn(const CapturedSegment& s, uint16_t exid) {
@@ -165,19 +175,13 @@ bool IsMigrateSyn(const CapturedSegment& s, uint16_t exid) {
 std::vector<sock_filter> SynAckFilter(uint32_t address, const std::vector<uint16_t>& ports) {
   const uint8_t drop = static_cast<uint8_t>(11 + ports.size()), keep = static_cast<uint8_t>(drop + 1);
   auto toDrop = [drop](uint8_t at) { return static_cast<uint8_t>(drop - at - 1); };
-  std::vector<sock_filter> code = {
-      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 9),                       // 0 protocol
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_TCP, 0, toDrop(1)),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 16),                      // 2 destination address
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, address, 0, toDrop(3)),
-      BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 6),                       // 4 fragment offset
-      BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x1fff, toDrop(5), 0),
-      BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 0),                      // 6 X = IP header length
+  std::vector<sock_filter> code = TcpToAddress(address, drop);
+  code.insert(code.end(), {
       BPF_STMT(BPF_LD | BPF_B | BPF_IND, 13),                      // 7 TCP flags
       BPF_STMT(BPF_ALU | BPF_AND | BPF_K, TH_SYN | TH_ACK | TH_RST),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TH_SYN | TH_ACK, 0, toDrop(9)),
       BPF_STMT(BPF_LD | BPF_H | BPF_IND, 0),                       // 10 source port
-  };
+  });
   for (uint16_t port : ports) {
     const auto at = static_cast<uint8_t>(code.size());
     code.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, port, static_cast<uint8_t>(keep - at - 1), 0));
