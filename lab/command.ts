@@ -6,7 +6,7 @@
  * stdout carries exactly one JSON object; progress and errors go to stderr.
  */
 import { Command, Option } from 'commander';
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 import { labCrash, labDeclareDead } from './crash.js';
 import { labDown } from './down.js';
 import { labExec } from './exec.js';

@@ -5,7 +5,7 @@
  * live server's admin API is told it is dead (POST /peers/<own address>/dead, from inside that
  * server's namespace, where the admin API listens on loopback).
  */
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 import { killNamespaceProcesses, setLinkDown } from './netns.js';
 import { ADMIN_PORT } from './plan.js';
 import { tryRunIn } from './run.js';

@@ -7,7 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 import { CLIENT_HOST, ROUTER_HOST } from './plan.js';
 import { labEnv } from './servers.js';
 import { findServer, type LabState } from './state.js';

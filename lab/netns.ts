@@ -5,7 +5,7 @@
  * parallel cannot collide on interface names.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 import { run, runIn, tryRun } from './run.js';
 
 export async function listNamespaces(prefix: string): Promise<string[]> {

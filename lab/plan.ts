@@ -18,7 +18,7 @@
  * `eth0`/`eth1` in the host and `r-<host>` in the router. Servers keep `eth0` on the switch as the
  * cluster backplane (10.77.0.(10+N), multicast soft state); the client is not on it.
  */
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 
 export const MAX_SERVERS = 50;
 export const SUBNET_PREFIX = '10.77.0.';

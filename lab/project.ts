@@ -26,7 +26,7 @@ export function projectRoot(): string {
 
 /** The compiled CLI entry: the lab runs `node <this> origin|serve ...` inside namespaces. */
 export function compiledCli(): string {
-  return join(projectRoot(), 'dist', 'wedge', 'cli.js');
+  return join(projectRoot(), 'dist', 'cli', 'cli.js');
 }
 
 export function binDir(): string {

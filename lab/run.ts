@@ -4,7 +4,7 @@
  * becomes a WEDGE_ERR_LAB error that names the command and quotes its stderr.
  */
 import { execFile } from 'node:child_process';
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 
 export interface RunResult {
   stdout: string;

@@ -4,7 +4,7 @@
  * the server's service traffic: `eth0` on the one-segment lab (UDP soft state still bypasses the
  * tbf), the link to the router (`eth1`) in subnets mode. `off` removes the shaping.
  */
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 import { parseRate, shapeEgress, unshapeEgress } from './shaping.js';
 import { findServer, serviceIfaceOf, writeState, type LabState } from './state.js';
 

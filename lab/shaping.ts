@@ -8,7 +8,7 @@
  * control traffic priority). In subnets mode the shaped link is the server's service link to the
  * router, which carries no soft state (that stays on the backplane): a plain tbf there.
  */
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 import { run, tryRun } from './run.js';
 
 const UNITS: Record<string, number> = {

@@ -17,7 +17,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 import { APACHE_BINARY } from '../examples/origins/apache.js';
 import { agentMetricsUrl, agentOptions, missingAgentOptions, startAgent } from './agent.js';
 import { labDown } from './down.js';

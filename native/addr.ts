@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 import { addon } from './addon.js';
 
 /* Moving a service address between replicas: add/remove with iproute2 (asynchronous: the event

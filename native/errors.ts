@@ -1,4 +1,4 @@
-import { ERRORS } from '../wedge/errors.js';
+import { ERRORS } from '../errors/codes.js';
 
 /* A failed system call in the native helper: `syscall` names it ('setsockopt', 'splice', ...),
  * `errno` is the number and `code` its symbol ('EPERM', 'ETIMEDOUT', ...), like Node's own

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 import { addon } from './addon.js';
 
 /* What the native helper needs from the kernel, checked once and said plainly. */

@@ -19,7 +19,7 @@
  * throws `tooLargeCode`. After throwing, the framer is dead.
  */
 
-import { WedgeError, type WedgeErrorCode } from '../wedge/errors.js';
+import { WedgeError, type WedgeErrorCode } from '../errors/codes.js';
 import { COLON, CR, HEX_VALUE, HTAB, IS_FIELD_VCHAR, IS_TCHAR, LF, SP } from './http-common.js';
 
 export interface ChunkedFramerOptions {

@@ -8,7 +8,7 @@
  * WEDGE_ERR_HTTP_MALFORMED for a client and WEDGE_ERR_ORIGIN_MALFORMED for the origin.
  */
 
-import { WedgeError, type WedgeErrorCode } from '../wedge/errors.js';
+import { WedgeError, type WedgeErrorCode } from '../errors/codes.js';
 
 export const CR = 0x0d;
 export const LF = 0x0a;

@@ -38,7 +38,7 @@
  * whose handling of duplicates it does not know, so it only accepts a single unambiguous value.
  */
 
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 import { ChunkedBodyFramer } from './chunked.js';
 import {
   CR,

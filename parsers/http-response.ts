@@ -30,7 +30,7 @@
  * the terminating CRLFCRLF is present.
  */
 
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 import {
   CR,
   firstHeader,

@@ -35,7 +35,7 @@ import {
   type RejectReason,
 } from './crypto.js';
 import type { DeathNotice, Heartbeat, ServiceClaim } from './records.js';
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 
 export const DEFAULT_MTU = 1400;
 export const DEFAULT_MAX_FRAGMENTS = 32;

@@ -28,7 +28,7 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes, randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 import { isAddress } from './records.js';
 
 export const WIRE_VERSION = 1;

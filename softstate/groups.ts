@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { isIPv4 } from 'node:net';
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 
 export const DEFAULT_GROUPS = 1;
 export const DEFAULT_BASE_GROUP = '239.77.0.1';

@@ -54,7 +54,7 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 import { DEFAULT_MAX_FRAGMENTS, DEFAULT_MTU, Inbox, Outbox, type InboundMessage, type Rejection } from './channel.js';
 import { epochHex, type KeyRing } from './crypto.js';
 import {

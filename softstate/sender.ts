@@ -9,7 +9,7 @@
  * receivers' replay windows see datagrams in order. Sealing (AES-GCM) leaves the main thread too.
  */
 import { Worker } from 'node:worker_threads';
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 import type { KeyRing } from './crypto.js';
 import type { Heartbeat, ServiceClaim } from './records.js';
 import type { Destination, MulticastTransportOptions, TransportStats } from './transport.js';

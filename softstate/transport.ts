@@ -18,7 +18,7 @@
  */
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { EventEmitter } from 'node:events';
-import { WedgeError } from '../wedge/errors.js';
+import { WedgeError } from '../errors/codes.js';
 
 export interface MulticastTransportOptions {
   group: string;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ERRORS } from '../wedge/errors.js';
+import { ERRORS } from '../errors/codes.js';
 
 describe('error table', () => {
   const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');

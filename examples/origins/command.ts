@@ -3,7 +3,7 @@
  * gracefully. The lab starts one per server on 127.0.0.1:8080 inside the server's namespace.
  */
 import type { Command } from 'commander';
-import { WedgeError } from '../../wedge/errors.js';
+import { WedgeError } from '../../errors/codes.js';
 import { createOrigin, parseListen } from './server.js';
 
 interface OriginCommandOptions {

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseAgentFlags, type AgentFlags } from '../../wedge/agent/agent-config.js';
-import { serviceKeyId } from '../../wedge/migrate/negotiation.js';
+import { parseAgentFlags, type AgentFlags } from '../../agent/agent-config.js';
+import { serviceKeyId } from '../../migrate/negotiation.js';
 
 describe('wedge agent flags', () => {
   const dir = mkdtempSync(join(tmpdir(), 'wedge-agent-config-'));

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PACKAGE_ROOT } from '../../native/load.js';
 import { TCP_SYN } from '../../native/migrate.js';
-import { encodeMigrateOption, migrateSynOptions, type Endpoint } from '../../wedge/migrate/option.js';
+import { encodeMigrateOption, migrateSynOptions, type Endpoint } from '../../migrate/option.js';
 import { assertBuilt, Lab, NsProcess } from '../native/lab.js';
 
 /*
@@ -20,7 +20,7 @@ import { assertBuilt, Lab, NsProcess } from '../native/lab.js';
  */
 
 const run = promisify(execFile);
-const CLI = join(PACKAGE_ROOT, 'dist', 'wedge', 'cli.js');
+const CLI = join(PACKAGE_ROOT, 'dist', 'cli', 'cli.js');
 const FIXTURES = join(PACKAGE_ROOT, 'test', 'agent', 'fixtures');
 const METRICS = '127.0.0.1:9191';
 

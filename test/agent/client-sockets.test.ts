@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { openSocketKeys, socketKey } from '../../wedge/agent/client-sockets.js';
+import { openSocketKeys, socketKey } from '../../agent/client-sockets.js';
 
 // Lines as the kernel prints them (x86: addresses are little-endian words).
 const PROC_NET_TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode

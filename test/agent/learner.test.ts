@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bindingFromSynAck } from '../../wedge/agent/learner.js';
+import { bindingFromSynAck } from '../../agent/learner.js';
 
 describe('bindingFromSynAck', () => {
   const synAck = {

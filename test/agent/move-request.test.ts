@@ -1,7 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { decodeMoveRequest, encodeMoveRequest, isMoveRequest, MOVE_REQUEST_LENGTH, verifyMoveRequest } from '../../wedge/migrate/move-request.js';
-import { WedgeError } from '../../wedge/errors.js';
+import { decodeMoveRequest, encodeMoveRequest, isMoveRequest, MOVE_REQUEST_LENGTH, verifyMoveRequest } from '../../migrate/move-request.js';
+import { WedgeError } from '../../errors/codes.js';
 
 describe('MOVE request', () => {
   const key = randomBytes(32);

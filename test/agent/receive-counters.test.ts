@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { socketKey } from '../../wedge/agent/client-sockets.js';
-import { parseReceivedBytes } from '../../wedge/agent/receive-counters.js';
+import { socketKey } from '../../agent/client-sockets.js';
+import { parseReceivedBytes } from '../../agent/receive-counters.js';
 
 // `ss -4tinH state established ...` prints no state column; without a state filter it does.
 const SS = `0      0      10.77.0.1:48180 10.77.0.11:80

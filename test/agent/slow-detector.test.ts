@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SlowDetector } from '../../wedge/agent/slow-detector.js';
+import { SlowDetector } from '../../agent/slow-detector.js';
 
 const OPTIONS = { fraction: 0.3, samples: 4, warmupSamples: 2, minIntervalMs: 5000 };
 

@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import { RequestParser } from '../../parsers/http-request.js';
 import { parseResponseHead } from '../../parsers/http-response.js';
-import { StreamMap } from '../../parsers/stream-map.js';
+import { StreamMap } from '../../stream-map/stream-map.js';
 import type { BenchRow } from './report.js';
 
 const ROUNDS = 7;

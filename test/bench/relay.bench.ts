@@ -34,7 +34,7 @@ export default async function bench(): Promise<BenchRow[]> {
     const ports = await freePorts(4);
     const [originPort, wedgePort, haproxyPort, adminPort] = ports as [number, number, number, number];
     children.push(startNginx(dir, originPort));
-    const wedge = spawn(process.execPath, [join(PACKAGE_ROOT, 'dist/wedge/cli.js'), 'serve', '--listen', `127.0.0.1:${wedgePort}`,
+    const wedge = spawn(process.execPath, [join(PACKAGE_ROOT, 'dist/cli/cli.js'), 'serve', '--listen', `127.0.0.1:${wedgePort}`,
       '--origin', `http://127.0.0.1:${originPort}`, '--admin', `127.0.0.1:${adminPort}`, '--log-level', 'warn'], { stdio: 'inherit' });
     children.push(wedge);
     const haproxy = startHaproxy(dir, haproxyPort, originPort);

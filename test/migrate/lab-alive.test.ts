@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeMigrateOption, migrateSynOptions, MIGRATE_EXID } from '../../wedge/migrate/option.js';
+import { encodeMigrateOption, migrateSynOptions, MIGRATE_EXID } from '../../migrate/option.js';
 import { TCP_SYN, type CapturedSyn as NativeCapturedSyn } from '../../native/migrate.js';
 import { IS_ROOT, Lab, sha256, waitForBytes, type Background } from '../takeover/support.js';
 

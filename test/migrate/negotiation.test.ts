@@ -9,9 +9,9 @@ import {
   serviceIdentity,
   trustedServiceKeys,
   type ConnectionBinding,
-} from '../../wedge/migrate/negotiation.js';
-import { NegotiationResponder, negotiateConnectionKey } from '../../wedge/migrate/transport.js';
-import { WedgeError } from '../../wedge/errors.js';
+} from '../../migrate/negotiation.js';
+import { NegotiationResponder, negotiateConnectionKey } from '../../migrate/transport.js';
+import { WedgeError } from '../../errors/codes.js';
 
 const service = generateKeyPairSync('ed25519');
 const identity = serviceIdentity(service.privateKey);

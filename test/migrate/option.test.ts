@@ -9,8 +9,8 @@ import {
   MIGRATE_OPTION_LENGTH,
   verifyMigrateOption,
   type MigrateSegmentFields,
-} from '../../wedge/migrate/option.js';
-import { WedgeError } from '../../wedge/errors.js';
+} from '../../migrate/option.js';
+import { WedgeError } from '../../errors/codes.js';
 
 const key = Buffer.from('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', 'hex');
 const token = Buffer.from('a1a2a3a4a5a6a7a8', 'hex');

@@ -2,8 +2,8 @@ import { execFile } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentExchange, ServerNegotiator, serviceIdentity, trustedServiceKeys, type ConnectionBinding } from '../../wedge/migrate/negotiation.js';
-import { encodeMigrateOption, migrateSynOptions, type Endpoint } from '../../wedge/migrate/option.js';
+import { AgentExchange, ServerNegotiator, serviceIdentity, trustedServiceKeys, type ConnectionBinding } from '../../migrate/negotiation.js';
+import { encodeMigrateOption, migrateSynOptions, type Endpoint } from '../../migrate/option.js';
 import { TCP_SYN } from '../../native/migrate.js';
 import { assertBuilt, Lab, type NsProcess } from './lab.js';
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeMigrateOption, migrateSynOptions, MIGRATE_EXID } from '../../wedge/migrate/option.js';
+import { encodeMigrateOption, migrateSynOptions, MIGRATE_EXID } from '../../migrate/option.js';
 import { TCP_ACK, TCP_SYN } from '../../native/migrate.js';
 import { assertBuilt, Lab, type NsProcess } from './lab.js';
 

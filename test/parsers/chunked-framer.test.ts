@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ChunkedBodyFramer } from '../../parsers/chunked.js';
-import { WedgeError } from '../../wedge/errors.js';
+import { WedgeError } from '../../errors/codes.js';
 import { prng, splitings } from './helpers.js';
 
 /** Feeds pieces; returns the total consumed when done, or the error code. */

@@ -5,7 +5,7 @@
  */
 import { expect } from 'vitest';
 import { RequestParser, type RequestEvent, type RequestParserOptions } from '../../parsers/http-request.js';
-import type { WedgeErrorCode } from '../../wedge/errors.js';
+import type { WedgeErrorCode } from '../../errors/codes.js';
 
 export type NormalEvent =
   | { type: 'head'; start: number; head: Record<string, unknown> }

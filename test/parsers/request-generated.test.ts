@@ -6,7 +6,7 @@
  * throws a WedgeError, identically however the bytes are split.
  */
 import { describe, expect, it } from 'vitest';
-import { WedgeError } from '../../wedge/errors.js';
+import { WedgeError } from '../../errors/codes.js';
 import { feed, type NormalEvent, parseEveryWay, prng, splitings } from './helpers.js';
 
 interface Generated {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RequestParser } from '../../parsers/http-request.js';
-import { WedgeError } from '../../wedge/errors.js';
+import { WedgeError } from '../../errors/codes.js';
 import { expectRejected } from './helpers.js';
 
 describe('RequestParser: malformed request lines and heads', () => {

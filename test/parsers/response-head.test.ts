@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isInterimResponse, parseContentRange, parseResponseHead, type ResponseHead } from '../../parsers/http-response.js';
-import { WedgeError } from '../../wedge/errors.js';
+import { WedgeError } from '../../errors/codes.js';
 
 function parse(text: string, method = 'GET'): ResponseHead | null {
   return parseResponseHead(Buffer.from(text, 'latin1'), method);

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Inbox, Outbox } from '../../softstate/channel.js';
 import { encodeHeartbeat } from '../../softstate/codec.js';
 import { loadKeyRing, parseKeyMaterial, ReplayGuard, sealDatagram, type KeyRing } from '../../softstate/crypto.js';
-import { WedgeError } from '../../wedge/errors.js';
+import { WedgeError } from '../../errors/codes.js';
 import { sampleRecord } from './sample.js';
 
 const ring = (...keys: Buffer[]): KeyRing => ({ current: keys.length, keys: new Map(keys.map((k, i) => [i + 1, k])) });

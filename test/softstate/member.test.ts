@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Outbox } from '../../softstate/channel.js';
 import { bucketOf } from '../../softstate/groups.js';
 import { SoftStateMember, type SoftStateMemberOptions } from '../../softstate/member.js';
-import { WedgeError } from '../../wedge/errors.js';
+import { WedgeError } from '../../errors/codes.js';
 import { sampleRecord } from './sample.js';
 
 const keyRing = { current: 1, keys: new Map([[1, randomBytes(32)]]) };

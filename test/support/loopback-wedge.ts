@@ -1,7 +1,7 @@
 /* A wedge daemon in this process on loopback, in front of a given origin port. */
 import { pino } from 'pino';
-import type { Splicer } from '../../splice/connection.js';
-import { WedgeServer } from '../../wedge/server.js';
+import type { Splicer } from '../../relay/connection.js';
+import { WedgeServer } from '../../daemon/server.js';
 
 export async function startLoopbackWedge(originPort: number, splicer?: Splicer): Promise<WedgeServer> {
   const server = new WedgeServer({

@@ -1,0 +1,152 @@
+import { SynAckCapture, type CapturedSegment } from '../native/migrate.js';
+import type { NativeError } from '../native/errors.js';
+import type { ConnectionBinding, ConnectionKeys, TrustedServiceKeys } from '../migrate/negotiation.js';
+import { negotiateConnectionKey } from '../migrate/transport.js';
+import { readOpenSockets, socketKey } from './client-sockets.js';
+import type { AgentConnection } from './agent.js';
+
+/*
+ * Theory of operation: how the agent finds the client host's connections to Wedge services by
+ * itself, and notices when they end.
+ *
+ * Start: every connection the client opens to a service port shows as the server's SYN-ACK,
+ * captured natively (SynAckCapture, its own thread). It names the connection as the client
+ * socket sees it and carries both ISNs: client = its destination, server = its source,
+ * clientIsn = ack - 1, serverIsn = seq. The agent then runs the key exchange with that server
+ * (negotiateConnectionKey, signed by a trusted service key) and registers the negotiated
+ * connection with the MigrateAgent. A server that does not answer (not a Wedge, or a Wedge
+ * without a migrate key) leaves the connection unnegotiated: counted and logged, never an error.
+ * The client's connection itself is never touched either way; the agent only watches.
+ * Connections are keyed by their 4-tuple: a SYN-ACK with the ISNs of a known connection is a
+ * retransmission (the client's ACK was lost) and starts nothing;
+ * one with other ISNs means the 4-tuple was reused, so the old connection is over.
+ *
+ * End: every pollMs the agent reads the client's own sockets (/proc/net/tcp, client-sockets.ts)
+ * and forgets each connection whose socket is gone or in TIME_WAIT / CLOSE, which removes its
+ * rewrite rules. Unnegotiated connections are remembered until then too (so that retransmitted
+ * SYN-ACKs stay ignored), but they were never registered. A connection learned while a poll was
+ * reading is judged by the next poll, not by a list read before it existed.
+ */
+
+export type LearnerEvent =
+  | { kind: 'learned'; binding: ConnectionBinding }
+  | { kind: 'negotiated'; binding: ConnectionBinding; keys: ConnectionKeys }
+  | { kind: 'unnegotiated'; binding: ConnectionBinding; error: Error }
+  | { kind: 'forgotten'; binding: ConnectionBinding; keys: ConnectionKeys }
+  | { kind: 'error'; error: Error };
+
+/** Where negotiated connections go (the MigrateAgent). */
+export interface ConnectionRegistry {
+  register(connection: AgentConnection): void;
+  forget(token: Buffer): Promise<void>;
+}
+
+export interface LearnerOptions {
+  /** The client host's IPv4 address. */
+  address: string;
+  /** The services' TCP ports. */
+  ports: number[];
+  ifname?: string;
+  trusted: TrustedServiceKeys;
+  registry: ConnectionRegistry;
+  /** How often to look for ended connections (default 1000 ms). */
+  pollMs?: number;
+  onEvent: (event: LearnerEvent) => void;
+}
+
+/** A connection the agent knows, negotiated or not. */
+export interface LearnedConnection {
+  binding: ConnectionBinding;
+  keys?: ConnectionKeys;
+  learnedAtMs: number;
+}
+
+const DEFAULT_POLL_MS = 1000;
+
+/** What a server's SYN-ACK to the client says about the connection. */
+export function bindingFromSynAck(synAck: CapturedSegment): ConnectionBinding {
+  return {
+    client: { address: synAck.destinationAddress, port: synAck.destinationPort },
+    server: { address: synAck.sourceAddress, port: synAck.sourcePort },
+    clientIsn: (synAck.ack - 1) >>> 0,
+    serverIsn: synAck.seq >>> 0,
+  };
+}
+
+export class ConnectionLearner {
+  private readonly learned = new Map<string, LearnedConnection>();
+  private capture: SynAckCapture | undefined;
+  private poller: NodeJS.Timeout | undefined;
+  private polling: Promise<void> = Promise.resolve();
+
+  constructor(private readonly options: LearnerOptions) {}
+
+  /** Starts capturing SYN-ACKs and polling for ends; throws NativeError without CAP_NET_RAW. */
+  start(): void {
+    const { address, ports, ifname } = this.options;
+    this.capture = SynAckCapture.start(
+      { address, ports, ...(ifname ? { ifname } : {}) },
+      (synAck) => this.onSynAck(synAck),
+      (error: NativeError) => this.options.onEvent({ kind: 'error', error }),
+    );
+    this.poller = setInterval(() => {
+      this.polling = this.polling.then(() => this.forgetEnded()).catch((error: Error) => this.options.onEvent({ kind: 'error', error }));
+    }, this.options.pollMs ?? DEFAULT_POLL_MS);
+  }
+
+  async stop(): Promise<void> {
+    this.capture?.stop();
+    this.capture = undefined;
+    clearInterval(this.poller);
+    await this.polling;
+  }
+
+  /** The negotiated connections, by socket key (client endpoint > original server endpoint). */
+  *negotiated(): IterableIterator<[string, Required<LearnedConnection>]> {
+    for (const [key, connection] of this.learned) {
+      if (connection.keys) yield [key, connection as Required<LearnedConnection>];
+    }
+  }
+
+  private onSynAck(synAck: CapturedSegment): void {
+    const binding = bindingFromSynAck(synAck);
+    const key = socketKey(binding.client, binding.server);
+    const known = this.learned.get(key);
+    if (known && known.binding.clientIsn === binding.clientIsn && known.binding.serverIsn === binding.serverIsn) return;
+    if (known) this.end(key, known).catch((error: Error) => this.options.onEvent({ kind: 'error', error }));
+    const connection: LearnedConnection = { binding, learnedAtMs: performance.now() };
+    this.learned.set(key, connection);
+    this.options.onEvent({ kind: 'learned', binding });
+    void this.negotiate(key, connection);
+  }
+
+  private async negotiate(key: string, connection: LearnedConnection): Promise<void> {
+    let keys: ConnectionKeys;
+    try {
+      keys = await negotiateConnectionKey({ connection: connection.binding, trusted: this.options.trusted });
+    } catch (error) {
+      this.options.onEvent({ kind: 'unnegotiated', binding: connection.binding, error: error as Error });
+      return;
+    }
+    // The connection may have ended while the exchange ran: then there is nothing to register.
+    if (this.learned.get(key) !== connection) return;
+    connection.keys = keys;
+    this.options.registry.register({ binding: connection.binding, keys });
+    this.options.onEvent({ kind: 'negotiated', binding: connection.binding, keys });
+  }
+
+  private async forgetEnded(): Promise<void> {
+    const readAt = performance.now();
+    const open = await readOpenSockets();
+    for (const [key, connection] of this.learned) {
+      if (connection.learnedAtMs < readAt && !open.has(key)) await this.end(key, connection);
+    }
+  }
+
+  private async end(key: string, connection: LearnedConnection): Promise<void> {
+    if (this.learned.get(key) === connection) this.learned.delete(key);
+    if (!connection.keys) return;
+    await this.options.registry.forget(connection.keys.token);
+    this.options.onEvent({ kind: 'forgotten', binding: connection.binding, keys: connection.keys });
+  }
+}

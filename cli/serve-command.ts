@@ -1,0 +1,76 @@
+import type { Command } from 'commander';
+
+export interface ServeFlags {
+  name: string;
+  listen: string;
+  origin: string;
+  admin: string;
+  adminToken?: string;
+  splice: boolean;
+  address?: string;
+  service?: string;
+  iface?: string;
+  stateKeyFile?: string;
+  takeover: string;
+  migrateKey?: string;
+  groups: string;
+  groupBase: string;
+  groupPort: string;
+  advertInterval: string;
+  expire: string;
+  heartbeatInterval: string;
+  deadAfter: string;
+  heartbeatLease: string;
+  logFile?: string;
+  logLevel: string;
+}
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('run the wedge: relay client connections on the service address to the local HTTP origin, and take over a dead peer\'s')
+    .option('--name <name>', 'this server\'s name in logs and the admin API', 'wedge')
+    .option('--listen <addr:port>', 'where clients connect; 0.0.0.0 also accepts on adopted addresses', '0.0.0.0:80')
+    .option('--origin <url>', 'the local HTTP/1.1 origin', 'http://127.0.0.1:8080')
+    .option('--admin <addr:port>', 'admin API (connections, metrics, health, death reports); loopback unless a token is set', '127.0.0.1:9090')
+    .option('--admin-token <token>', 'require this bearer token on the admin API (env WEDGE_ADMIN_TOKEN)', process.env.WEDGE_ADMIN_TOKEN)
+    .option('--no-splice', 'relay response bodies through JavaScript instead of moving them in the kernel with splice(2)')
+    .option('--address <ip>', 'this server\'s own address on the cluster network: turns failover on (soft state, takeover)')
+    .option('--service <addr:port>', 'the service address clients use here, adopted by a peer if this server dies')
+    .option('--iface <name>', 'interface for adopted addresses and probes (default: the one holding --address)')
+    .option('--state-key-file <path>', 'cluster key for soft state: 32 bytes or 64 hex digits (or env WEDGE_STATE_KEY)')
+    .option('--takeover <mode>', 'how a dead peer\'s connections move here: address (adopt its service address; clients unmodified) or migrate (TCP Migrate to this server\'s own address; clients run `wedge agent`)', 'address')
+    .option('--migrate-key <path>', 'the service\'s Ed25519 private key (PEM, the same on every replica): agree TCP Migrate keys with client agents')
+    .option('--groups <n>', 'number of support groups (a server\'s group is a hash of its address)', '1')
+    .option('--group-base <ip>', 'multicast address of group 0; group i uses base + i', '239.77.0.1')
+    .option('--group-port <port>', 'UDP port of the soft-state channel', '7077')
+    .option('--advert-interval <ms>', 'periodic soft-state advert of every connection', '3000')
+    .option('--expire <ms>', 'a connection record not refreshed for this long is forgotten', '10000')
+    .option('--heartbeat-interval <ms>', 'heartbeat period', '100')
+    .option('--dead-after <ms>', 'a peer silent this long is dead (detection bound ~ this + 50 ms)', '400')
+    .option('--heartbeat-lease <ms>', 'heartbeats (sent by their own thread) stop this long after the main event loop last ran, so a hung daemon is found dead', '1000')
+    .option('--log-file <path>', 'write JSON logs here instead of stderr')
+    .option('--log-level <level>', 'trace, debug, info, warn or error', process.env.WEDGE_LOG_LEVEL ?? 'info')
+    .addHelpText(
+      'after',
+      `
+Without --address the wedge is a plain relay that records stream maps. With it, the server joins
+its support group, advertises every connection, and adopts a dead peer's service addresses and
+connections. Failover needs root (CAP_NET_ADMIN, CAP_NET_RAW) and nftables.
+
+Example (replica s1 of a cluster on 10.0.0.0/24, service address 10.0.0.101):
+  wedge serve --name s1 --address 10.0.0.11 --service 10.0.0.101:80 \\
+              --origin http://127.0.0.1:8080 --state-key-file /etc/wedge/cluster.key
+Then: curl http://10.0.0.101/file   and   wedge status
+
+TCP Migrate (replicas on different subnets; the client host runs \`wedge agent\` with the public
+half of the service key): add  --takeover migrate --migrate-key /etc/wedge/service.key
+and give each replica its own --service address. A member of the dead server's group then moves
+each connection to its own address; POST /shed?count=N on the admin API hands N connections off.`,
+    )
+    .action(async (flags: ServeFlags) => {
+      // Loaded here so that the other commands (lab, status, demo) never need the native addon.
+      const { runDaemon } = await import('../daemon/daemon.js');
+      await runDaemon(flags);
+    });
+}

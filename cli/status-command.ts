@@ -1,0 +1,39 @@
+import type { Command } from 'commander';
+import { request } from 'undici';
+import { WedgeError } from '../errors/codes.js';
+
+interface ConnectionRow {
+  id: string;
+  state: string;
+  requests: number;
+  bytes: { fromClient: number; toClient: number };
+}
+
+export function registerStatusCommand(program: Command): void {
+  program
+    .command('status')
+    .description('show the connections this server holds (asks the local admin API)')
+    .option('--admin <url>', 'admin API of the wedge to ask', 'http://127.0.0.1:9090')
+    .option('--admin-token <token>', 'bearer token, if the admin API requires one', process.env.WEDGE_ADMIN_TOKEN)
+    .option('--json', 'print the raw JSON for scripts')
+    .action(async (flags: { admin: string; adminToken?: string; json?: boolean }) => {
+      let body: { server: string; connections: ConnectionRow[] };
+      try {
+        const response = await request(new URL('/connections', flags.admin), {
+          headers: flags.adminToken ? { authorization: `Bearer ${flags.adminToken}` } : {},
+        });
+        if (response.statusCode !== 200) throw new Error(`HTTP ${response.statusCode}: ${await response.body.text()}`);
+        body = (await response.body.json()) as typeof body;
+      } catch (err) {
+        throw new WedgeError('WEDGE_ERR_CONFIG', `cannot read ${flags.admin}/connections (${(err as Error).message}); is \`wedge serve\` running here?`);
+      }
+      if (flags.json) {
+        process.stdout.write(JSON.stringify(body) + '\n');
+        return;
+      }
+      process.stdout.write(`server ${body.server}: ${body.connections.length} connection(s)\n`);
+      for (const c of body.connections) {
+        process.stdout.write(`  ${c.id}  ${c.state}  requests=${c.requests}  in=${c.bytes.fromClient}  out=${c.bytes.toClient}\n`);
+      }
+    });
+}

@@ -1,0 +1,156 @@
+/*
+ * The `wedge serve` process: the relay server, and with --address the failover machinery
+ * (soft-state member, replication of every connection, takeover of dead peers).
+ */
+import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { pino, type Logger } from 'pino';
+import { assertPrivileges, splice } from '../native/index.js';
+import { loadKeyRing, SoftStateMember } from '../softstate/index.js';
+import { parseAddress, parseEndpoint, parseOriginUrl, type Endpoint } from '../config/endpoints.js';
+import { WedgeError } from '../errors/codes.js';
+import { exportSoftStateMetrics } from './metrics.js';
+import { MigrateRace } from '../takeover/movers/migrate.js';
+import { serviceIdentity } from '../migrate/negotiation.js';
+import { MigrateServing } from './migrate-serving.js';
+import { Replication } from '../replication/replication.js';
+import { Resumer } from '../takeover/resume.js';
+import { RstGuard } from '../takeover/guard.js';
+import type { ServeFlags } from '../cli/serve-command.js';
+import { WedgeServer } from './server.js';
+import { Takeover } from '../takeover/movers/address.js';
+
+/* Stalls longer than this are logged: they delay every connection, and past the heartbeat lease
+ * peers declare this server dead. */
+const STALL_WARNING_MS = 150;
+
+export async function runDaemon(flags: ServeFlags): Promise<void> {
+  const logger = pino(
+    { name: 'wedge', level: flags.logLevel, base: { server: flags.name } },
+    flags.logFile ? pino.destination({ dest: flags.logFile, mkdir: true, sync: false }) : pino.destination(2),
+  );
+  const listen = parseEndpoint(flags.listen, '--listen');
+  if (flags.address) assertPrivileges();
+  const server = new WedgeServer({
+    name: flags.name,
+    listen,
+    origin: parseOriginUrl(flags.origin),
+    admin: { ...parseEndpoint(flags.admin, '--admin'), ...(flags.adminToken ? { token: flags.adminToken } : {}) },
+    logger,
+    ...(flags.splice ? { splicer: { splice } } : {}),
+  });
+  watchEventLoop(logger);
+  const failover = flags.address ? await startFailover(flags, listen, server, logger) : undefined;
+  await server.start();
+  if (!failover) logger.warn('no --address: failover is off (plain relay)');
+  const stop = () => {
+    logger.info('stopping');
+    void (async () => {
+      await failover?.stop();
+      await server.stop();
+      process.exit(0);
+    })();
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+/* Soft state and takeover, wired to the server; returns how to stop them. */
+async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeServer, logger: Logger): Promise<{ stop(): Promise<void> }> {
+  const self = parseAddress(flags.address!, '--address');
+  const service = flags.service ? parseEndpoint(flags.service, '--service') : listen;
+  if (service.host === '0.0.0.0') throw new WedgeError('WEDGE_ERR_CONFIG', 'give --service ADDR:PORT (the address clients use) when --listen is a wildcard');
+  if (flags.takeover !== 'address' && flags.takeover !== 'migrate') throw new WedgeError('WEDGE_ERR_CONFIG', `--takeover must be address or migrate, got "${flags.takeover}"`);
+  if (flags.takeover === 'migrate' && !flags.migrateKey) throw new WedgeError('WEDGE_ERR_CONFIG', '--takeover migrate needs --migrate-key (the service\'s Ed25519 private key)');
+  const { iface, prefixLength } = interfaceOf(self, flags.iface);
+  const member = new SoftStateMember({
+    self,
+    keyRing: loadKeyRing({ ...(flags.stateKeyFile ? { keyFile: flags.stateKeyFile } : {}), env: process.env }),
+    groups: positive(flags.groups, '--groups'),
+    baseGroup: parseAddress(flags.groupBase, '--group-base'),
+    port: positive(flags.groupPort, '--group-port'),
+    advertIntervalMs: positive(flags.advertInterval, '--advert-interval'),
+    expireMs: positive(flags.expire, '--expire'),
+    heartbeatIntervalMs: positive(flags.heartbeatInterval, '--heartbeat-interval'),
+    deadAfterMs: positive(flags.deadAfter, '--dead-after'),
+    heartbeatLeaseMs: positive(flags.heartbeatLease, '--heartbeat-lease'),
+    logger,
+  });
+  const replication = new Replication(server, member, self, server.metrics, logger);
+  const resumer = new Resumer(server, replication, server.metrics, logger);
+  const guard = new RstGuard();
+  const probe = { probeTimeoutMs: 100, probeRetries: 4 };
+  const serving = flags.migrateKey
+    ? new MigrateServing(service, serviceIdentity(readKey(flags.migrateKey)), server, replication, server.metrics, logger)
+    : undefined;
+  server.setPeerReporter((peer, reason) => member.declareDead(peer, reason));
+  server.setShedder((count) => shed(replication, count, server, logger));
+  exportSoftStateMetrics(server.metrics.registry, () => member.metrics);
+  await guard.install();
+  await member.start();
+  replication.start(positive(flags.advertInterval, '--advert-interval'));
+  await serving?.start();
+  if (flags.takeover === 'migrate') {
+    const race = { self, service: { address: service.host, port: service.port }, iface: interfaceOf(service.host).iface, ...probe, ...RACE };
+    new MigrateRace(race, member, server, resumer, replication, guard, logger).start();
+  } else {
+    new Takeover({ self, iface, prefixLength, ...probe, resumesPerTurn: 1024 }, member, server, resumer, guard, logger).start([service.host]);
+  }
+  logger.info({ self, service, iface, group: member.group, takeover: flags.takeover, migrateKey: !!serving }, 'failover on');
+  return {
+    async stop() {
+      replication.stop();
+      await serving?.stop();
+      await member.stop();
+      await guard.uninstall();
+    },
+  };
+}
+
+/* The Migrate race's timing: a candidate waits 50 ms per rendezvous rank, 0.5 ms per connection
+ * it serves (1,000 connections: the 500 ms cap), and 0-5 ms of jitter. */
+const RACE = { rankStepMs: 50, jitterMs: 5, loadDelayMsPerConnection: 0.5, maxLoadDelayMs: 500 };
+
+/* Load shedding: hands up to `count` movable connections to the group; returns how many. */
+function shed(replication: Replication, count: number, server: WedgeServer, logger: Logger): number {
+  const chosen = replication.movable().slice(0, count);
+  for (const id of chosen) if (replication.handOff(id)) server.metrics.handoffs.inc({ trigger: 'shed' });
+  logger.warn({ asked: count, handedOff: chosen.length }, 'shedding load: connections handed to the group');
+  return chosen.length;
+}
+
+function readKey(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new WedgeError('WEDGE_ERR_CONFIG', `--migrate-key ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function interfaceOf(address: string, wanted?: string): { iface: string; prefixLength: number } {
+  for (const [name, entries] of Object.entries(networkInterfaces())) {
+    if (wanted && name !== wanted) continue;
+    const entry = entries?.find((e) => e.family === 'IPv4' && e.address === address);
+    if (entry?.cidr) return { iface: name, prefixLength: Number(entry.cidr.split('/')[1]) };
+  }
+  throw new WedgeError('WEDGE_ERR_CONFIG', `--address ${address} is not on ${wanted ? `interface ${wanted}` : 'any interface'} of this host`);
+}
+
+function positive(text: string, option: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value <= 0) throw new WedgeError('WEDGE_ERR_CONFIG', `${option} must be a positive integer, got "${text}"`);
+  return value;
+}
+
+/* Heartbeats share the event loop with the relay: a long stall looks like death to the peers. */
+function watchEventLoop(logger: Logger): void {
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  setInterval(() => {
+    const worstMs = delay.max / 1e6;
+    if (worstMs > STALL_WARNING_MS) logger.warn({ worstMs: +worstMs.toFixed(1), p99Ms: +(delay.percentile(99) / 1e6).toFixed(1) }, 'event loop stalled');
+    delay.reset();
+  }, 1000).unref();
+}
+

@@ -1,0 +1,101 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { RelayObserver } from '../relay/connection.js';
+import type { SoftStateMetrics } from '../softstate/index.js';
+import type { WedgeErrorCode } from '../errors/codes.js';
+
+/* Prometheus metrics of one wedge daemon. Names follow `wedge_<thing>_<unit>`. */
+export class WedgeMetrics implements RelayObserver {
+  readonly registry = new Registry();
+  readonly connectionsActive = new Gauge({ name: 'wedge_connections_active', help: 'Client connections open now', registers: [this.registry] });
+  readonly connectionsTotal = new Counter({ name: 'wedge_connections_total', help: 'Client connections accepted', registers: [this.registry] });
+  readonly requestsTotal = new Counter({ name: 'wedge_requests_total', help: 'HTTP requests parsed, by method', labelNames: ['method'], registers: [this.registry] });
+  readonly rejectsTotal = new Counter({ name: 'wedge_rejects_total', help: 'Requests refused with an error status, by error code', labelNames: ['code'], registers: [this.registry] });
+  readonly bytesTotal = new Counter({ name: 'wedge_bytes_total', help: 'Bytes relayed, by direction', labelNames: ['direction'], registers: [this.registry] });
+  readonly splicedBytesTotal = new Counter({ name: 'wedge_spliced_bytes_total', help: 'Response body bytes moved in the kernel by splice(2)', registers: [this.registry] });
+  readonly abortsTotal = new Counter({ name: 'wedge_aborts_total', help: 'Connections reset because they could not be completed exactly, by reason', labelNames: ['reason'], registers: [this.registry] });
+
+  readonly takeovers = new Counter({ name: 'wedge_takeovers_total', help: 'Takeover attempts of dead (or handing-off) peers\' connections, by result: resumed, finished, aborted, lost-race and stood-down (TCP Migrate: another candidate took it)', labelNames: ['result'], registers: [this.registry] });
+  readonly takeoverSeconds = new Histogram({ name: 'wedge_takeover_seconds', help: 'Probe, restore and resume of one connection', buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2], registers: [this.registry] });
+  readonly migrateNegotiations = new Counter({ name: 'wedge_migrate_negotiations_total', help: 'TCP Migrate key exchanges with client agents, by result', labelNames: ['result'], registers: [this.registry] });
+  readonly moveRequests = new Counter({ name: 'wedge_move_requests_total', help: 'Client agents\' requests to move a connection, by result', labelNames: ['result'], registers: [this.registry] });
+  readonly handoffs = new Counter({ name: 'wedge_handoffs_total', help: 'Connections handed to the support group (TCP Migrate), by trigger', labelNames: ['trigger'], registers: [this.registry] });
+  readonly relinquished = new Counter({ name: 'wedge_relinquished_total', help: 'Connections given up silently because a peer took them over', registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'wedge_process_' });
+  }
+
+  request(method: string): void {
+    this.requestsTotal.inc({ method: KNOWN_METHODS.has(method) ? method : 'other' });
+  }
+  reject(code: WedgeErrorCode): void {
+    this.rejectsTotal.inc({ code });
+  }
+  bytes(direction: 'client-to-origin' | 'origin-to-client', count: number): void {
+    this.bytesTotal.inc({ direction }, count);
+  }
+  abort(reason: string): void {
+    this.abortsTotal.inc({ reason });
+  }
+  spliced(count: number): void {
+    this.splicedBytesTotal.inc(count);
+  }
+}
+
+/* Methods are labels only when well known, so a client cannot blow up the label set. */
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE']);
+
+type CountersSource = () => Array<[labels: Record<string, string>, value: number]>;
+
+/* A counter whose values are read from elsewhere at scrape time. */
+function mirroredCounter(registry: Registry, name: string, help: string, labelNames: string[], read: CountersSource): void {
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [labels, value] of read()) this.inc(labels, value);
+    },
+  });
+}
+
+function mirroredGauge(registry: Registry, name: string, help: string, labelNames: string[], read: CountersSource): void {
+  new Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect() {
+      for (const [labels, value] of read()) this.set(labels, value);
+    },
+  });
+}
+
+/* The soft-state member's own counters, exported with the daemon's metrics. */
+export function exportSoftStateMetrics(registry: Registry, metrics: () => SoftStateMetrics): void {
+  mirroredCounter(registry, 'wedge_softstate_datagrams_total', 'Soft-state datagrams, by direction (received counts every datagram, accepted only authentic fresh ones)', ['direction'], () => {
+    const m = metrics();
+    return [[{ direction: 'sent' }, m.datagramsSent], [{ direction: 'received' }, m.datagramsReceived], [{ direction: 'accepted' }, m.datagramsAccepted]];
+  });
+  mirroredCounter(registry, 'wedge_softstate_bytes_total', 'Soft-state bytes, by direction', ['direction'], () => {
+    const m = metrics();
+    return [[{ direction: 'sent' }, m.bytesSent], [{ direction: 'received' }, m.bytesReceived]];
+  });
+  mirroredCounter(registry, 'wedge_softstate_rejected_total', 'Soft-state datagrams dropped, by reason (garbled, forged, replayed, ...)', ['reason'], () =>
+    Object.entries(metrics().rejected).map(([reason, value]) => [{ reason }, value ?? 0]),
+  );
+  mirroredCounter(registry, 'wedge_softstate_adverts_total', 'Connection adverts sent, by kind', ['kind'], () => {
+    const m = metrics();
+    return [[{ kind: 'triggered' }, m.triggeredAdverts], [{ kind: 'periodic' }, m.periodicAdverts]];
+  });
+  mirroredGauge(registry, 'wedge_softstate_records', 'Connection records known, by kind (local: served here; table: heard from the group)', ['kind'], () => {
+    const m = metrics();
+    return [[{ kind: 'local' }, m.localRecords], [{ kind: 'table' }, m.tableRecords]];
+  });
+  mirroredGauge(registry, 'wedge_softstate_peers', 'Peers of the support group, by state', ['state'], () => {
+    const m = metrics();
+    return [[{ state: 'alive' }, m.peersAlive], [{ state: 'dead' }, m.peersDead]];
+  });
+}

@@ -1,0 +1,132 @@
+/*
+ * Theory of operation: the per-server daemon (`wedge serve`).
+ *
+ * It accepts client connections on the service address and gives each one to a
+ * RelayConnection (relay/connection.ts) that relays it to the local origin and keeps its stream
+ * map. It owns the registry of live connections, the metrics and the admin API. Takeover and
+ * soft state plug in here: they see the same registry.
+ */
+import { EventEmitter } from 'node:events';
+import net, { type Server, type Socket } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { RelayConnection, type AdoptedStream, type Splicer } from '../relay/connection.js';
+import { startAdmin } from './admin.js';
+import { WedgeMetrics } from './metrics.js';
+
+export interface ServeConfig {
+  name: string;
+  listen: { host: string; port: number };
+  origin: { host: string; port: number };
+  admin: { host: string; port: number; token?: string };
+  splicer?: Splicer;
+  logger: Logger;
+}
+
+export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }> {
+  readonly metrics = new WedgeMetrics();
+  readonly connections = new Map<string, RelayConnection>();
+  private server: Server | undefined;
+  private admin: FastifyInstance | undefined;
+  private reportPeerDead: ((peer: string, reason: string) => void) | undefined;
+  private shedder: ((count: number) => number) | undefined;
+
+  constructor(readonly config: ServeConfig) {
+    super();
+  }
+
+  async start(): Promise<void> {
+    const { listen, logger } = this.config;
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: listen.host, port: listen.port, backlog: 4096 }, () => resolve());
+    });
+    this.server = server;
+    this.admin = await startAdmin(
+      {
+        name: this.config.name,
+        connections: () => [...this.connections.values()].map(describeConnection),
+        metricsText: () => this.metrics.registry.metrics(),
+        metricsContentType: this.metrics.registry.contentType,
+        ...(this.reportPeerDead ? { declarePeerDead: this.reportPeerDead } : {}),
+        ...(this.shedder ? { shed: this.shedder } : {}),
+      },
+      this.config.admin,
+    );
+    logger.info({ listen, origin: this.config.origin, admin: this.config.admin.host + ':' + this.config.admin.port, splice: !!this.config.splicer }, 'wedge serving');
+  }
+
+  /* Where the admin API's death reports go (the soft-state member), when failover is on. */
+  setPeerReporter(report: (peer: string, reason: string) => void): void {
+    this.reportPeerDead = report;
+  }
+
+  /* Where the admin API's load-shedding calls go (TCP Migrate handoffs), when failover is on. */
+  setShedder(shed: (count: number) => number): void {
+    this.shedder = shed;
+  }
+
+  /* The bound ports (useful when configured as 0). */
+  get listenPort(): number {
+    return (this.server?.address() as net.AddressInfo).port;
+  }
+
+  get adminPort(): number {
+    return (this.admin?.server.address() as net.AddressInfo).port;
+  }
+
+  async stop(): Promise<void> {
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    for (const connection of this.connections.values()) connection.client.destroy();
+    await this.admin?.close();
+  }
+
+  private accept(socket: Socket): void {
+    if (!socket.remoteAddress) {
+      socket.destroy();
+      return;
+    }
+    this.register(socket);
+  }
+
+  /* A connection taken over from another server (its socket restored here); `id` names it when
+   * it moved by TCP Migrate (see RelayOptions.id). */
+  adopt(socket: Socket, adopted: AdoptedStream, id?: string): RelayConnection {
+    return this.register(socket, adopted, id);
+  }
+
+  private register(socket: Socket, adopted?: AdoptedStream, id?: string): RelayConnection {
+    const connection = new RelayConnection(socket, {
+      origin: this.config.origin,
+      logger: this.config.logger,
+      observer: this.metrics,
+      ...(this.config.splicer ? { splicer: this.config.splicer } : {}),
+      ...(adopted ? { adopted } : {}),
+      ...(id ? { id } : {}),
+    });
+    this.connections.set(connection.id, connection);
+    this.metrics.connectionsTotal.inc();
+    this.metrics.connectionsActive.inc();
+    connection.once('close', () => {
+      this.connections.delete(connection.id);
+      this.metrics.connectionsActive.dec();
+    });
+    if (!adopted) this.emit('connection', connection);
+    return connection;
+  }
+}
+
+function describeConnection(connection: RelayConnection): unknown {
+  const { client } = connection;
+  return {
+    id: connection.id,
+    client: { address: client.remoteAddress, port: client.remotePort },
+    service: { address: client.localAddress, port: client.localPort },
+    state: connection.state,
+    openedAt: new Date(connection.openedAt).toISOString(),
+    requests: connection.requests,
+    bytes: { fromClient: connection.bytesFromClient, toClient: connection.bytesToClient },
+    streamMap: connection.streamMap.toJSON(),
+  };
+}

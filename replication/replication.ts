@@ -1,0 +1,238 @@
+/*
+ * Theory of operation: this server's connections as soft state.
+ *
+ * Every connection this server serves is advertised to its support group (softstate/): at once
+ * when it is accepted (or adopted), whenever its stream map changes (a request begins, a response
+ * head is recorded), and on every periodic round with fresh byte counts. The record carries:
+ *   transport  the TCP state: sequence *anchors* (the sequence numbers of byte 0 of each stream,
+ *              i.e. the two ISN+1s), options, and the timestamp clock;
+ *   streamMap  a ReplicatedStream: the stream map plus the byte counts of both streams, which
+ *              resolve the 32-bit sequence numbers of the probe into stream offsets.
+ *   migrate    the TCP Migrate key and token, once the client's agent negotiated them
+ *              (wedge/migrate/serving.ts), and the server endpoint the client's socket names;
+ *   handoff    set when this server asks its group to take the connection (load shedding, or
+ *              the client asked to move); the members race for it as for a dead server's.
+ * When the group hears a newer version of a connection we serve (a higher migration number:
+ * someone took it over, rightly or not), we let it go without a byte to the client.
+ */
+import type { Logger } from 'pino';
+import { dump, quietClose, socketFd, type ConnectionDump } from '../native/index.js';
+import { StreamMap, type StreamMapJSON } from '../stream-map/stream-map.js';
+import type { RelayConnection } from '../relay/connection.js';
+import type { ConnectionRecord, MigrateSecrets, SoftStateMember, TransportState } from '../softstate/index.js';
+import type { WedgeMetrics } from '../daemon/metrics.js';
+import type { WedgeServer } from '../daemon/server.js';
+
+/* ConnectionRecord.streamMap as this daemon writes it. */
+export interface ReplicatedStream {
+  map: StreamMapJSON;
+  /* Bytes handed to the client, and received from it, when the record was made. */
+  sent: number;
+  received: number;
+}
+
+interface Tracked {
+  connection: RelayConnection;
+  transport: TransportState;
+  migration: number;
+  repeat?: NodeJS.Timeout;
+  /* bytesToClient in the last advert. */
+  advertisedSent: number;
+  migrate?: MigrateSecrets;
+  handoff?: boolean;
+}
+
+/* A change is advertised at once and once more shortly after: multicast has no retransmission,
+ * and a lost triggered advert would otherwise leave the change unknown until the next round. */
+const REPEAT_ADVERT_MS = 250;
+
+/*
+ * The member re-sends every record on its periodic round; a record needs re-making only when
+ * its byte counts could no longer resolve the probe's 32-bit sequence numbers (they must stay
+ * within 2 GiB of the truth). Re-making every record every round costs a stall of hundreds of
+ * milliseconds with a thousand connections, which peers read as death.
+ */
+const REFRESH_AFTER_BYTES = 2 ** 30;
+
+export class Replication {
+  private readonly tracked = new Map<string, Tracked>();
+  /* Connection ids by TCP Migrate token (hex). */
+  private readonly tokens = new Map<string, string>();
+  private refreshTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly server: WedgeServer,
+    private readonly member: SoftStateMember,
+    private readonly self: string,
+    private readonly metrics: WedgeMetrics,
+    private readonly logger: Logger,
+  ) {}
+
+  start(refreshIntervalMs: number): void {
+    this.server.on('connection', (connection) => this.onAccepted(connection));
+    this.member.on('superseded', (record) => this.onSuperseded(record));
+    this.refreshTimer = setInterval(() => this.refreshAll(), refreshIntervalMs);
+    this.refreshTimer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.refreshTimer);
+  }
+
+  /* A connection this server serves from now on, with its anchors and migration number. */
+  track(connection: RelayConnection, transport: TransportState, migration: number, migrate?: MigrateSecrets): void {
+    const entry: Tracked = { connection, transport, migration, advertisedSent: 0 };
+    this.tracked.set(connection.id, entry);
+    if (migrate) this.setMigrate(entry, migrate);
+    connection.on('progress', () => this.advertiseChange(entry));
+    connection.once('close', () => {
+      clearTimeout(entry.repeat);
+      if (entry.migrate) this.tokens.delete(entry.migrate.token.toString('hex'));
+      if (this.tracked.get(connection.id) !== entry) return;
+      this.tracked.delete(connection.id);
+      this.member.remove(connection.id);
+    });
+    this.advertiseChange(entry);
+  }
+
+  /* Sequence anchors (ISN+1 of each side) of a connection served here. */
+  anchors(id: string): { sendSeq: number; recvSeq: number } | undefined {
+    return this.tracked.get(id)?.transport;
+  }
+
+  /* The connection's TCP Migrate secrets were just agreed: its group must know them. */
+  secure(id: string, migrate: MigrateSecrets): void {
+    const entry = this.tracked.get(id);
+    if (!entry) return;
+    this.setMigrate(entry, migrate);
+    this.advertiseChange(entry);
+  }
+
+  /* The connection (id) and secrets a TCP Migrate token names, if served here. */
+  byToken(token: Buffer): { id: string; migrate: MigrateSecrets } | undefined {
+    const id = this.tokens.get(token.toString('hex'));
+    const migrate = id === undefined ? undefined : this.tracked.get(id)?.migrate;
+    return id === undefined || !migrate ? undefined : { id, migrate };
+  }
+
+  /* Connections that could be handed off (their client runs the agent), not yet handed off. */
+  movable(): string[] {
+    return [...this.tracked.values()].filter((e) => e.migrate && !e.handoff).map((e) => e.connection.id);
+  }
+
+  /* Asks the group to take the connection; false if it cannot move (no agent, not served here). */
+  handOff(id: string): boolean {
+    const entry = this.tracked.get(id);
+    if (!entry?.migrate || entry.connection.state === 'closed') return false;
+    if (entry.handoff) return true;
+    entry.handoff = true;
+    entry.connection.handOff();
+    this.advertiseChange(entry);
+    return true;
+  }
+
+  /*
+   * This server was declared dead while alive: its group is about to migrate every movable
+   * connection away, and their clients' agents will answer our next segments with RST.
+   */
+  expectMoves(): void {
+    for (const entry of this.tracked.values()) if (entry.migrate) entry.connection.handOff();
+  }
+
+  private setMigrate(entry: Tracked, migrate: MigrateSecrets): void {
+    entry.migrate = migrate;
+    this.tokens.set(migrate.token.toString('hex'), entry.connection.id);
+  }
+
+  private advertiseChange(entry: Tracked): void {
+    this.advertise(entry);
+    clearTimeout(entry.repeat);
+    entry.repeat = setTimeout(() => {
+      if (this.tracked.get(entry.connection.id) === entry) this.member.readvertise(entry.connection.id);
+    }, REPEAT_ADVERT_MS);
+    entry.repeat.unref();
+  }
+
+  private onAccepted(connection: RelayConnection): void {
+    let state: ConnectionDump;
+    try {
+      state = dump(socketFd(connection.client));
+    } catch (err) {
+      // Served, but unprotected: say so rather than refuse the client.
+      this.logger.warn({ conn: connection.id, err: (err as Error).message }, 'cannot dump TCP state; connection not protected');
+      return;
+    }
+    this.track(connection, transportOf(state, connection.bytesToClient), 0);
+  }
+
+  private onSuperseded(record: ConnectionRecord): void {
+    const entry = this.tracked.get(record.id);
+    if (!entry || record.owner === this.self || record.migration <= entry.migration) return;
+    this.logger.info({ conn: record.id, owner: record.owner, migration: record.migration }, 'connection taken over by a peer; stepping back');
+    this.tracked.delete(record.id);
+    clearTimeout(entry.repeat);
+    this.metrics.relinquished.inc();
+    entry.connection.relinquish(quietClose);
+  }
+
+  private refreshAll(): void {
+    for (const entry of this.tracked.values()) {
+      if (entry.connection.bytesToClient - entry.advertisedSent >= REFRESH_AFTER_BYTES) this.advertise(entry);
+    }
+  }
+
+  private advertise(entry: Tracked): void {
+    const { connection } = entry;
+    const client = { address: connection.client.remoteAddress!, port: connection.client.remotePort! };
+    const service = { address: connection.client.localAddress!, port: connection.client.localPort! };
+    const stream: ReplicatedStream = { map: connection.streamMap.toJSON(), sent: connection.bytesToClient, received: connection.bytesFromClient };
+    entry.advertisedSent = stream.sent;
+    const record: ConnectionRecord = {
+      id: connection.id,
+      client,
+      service,
+      owner: this.self,
+      migration: entry.migration,
+      transport: entry.transport,
+      streamMap: stream,
+      updatedAt: Date.now(),
+      ...(entry.migrate ? { migrate: entry.migrate } : {}),
+      ...(entry.handoff ? { handoff: true } : {}),
+    };
+    try {
+      // A false return means a newer version exists; the member reports it as 'superseded'.
+      this.member.upsert(record);
+    } catch (err) {
+      this.logger.warn({ conn: connection.id, err: (err as Error).message }, 'connection not advertised');
+    }
+  }
+}
+
+/* The record's transport: anchors are the sequence numbers of byte 0 of each stream. */
+export function transportOf(state: ConnectionDump, bytesSent: number): TransportState {
+  return {
+    sendSeq: (state.sendSeq - bytesSent) >>> 0,
+    recvSeq: (state.recvSeq - state.bytesReceived) >>> 0,
+    mss: state.mss,
+    sndWscale: state.windowScaling ? state.sndWscale : 0,
+    rcvWscale: state.windowScaling ? state.rcvWscale : 0,
+    sack: state.sack,
+    timestamps: state.timestamps,
+    tsClock: state.timestamp,
+    tsReadAt: state.clockReadAt,
+    sndWnd: state.window.sndWnd,
+    rcvWnd: state.window.rcvWnd,
+  };
+}
+
+/* Checks a ReplicatedStream heard from the network; the map re-checks all its own invariants. */
+export function parseReplicatedStream(value: unknown): { map: StreamMap; sent: number; received: number } | undefined {
+  const v = value as Partial<ReplicatedStream> | null;
+  if (!v || typeof v !== 'object' || !Number.isSafeInteger(v.sent) || !Number.isSafeInteger(v.received)) return undefined;
+  if (v.sent! < 0 || v.received! < 0) return undefined;
+  try {
+    return { map: StreamMap.fromJSON(v.map), sent: v.sent!, received: v.received! };
+  } catch {
+    return undefined;
+  }
+}
