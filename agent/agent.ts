@@ -12,10 +12,10 @@ import {
 
 /*
  * Theory of operation: the TCP Migrate client agent's core (`wedge agent`; the process around
- * it is wedge/agent/run-agent.ts).
+ * it is agent/run-agent.ts).
  *
  * The agent keeps a table of negotiated connections (binding + key + token, from
- * wedge/migrate/negotiation.ts) keyed by token. It captures Migrate SYNs to the client address
+ * migrate/negotiation.ts) keyed by token. It captures Migrate SYNs to the client address
  * (native MigrateSynCapture) and, for each, in this order:
  *   1. parses the option (malformed / absent: reject);
  *   2. looks the token up (unknown: reject);
@@ -26,7 +26,7 @@ import {
  *   5. at-most-once: the request number must exceed the last accepted one (else: duplicate).
  * Only then, the first valid request wins: the agent records at once the request number and the
  * new current server (so that competing candidates' SYNs, arriving meanwhile, are refused), then
- * installs the rewrite (wedge/agent/rules.ts) so the unmodified client socket now talks to the
+ * installs the rewrite (agent/rules.ts) so the unmodified client socket now talks to the
  * new server, and answers SYN-ACK (seq = the SYN's ack - 1, ack = the SYN's seq + 1, confirming
  * both positions the server claimed). The new server learns the client's exact state by
  * probing through the rewrite (native/probe), as in address takeover. Rewrites accepted while
@@ -41,7 +41,7 @@ import {
  * the rules are untouched, and even if the sender is the connection's current peer (a replay from
  * its address), a RST with sequence 0 is outside its receive window and is ignored there
  * (RFC 5961). The client kernel never sees Migrate SYNs (the base table drops them after capture).
- * Connections come from wedge/agent/learner.ts (register), which also ends them (forget).
+ * Connections come from agent/learner.ts (register), which also ends them (forget).
  * Not yet: authenticating the SYN-ACK.
  */
 

@@ -4,7 +4,7 @@ import { encodeMoveRequest } from '../migrate/move-request.js';
 import type { Endpoint } from '../migrate/option.js';
 
 /*
- * Sends the agent's MOVE requests (wedge/migrate/move-request.ts): one UDP socket on the client
+ * Sends the agent's MOVE requests (migrate/move-request.ts): one UDP socket on the client
  * address, a datagram to the server a connection currently talks to, on that server's TCP port
  * number. Sequences grow per connection and survive migrations, because every server that
  * ever serves the connection keeps the last one it accepted. Fire and forget: the answer, if any,

@@ -2,7 +2,7 @@
  * Theory of operation: the serving wedge's side of TCP Migrate.
  *
  * On the service address, on the service's port number (UDP), one socket answers the client
- * agents (wedge/migrate/transport.ts):
+ * agents (migrate/transport.ts):
  *   HELLO  the agent asks for a key and token for a connection it just saw open. It is answered
  *          only if the binding names a connection served here, 4-tuple and both ISNs (the
  *          replication anchors are ISN+1). The agreed secrets then join the connection's soft

@@ -8,7 +8,7 @@ import { CONNECTION_TOKEN_LENGTH } from './negotiation.js';
  * When a connection's throughput stays well below its best, the client agent asks the server it
  * currently talks to to move the connection elsewhere. The request is one UDP datagram to that
  * server's address on its TCP port number: the same socket that answers the key exchange
- * (wedge/migrate/negotiation.ts), which tells the two apart by the type byte.
+ * (migrate/negotiation.ts), which tells the two apart by the type byte.
  *
  *   MOVE = magic "WMK1" | type 3 | token (8) | sequence (uint32 BE) | MAC (16)
  *   MAC  = first 16 bytes of HMAC-SHA256(connection key, "wedge-migrate-move-v1" | token | sequence)

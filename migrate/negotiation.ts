@@ -16,7 +16,7 @@ import type { Endpoint } from './option.js';
 /*
  * Theory of operation: agreeing a per-connection TCP Migrate key and token.
  *
- * A Migrate SYN is only as good as the key its MAC is made with (wedge/migrate/option.ts). The
+ * A Migrate SYN is only as good as the key its MAC is made with (migrate/option.ts). The
  * client agent and the wedge serving the connection agree that key right after the TCP
  * handshake, over UDP to the service address, on the same port number as the TCP service (UDP
  * and TCP ports are separate spaces, so the agent needs no configuration to find it). A 40-byte
@@ -58,7 +58,7 @@ import type { Endpoint } from './option.js';
  * The agent does not authenticate itself: holding the key only lets one *create* Migrate SYNs
  * for the agent that negotiated it, and the serving wedge is the party that needs to create them.
  *
- * Everything here is pure (sockets live in wedge/migrate/transport.ts): bytes in, bytes and keys
+ * Everything here is pure (sockets live in migrate/transport.ts): bytes in, bytes and keys
  * out. Messages from the network are never thrown on; they are rejected with a reason.
  */
 

@@ -8,7 +8,7 @@ import { WedgeError } from '../errors/codes.js';
  * A candidate server that wants to take over a client's connection sends the client host a SYN
  * from its own address (draft-snoeren-tcp-migrate-00). The client's Wedge agent must tell a
  * genuine request from a forgery or a replay without any state but the per-connection key and
- * token agreed at connection start (wedge/migrate/negotiation.ts). The option is an RFC 6994
+ * token agreed at connection start (migrate/negotiation.ts). The option is an RFC 6994
  * experimental option (kind 253) so it never collides with another experiment.
  *
  * Exact byte layout (32 bytes, all integers big-endian):

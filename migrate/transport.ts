@@ -12,7 +12,7 @@ import {
 } from './negotiation.js';
 
 /*
- * Theory of operation: the Migrate key exchange (wedge/migrate/negotiation.ts) over UDP.
+ * Theory of operation: the Migrate key exchange (migrate/negotiation.ts) over UDP.
  *
  * The serving wedge runs one NegotiationResponder per service address, on the service's port
  * number (UDP). A HELLO datagram, if valid, is answered with its ACCEPT and reported through
