@@ -5,7 +5,7 @@ import type { NativeError } from './errors.js';
  * Theory of operation: TCP Migrate's raw packets (see native/src/migrate.cc).
  *
  * sendTcpSegment sends one hand-built IPv4/TCP segment from any local or adopted address: the
- * candidate server's Migrate SYN (options from wedge/migrate/option.ts) and the agent's SYN-ACK
+ * candidate server's Migrate SYN (options from migrate/option.ts) and the agent's SYN-ACK
  * and RST answers. MigrateSynCapture delivers every SYN to `address` whose first TCP option is
  * kind 253 with the given ExID, from a native thread, so the event loop never waits; the agent
  * parses and verifies the option bytes itself. SynAckCapture delivers, the same way, every

@@ -25,7 +25,7 @@ export interface ProbeSequence {
 
 /**
  * TCP Migrate: the SYN that asks the client's agent to move the connection to localAddress
- * before the probe (see wedge/migrate/option.ts for what seq, ack and options carry).
+ * before the probe (see migrate/option.ts for what seq, ack and options carry).
  */
 export interface MigrateSynRequest {
   seq: number;

@@ -9,7 +9,7 @@
  *   streamMap  a ReplicatedStream: the stream map plus the byte counts of both streams, which
  *              resolve the 32-bit sequence numbers of the probe into stream offsets.
  *   migrate    the TCP Migrate key and token, once the client's agent negotiated them
- *              (wedge/migrate/serving.ts), and the server endpoint the client's socket names;
+ *              (daemon/migrate-serving.ts), and the server endpoint the client's socket names;
  *   handoff    set when this server asks its group to take the connection (load shedding, or
  *              the client asked to move); the members race for it as for a dead server's.
  * When the group hears a newer version of a connection we serve (a higher migration number:
