@@ -7,6 +7,9 @@
  *     connection's best, and are skipped (warm-up);
  *   - a sample with no bytes is idle (a keep-alive connection between requests), never slow,
  *     and ends a run of slow samples;
+ *   - a sample taken while the client's receive queue holds unread bytes is reader-limited (a
+ *     player reading at its play rate, `curl --limit-rate`): the application, not the server,
+ *     sets the pace; it is neither slow nor a best, and ends a run of slow samples;
  *   - `samples` consecutive samples below `fraction` of the best ask for a move, at most once
  *     per `minIntervalMs`.
  */
@@ -32,13 +35,13 @@ export class SlowDetector {
   constructor(private readonly options: SlowDetectorOptions) {}
 
   /** Takes the socket's received-bytes counter at time atMs; true when a move should be asked for now. */
-  sample(bytes: number, atMs: number): boolean {
+  sample(bytes: number, atMs: number, readerLimited = false): boolean {
     const previous = this.previous;
     this.previous = { bytes, atMs };
     if (!previous || atMs <= previous.atMs) return false;
     const rate = Math.max(0, bytes - previous.bytes) / (atMs - previous.atMs);
     if (++this.seen <= this.options.warmupSamples) return false;
-    if (rate === 0) {
+    if (rate === 0 || readerLimited) {
       this.slowRun = 0;
       return false;
     }

@@ -1,10 +1,11 @@
 import type { ConnectionKeys } from '../migrate/negotiation.js';
-import { readReceivedBytes } from './receive-counters.js';
+import { readReceiveState, type ReceiveState } from './receive-counters.js';
 import { SlowDetector, type SlowDetectorOptions } from './slow-detector.js';
 
 /*
  * Client-triggered migration: every pollMs, reads how many bytes each negotiated connection's
- * client socket has received (receive-counters.ts) and feeds one SlowDetector per connection.
+ * client socket has received, and whether its application is behind (receive-counters.ts), and
+ * feeds one SlowDetector per connection.
  * When a detector asks for a move, onSlow gets the connection; the caller sends the MOVE. The
  * poll only runs while there are connections, and never overlaps itself.
  */
@@ -57,21 +58,21 @@ export class SlowWatch {
     const live = new Set(connections.map(([, c]) => c.keys.token.toString('hex')));
     for (const token of this.detectors.keys()) if (!live.has(token)) this.detectors.delete(token);
     if (connections.length === 0) return;
-    let received: Map<string, number>;
+    let received: Map<string, ReceiveState>;
     try {
-      received = await readReceivedBytes(this.options.ports);
+      received = await readReceiveState(this.options.ports);
     } catch (error) {
       this.options.onError(error as Error);
       return;
     }
     const now = performance.now();
     for (const [key, connection] of connections) {
-      const bytes = received.get(key);
-      if (bytes === undefined) continue;
+      const state = received.get(key);
+      if (state === undefined) continue;
       const token = connection.keys.token.toString('hex');
       let detector = this.detectors.get(token);
       if (!detector) this.detectors.set(token, (detector = new SlowDetector(this.options.detector)));
-      if (detector.sample(bytes, now)) this.options.onSlow(connection, detector.bestRate * 1000);
+      if (detector.sample(state.received, now, state.queued > 0)) this.options.onSlow(connection, detector.bestRate * 1000);
     }
   }
 }

@@ -23,6 +23,21 @@ describe('SlowDetector', () => {
     expect(detector.bestRate).toBe(2); // 1000 bytes per 500 ms
   });
 
+  it('never counts a reader-limited sample (unread bytes queued at the client) as slow or as a best', () => {
+    const detector = new SlowDetector(OPTIONS);
+    let bytes = 0;
+    let at = 0;
+    const step = (delta: number, readerLimited = false) => detector.sample((bytes += delta), (at += 500), readerLimited);
+    detector.sample(0, 0);
+    for (const delta of [10, 50, 1000, 1000]) step(delta);
+    // A reader at a tenth of the path's speed, its socket buffer full: never a move.
+    const moves = Array.from({ length: 12 }, () => step(100, true)).filter(Boolean);
+    expect(moves).toEqual([]);
+    expect(detector.bestRate).toBe(2);
+    // The same rate with nothing queued is the path being slow: four samples ask.
+    expect(Array.from({ length: 4 }, () => step(100)).at(-1)).toBe(true);
+  });
+
   it('ignores slow start: the warm-up samples never set the best', () => {
     const detector = new SlowDetector(OPTIONS);
     expect(feed(detector, [100000, 100000, 100, 100, 100, 100, 100])).toEqual([]);
