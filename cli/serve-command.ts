@@ -1,29 +1,5 @@
 import type { Command } from 'commander';
-
-export interface ServeFlags {
-  name: string;
-  listen: string;
-  origin: string;
-  admin: string;
-  adminToken?: string;
-  splice: boolean;
-  address?: string;
-  service?: string;
-  iface?: string;
-  stateKeyFile?: string;
-  takeover: string;
-  migrateKey?: string;
-  groups: string;
-  groupBase: string;
-  groupPort: string;
-  advertInterval: string;
-  expire: string;
-  heartbeatInterval: string;
-  deadAfter: string;
-  heartbeatLease: string;
-  logFile?: string;
-  logLevel: string;
-}
+import type { ServeFlags } from '../daemon/serve-flags.js';
 
 export function registerServeCommand(program: Command): void {
   program

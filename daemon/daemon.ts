@@ -15,11 +15,11 @@ import { MigrateRace } from '../takeover/movers/migrate.js';
 import { serviceIdentity } from '../migrate/negotiation.js';
 import { MigrateServing } from './migrate-serving.js';
 import { Replication } from '../replication/replication.js';
-import { Resumer } from '../takeover/resume.js';
 import { RstGuard } from '../takeover/guard.js';
-import type { ServeFlags } from '../cli/serve-command.js';
+import type { ServeFlags } from './serve-flags.js';
 import { WedgeServer } from './server.js';
-import { Takeover } from '../takeover/movers/address.js';
+import { AddressTakeover } from '../takeover/movers/address.js';
+import { TakeoverPipeline } from '../takeover/pipeline.js';
 
 /* Stalls longer than this are logged: they delay every connection, and past the heartbeat lease
  * peers declare this server dead. */
@@ -77,8 +77,8 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
     heartbeatLeaseMs: positive(flags.heartbeatLease, '--heartbeat-lease'),
     logger,
   });
-  const replication = new Replication(server, member, self, server.metrics, logger);
-  const resumer = new Resumer(server, replication, server.metrics, logger);
+  const replication = new Replication(member, self, () => server.metrics.relinquished.inc(), logger);
+  server.on('connection', (connection) => replication.accepted(connection));
   const guard = new RstGuard();
   const probe = { probeTimeoutMs: 100, probeRetries: 4 };
   const serving = flags.migrateKey
@@ -91,11 +91,12 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
   await member.start();
   replication.start(positive(flags.advertInterval, '--advert-interval'));
   await serving?.start();
+  const pipeline = (probeIface: string) => new TakeoverPipeline({ iface: probeIface, ...probe, resumesPerTurn: 1024 }, server, guard, replication, server.metrics, logger);
   if (flags.takeover === 'migrate') {
-    const race = { self, service: { address: service.host, port: service.port }, iface: interfaceOf(service.host).iface, ...probe, ...RACE };
-    new MigrateRace(race, member, server, resumer, replication, guard, logger).start();
+    const race = { self, service: { address: service.host, port: service.port }, ...RACE };
+    new MigrateRace(race, member, pipeline(interfaceOf(service.host).iface), replication, logger).start();
   } else {
-    new Takeover({ self, iface, prefixLength, ...probe, resumesPerTurn: 1024 }, member, server, resumer, guard, logger).start([service.host]);
+    new AddressTakeover({ self, iface, prefixLength }, member, pipeline(iface), logger).start([service.host]);
   }
   logger.info({ self, service, iface, group: member.group, takeover: flags.takeover, migrateKey: !!serving }, 'failover on');
   return {

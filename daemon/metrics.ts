@@ -2,9 +2,11 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { RelayObserver } from '../relay/connection.js';
 import type { SoftStateMetrics } from '../softstate/index.js';
 import type { WedgeErrorCode } from '../errors/codes.js';
+import { takeoverOutcome, type AbortReason, type TakeoverAbort, type TakeoverResult } from '../errors/reasons.js';
+import type { TakeoverObserver } from '../takeover/pipeline.js';
 
 /* Prometheus metrics of one wedge daemon. Names follow `wedge_<thing>_<unit>`. */
-export class WedgeMetrics implements RelayObserver {
+export class WedgeMetrics implements RelayObserver, TakeoverObserver {
   readonly registry = new Registry();
   readonly connectionsActive = new Gauge({ name: 'wedge_connections_active', help: 'Client connections open now', registers: [this.registry] });
   readonly connectionsTotal = new Counter({ name: 'wedge_connections_total', help: 'Client connections accepted', registers: [this.registry] });
@@ -34,11 +36,18 @@ export class WedgeMetrics implements RelayObserver {
   bytes(direction: 'client-to-origin' | 'origin-to-client', count: number): void {
     this.bytesTotal.inc({ direction }, count);
   }
-  abort(reason: string): void {
+  abort(reason: AbortReason | TakeoverAbort): void {
     this.abortsTotal.inc({ reason });
   }
   spliced(count: number): void {
     this.splicedBytesTotal.inc(count);
+  }
+  /* `seconds`: probe, restore and resume of the connection, when this server did them. */
+  takeover(result: TakeoverResult, seconds: number | undefined): void {
+    const aborted = takeoverOutcome(result) === 'aborted';
+    this.takeovers.inc({ result: aborted ? 'aborted' : result });
+    if (seconds !== undefined) this.takeoverSeconds.observe(seconds);
+    if (aborted) this.abort(`takeover: ${result}`);
   }
 }
 

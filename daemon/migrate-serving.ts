@@ -69,7 +69,7 @@ export class MigrateServing {
       return;
     }
     this.bindings.set(id, binding);
-    connection.once('close', () => {
+    connection.once('ended', () => {
       this.negotiator.forget(binding);
       this.bindings.delete(id);
       this.lastMove.delete(id);

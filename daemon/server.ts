@@ -67,6 +67,15 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
     this.shedder = shed;
   }
 
+  serves(id: string): boolean {
+    return this.connections.has(id);
+  }
+
+  /* Connections served now: what the TCP Migrate race weighs its delay by. */
+  get load(): number {
+    return this.connections.size;
+  }
+
   /* The bound ports (useful when configured as 0). */
   get listenPort(): number {
     return (this.server?.address() as net.AddressInfo).port;
@@ -92,7 +101,7 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
 
   /* A connection taken over from another server (its socket restored here); `id` names it when
    * it moved by TCP Migrate (see RelayOptions.id). */
-  adopt(socket: Socket, adopted: AdoptedStream, id?: string): RelayConnection {
+  adopt(socket: Socket, adopted: AdoptedStream, id: string): RelayConnection {
     return this.register(socket, adopted, id);
   }
 
@@ -108,7 +117,7 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
     this.connections.set(connection.id, connection);
     this.metrics.connectionsTotal.inc();
     this.metrics.connectionsActive.inc();
-    connection.once('close', () => {
+    connection.once('ended', () => {
       this.connections.delete(connection.id);
       this.metrics.connectionsActive.dec();
     });
@@ -123,7 +132,9 @@ function describeConnection(connection: RelayConnection): unknown {
     id: connection.id,
     client: { address: client.remoteAddress, port: client.remotePort },
     service: { address: client.localAddress, port: client.localPort },
-    state: connection.state,
+    // `state` keeps the values it had before the kernel splice was a state of its own.
+    state: connection.state === 'splicing' ? 'relaying-body' : connection.state,
+    lifecycle: connection.state,
     openedAt: new Date(connection.openedAt).toISOString(),
     requests: connection.requests,
     bytes: { fromClient: connection.bytesFromClient, toClient: connection.bytesToClient },

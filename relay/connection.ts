@@ -2,158 +2,76 @@
  * Theory of operation: one client connection through the wedge.
  *
  * In:  bytes from the client (requests), bytes from the local origin (responses).
- * Out: the same bytes, unchanged and in order, to the other side; plus an exact stream map
+ * Out: the same bytes, unchanged and in order, to the other side; an exact stream map
  *      (stream-map/stream-map.ts) saying where every request and response sits in the two byte
- *      streams, which is what another replica needs to resume the connection.
+ *      streams, which is what another replica needs to resume the connection; and one typed
+ *      stream of changes (its lifecycle, relay/lifecycle.ts, and its stream map), from which the
+ *      replication derives the soft state.
  *
- * Requests are parsed strictly (parsers/http-request.ts) and forwarded one exchange at a time:
- * a pipelined request waits, parsed and buffered, until the previous response has been relayed
+ * Requests are parsed strictly (relay/request-queue.ts) and forwarded one exchange at a time: a
+ * pipelined request waits, parsed and buffered, until the previous response has been relayed
  * completely, so responses can never interleave. A request that fails to parse is answered with
  * its error status in its turn and the connection is closed after it.
  *
- * Responses: the header section is parsed to learn its exact length and framing; the body is
- * then counted to its end. A body of known length is moved by the kernel (splice, via the
- * native helper) when one is available: JavaScript only sees the header bytes. Chunked and
- * read-until-close bodies go through JavaScript with exact framing.
+ * Responses are framed exactly (relay/response-framing.ts); a body of known length is moved by the
+ * kernel (splice, via the native helper) when one is available: JavaScript only sees the header
+ * bytes. After a takeover the connection first carries out its resume steps (relay/resume.ts).
  *
  * Invariants: bytesToClient is the offset, in the server-to-client stream, of the next byte the
  * wedge hands to the client socket; bytesFromClient likewise for the other direction. Nothing is
  * written to the client while a splice owns its fd. A response that cannot be completed (origin
- * gone mid-body) ends in a reset, never in a silently short or mixed stream.
- *
- * Events: 'progress' when an exchange begins or its response head is recorded (the stream map
- * changed: time to advertise it), 'close' once.
- *
- * Lifecycle (one place changes it, setState):
- *   idle -> forwarding -> relaying-body -> idle ... -> closing -> closed
- *   any -> closed (reset, error, peer gone)
+ * gone mid-body) ends in a reset, never in a silently short or mixed stream. Every entry point
+ * (socket events, the splice's promise, timers) runs through guard(): an invariant error resets
+ * this one connection, is counted as stream-map-error, and never reaches the process.
  */
 import { EventEmitter } from 'node:events';
-import net, { type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { WedgeError, type WedgeErrorCode } from '../errors/codes.js';
-import { RequestParser, type RequestHead } from '../parsers/http-request.js';
-import { parseResponseHead, type ResponseHead } from '../parsers/http-response.js';
-import { ChunkedBodyFramer } from '../parsers/chunked.js';
-import { StreamMap, type Exchange as MapExchange } from '../stream-map/stream-map.js';
-import { rangeRequest, requestKeepsAlive, resumeMismatch, type ResumeStep } from './resume.js';
-import { socketFd, startReading, stopReading } from './socket-handle.js';
+import { WedgeError } from '../errors/codes.js';
+import type { AbortReason } from '../errors/reasons.js';
+import type { ResponseHead } from '../parsers/http-response.js';
+import { requestKeepsAlive, type ResumeStep } from '../stream-map/resume-plan.js';
+import { StreamMap, type StreamMapChange } from '../stream-map/stream-map.js';
+import { errorResponse, originError } from './error-page.js';
+import { Lifecycle, type ConnectionState, type LifecycleChange } from './lifecycle.js';
+import { RequestQueue, type PendingRequest } from './request-queue.js';
+import { ResponseFraming, type FramingSink } from './response-framing.js';
+import { BodySplice } from './body-splice.js';
+import type { RelayOptions, Splicer } from './options.js';
+import { OriginLink } from './origin-link.js';
+import { rangeRequest } from './resume.js';
 
-export type ConnectionState = 'idle' | 'forwarding' | 'relaying-body' | 'closing' | 'closed';
+export type { AdoptedStream, RelayObserver, RelayOptions, Splicer, SpliceJob } from './options.js';
 
-const LEGAL_TRANSITIONS: Record<ConnectionState, readonly ConnectionState[]> = {
-  idle: ['forwarding', 'closing', 'closed'],
-  forwarding: ['relaying-body', 'idle', 'closing', 'closed'],
-  'relaying-body': ['idle', 'closing', 'closed'],
-  closing: ['closed'],
-  closed: [],
-};
-
-/* Moves `length` bytes from one socket fd to another inside the kernel. */
-export interface Splicer {
-  splice(fromFd: number, toFd: number, length: number): SpliceJob;
-}
-export interface SpliceJob {
-  readonly done: Promise<{ bytes: number; eof: boolean }>;
-  cancel(): void;
-}
-
-/* What the daemon counts; kept as an interface so the relay knows nothing of Prometheus. */
-export interface RelayObserver {
-  request(method: string): void;
-  reject(code: WedgeErrorCode): void;
-  bytes(direction: 'client-to-origin' | 'origin-to-client', count: number): void;
-  abort(reason: string): void;
-  spliced(count: number): void;
-}
-
-export interface RelayOptions {
-  origin: { host: string; port: number };
-  logger: Logger;
-  observer: RelayObserver;
-  splicer?: Splicer;
-  maxHeaderBytes?: number;
-  /* Parsed-but-unanswered request bytes held before the wedge stops reading the client. */
-  maxPipelineBytes?: number;
-  /* Bodies shorter than this stay in JavaScript: a splice costs a few syscalls to set up. */
-  spliceThreshold?: number;
-  /* A connection taken over from another server, to continue where its client stands. */
-  adopted?: AdoptedStream;
-  /* The connection's name when its socket's addresses no longer say it: after a TCP Migrate the
-   * socket is bound to this server's address, the client's still to the original server's. */
-  id?: string;
-}
-
-/* The state of a taken-over connection at the point the client has reached (relay/resume.ts). */
-export interface AdoptedStream {
-  streamMap: StreamMap;
-  bytesFromClient: number;
-  bytesToClient: number;
-  steps: ResumeStep[];
-  replay: MapExchange[];
-  /* The client had already sent its FIN: serve what is planned, then close. */
-  clientFinished: boolean;
-}
-
-interface PendingRequest {
-  kind: 'request';
-  head: RequestHead;
-  start: number;
-  end?: number;
-  bodyChunks: Buffer[];
-  forwarded: boolean;
-  /* Already in the stream map (replayed after a takeover). */
-  recorded?: boolean;
-}
-interface PendingReject {
-  kind: 'reject';
-  error: WedgeError;
-}
-interface PendingResume {
-  kind: 'resume';
-  step: ResumeStep;
-}
-type PendingItem = PendingRequest | PendingReject | PendingResume;
-
-type ResponsePhase =
-  | { kind: 'head'; buffered: Buffer; interim: Buffer[] }
-  | { kind: 'length'; remaining: number }
-  | { kind: 'chunked'; framer: ChunkedBodyFramer }
-  | { kind: 'until-close' }
-  | { kind: 'splicing'; job: SpliceJob };
+export type ConnectionChange = LifecycleChange | { kind: 'map'; change: StreamMapChange };
+export type EndState = 'closed' | 'aborted' | 'relinquished';
 
 interface Exchange {
-  request: PendingRequest;
+  framing: ResponseFraming;
+  keepAlive: boolean;
   /* Set when this exchange re-fetches the rest of a recorded response after a takeover. */
   resume?: ResumeStep;
-  phase: ResponsePhase;
-  response?: ResponseHead;
-  keepAlive: boolean;
+  /* Interim heads relayed before the final one (recorded with it). */
+  interim: Buffer[];
+  splice?: BodySplice;
 }
 
-export class RelayConnection extends EventEmitter {
+/* 'change': every lifecycle and stream-map change, in order; 'ended': once, with the final state. */
+export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; ended: [EndState] }> {
   readonly id: string;
   readonly client: Socket;
   readonly streamMap: StreamMap;
   readonly openedAt = Date.now();
-  state: ConnectionState = 'idle';
   bytesFromClient = 0;
   bytesToClient = 0;
   requests = 0;
 
   private readonly options: Required<Omit<RelayOptions, 'splicer' | 'adopted' | 'id'>> & { splicer?: Splicer };
   private readonly log: Logger;
-  private readonly parser: RequestParser;
-  /* Client-to-server offset where this relay's parser started (non-zero after a takeover). */
-  private readonly parserBase: number;
-  private readonly pending: PendingItem[] = [];
-  private pendingBytes = 0;
-  private parsing: PendingRequest | undefined;
+  private readonly lifecycle: Lifecycle;
+  private readonly queue: RequestQueue;
+  private readonly origin: OriginLink;
   private exchange: Exchange | undefined;
-  private origin: Socket | undefined;
-  private clientEnded = false;
-  private stopParsing = false;
-  private handedOff = false;
 
   constructor(client: Socket, options: RelayOptions) {
     super();
@@ -161,61 +79,73 @@ export class RelayConnection extends EventEmitter {
     this.options = { maxHeaderBytes: 16384, maxPipelineBytes: 1 << 20, spliceThreshold: 64 * 1024, ...options };
     this.id = options.id ?? `${client.remoteAddress}:${client.remotePort}>${client.localAddress}:${client.localPort}`;
     this.log = options.logger.child({ conn: this.id });
-    this.parser = new RequestParser({ maxHeaderBytes: this.options.maxHeaderBytes });
+    this.lifecycle = new Lifecycle(this.log);
+    this.lifecycle.on('change', (change) => this.emit('change', change));
+    const originEvents = {
+      data: (socket: Socket, chunk: Buffer) => this.onOriginData(socket, chunk),
+      end: () => this.exchange?.framing.originEnded(),
+      error: (err: Error) => this.exchange?.framing.abandon('origin-error', err),
+    };
+    this.origin = new OriginLink(options.origin, originEvents, (handle) => this.guard(handle));
     const adopted = options.adopted;
     this.streamMap = adopted?.streamMap ?? new StreamMap();
-    this.bytesFromClient = this.parserBase = adopted?.bytesFromClient ?? 0;
+    this.streamMap.onChange = (change) => this.emit('change', { kind: 'map', change });
+    this.bytesFromClient = adopted?.bytesFromClient ?? 0;
     this.bytesToClient = adopted?.bytesToClient ?? 0;
+    const forwarding = {
+      forwardBody: (data: Buffer) => this.writeToOrigin(data),
+      forwardedRequestEnded: (end: number) => this.streamMap.endRequest(end),
+      forwardedRequestFailed: (error: WedgeError) => this.exchange?.framing.abandon('client-request-malformed', error),
+    };
+    this.queue = new RequestQueue(this.bytesFromClient, this.options.maxHeaderBytes, this.options.maxPipelineBytes, this.lifecycle, forwarding, (method) =>
+      this.options.observer.request(method),
+    );
     if (adopted) {
-      for (const step of adopted.steps) this.pending.push({ kind: 'resume', step });
-      for (const exchange of adopted.replay) this.pending.push(recordedRequest(exchange));
-      this.clientEnded = this.stopParsing = adopted.clientFinished;
+      this.queue.adopt(adopted.steps, adopted.replay);
+      if (adopted.clientFinished) this.lifecycle.note('client-finished');
     }
     client.setNoDelay(true);
-    client.on('data', (chunk: Buffer) => this.guarded(() => this.onClientData(chunk)));
-    client.on('end', () => this.onClientEnd());
-    client.on('error', (err) => this.clientFailed('client-error', err));
-    client.on('close', () => this.teardown());
+    client.on('data', (chunk: Buffer) => this.guard(() => this.onClientData(chunk)));
+    client.on('end', () => this.guard(() => this.onClientEnd()));
+    client.on('error', (err) => this.guard(() => this.clientFailed('client-error', err)));
+    client.on('close', () => this.guard(() => this.end('closed')));
     // An adopted connection has work before the client says anything; start it once the owner
     // has registered its listeners.
-    if (adopted) process.nextTick(() => this.pump());
+    if (adopted) process.nextTick(() => this.guard(() => this.pump()));
   }
 
-  /* ---- lifecycle ---- */
-
-  private setState(next: ConnectionState): void {
-    if (next === this.state) return;
-    if (!LEGAL_TRANSITIONS[this.state].includes(next)) {
-      throw new Error(`illegal connection transition ${this.state} -> ${next}`);
-    }
-    this.log.debug({ from: this.state, to: next }, 'state');
-    this.state = next;
+  get state(): ConnectionState {
+    return this.lifecycle.state;
   }
 
-  /* Reset the client: used when the stream cannot be completed exactly. */
-  private fail(reason: string, err?: unknown): void {
-    if (this.state === 'closed') return;
-    this.options.observer.abort(reason);
-    this.log.warn({ reason, err: err instanceof Error ? err.message : err }, 'connection aborted');
-    this.client.resetAndDestroy();
-    this.teardown();
+  get handedOff(): boolean {
+    return this.lifecycle.has('handed-off');
   }
 
-  /*
-   * Another server has taken this connection over: stop without a byte to the client.
-   * `closeSilently` closes the client socket so that the kernel sends nothing (repair mode).
-   */
-  /*
-   * The connection is being handed to another server (TCP Migrate): once the client's agent
-   * has rewritten it, it answers our segments with RST. That reset ends the connection here
-   * quietly; it is no failure.
-   */
+  /* This server asks its group to take the connection (TCP Migrate). */
   handOff(): void {
-    this.handedOff = true;
+    this.lifecycle.note('handed-off');
   }
 
-  /* A stream map that cannot record what happened must not be used, nor kill the daemon. */
-  private guarded(handle: () => void): void {
+  /* The connection may be moved away (TCP Migrate): once the client's agent has rewritten it, it
+   * answers our segments with RST. That reset ends the connection here quietly. */
+  expectMove(): void {
+    this.lifecycle.note('move-expected');
+  }
+
+  /* Another server has taken this connection over: stop without a byte to the client.
+   * `closeSilently` closes the client socket so that the kernel sends nothing (repair mode). */
+  relinquish(closeSilently: (socket: Socket) => void): void {
+    if (this.lifecycle.ended) return;
+    this.log.info('connection taken over elsewhere; closing silently');
+    this.exchange?.splice?.cancel();
+    closeSilently(this.client);
+    this.end('relinquished');
+  }
+
+  /* ---- endings ---- */
+
+  private guard(handle: () => void): void {
     try {
       handle();
     } catch (err) {
@@ -223,28 +153,49 @@ export class RelayConnection extends EventEmitter {
     }
   }
 
+  /* Reset the client: used when the stream cannot be completed exactly. */
+  private fail(reason: AbortReason, err?: unknown): void {
+    if (this.lifecycle.ended) return;
+    this.options.observer.abort(reason);
+    this.log.warn({ reason, err: err instanceof Error ? err.message : err }, 'connection aborted');
+    this.client.resetAndDestroy();
+    this.end('aborted', reason);
+  }
+
   /* The client side failed (a reset, usually): a failure, unless the connection was handed off. */
-  private clientFailed(reason: string, err: unknown): void {
-    if (this.handedOff) this.relinquish(() => undefined);
+  private clientFailed(reason: AbortReason, err: unknown): void {
+    if (this.lifecycle.has('move-expected')) this.relinquish(() => undefined);
     else this.fail(reason, err);
   }
 
-  relinquish(closeSilently: (socket: Socket) => void): void {
-    if (this.state === 'closed') return;
-    this.log.info('connection taken over elsewhere; closing silently');
-    if (this.exchange?.phase.kind === 'splicing') this.exchange.phase.job.cancel();
-    closeSilently(this.client);
-    this.teardown();
+  private end(state: EndState, reason?: string): void {
+    if (this.lifecycle.ended) return;
+    this.exchange?.splice?.cancel();
+    this.exchange = undefined;
+    this.origin.drop();
+    if (!this.client.destroyed) this.client.destroy();
+    this.lifecycle.enter(state, reason);
+    this.emit('ended', state);
   }
 
-  private teardown(): void {
-    if (this.state === 'closed') return;
-    if (this.exchange?.phase.kind === 'splicing') this.exchange.phase.job.cancel();
-    this.origin?.destroy();
-    this.origin = undefined;
-    if (!this.client.destroyed) this.client.destroy();
-    this.setState('closed');
-    this.emit('close');
+  private closeGracefully(): void {
+    if (!this.lifecycle.serving) return;
+    this.lifecycle.enter('closing');
+    this.lifecycle.note('last-request');
+    this.origin.drop();
+    // Once our FIN is out, a client that already sent its own has nothing more to say (an
+    // adopted socket never sees that FIN arrive: it came before the takeover).
+    this.client.end(() => {
+      if (this.lifecycle.has('client-finished')) this.client.destroy();
+    });
+  }
+
+  private sendReject(error: WedgeError): void {
+    this.options.observer.reject(error.code);
+    this.log.info({ code: error.code, detail: error.message }, 'request rejected');
+    this.lifecycle.enter('idle');
+    this.writeToClient(errorResponse(error));
+    this.closeGracefully();
   }
 
   /* ---- client side ---- */
@@ -252,78 +203,38 @@ export class RelayConnection extends EventEmitter {
   private onClientData(chunk: Buffer): void {
     this.bytesFromClient += chunk.length;
     this.options.observer.bytes('client-to-origin', chunk.length);
-    if (this.stopParsing) return;
-    for (const event of this.parser.push(chunk)) {
-      if (event.type === 'head') this.onRequestHead(event.head, this.parserBase + event.start);
-      else if (event.type === 'body') this.onRequestBody(event.data);
-      else if (event.type === 'end') this.onRequestEnd(this.parserBase + event.end);
-      else this.reject(event.error);
-      if (this.stopParsing) break;
-    }
-    if (this.pendingBytes > this.options.maxPipelineBytes) this.client.pause();
+    this.queue.push(chunk);
+    if (this.queue.full) this.client.pause();
     this.pump();
-  }
-
-  /* Queue an error answer in its turn; nothing after it on this connection is parsed. */
-  private reject(error: WedgeError): void {
-    this.stopParsing = true;
-    const inFlight = this.parsing?.forwarded ? this.exchange : undefined;
-    this.parsing = undefined;
-    if (inFlight) {
-      // The origin already has part of this request and waits for the rest, which will never come.
-      this.originFailed(inFlight, 'client-request-malformed', error);
-      return;
-    }
-    this.pending.push({ kind: 'reject', error });
-  }
-
-  private onRequestHead(head: RequestHead, start: number): void {
-    if (head.upgrade) {
-      this.reject(new WedgeError('WEDGE_ERR_HTTP_UNSUPPORTED', `protocol upgrade (${head.method} ${head.target})`));
-      return;
-    }
-    const request: PendingRequest = { kind: 'request', head, start, bodyChunks: [], forwarded: false };
-    this.parsing = request;
-    this.pending.push(request);
-    this.pendingBytes += head.rawHead.length;
-    this.options.observer.request(head.method);
-  }
-
-  private onRequestBody(data: Buffer): void {
-    const request = this.parsing;
-    if (!request) return;
-    if (request.forwarded) this.writeToOrigin(data);
-    else {
-      request.bodyChunks.push(data);
-      this.pendingBytes += data.length;
-    }
-  }
-
-  private onRequestEnd(end: number): void {
-    const request = this.parsing;
-    if (!request) return;
-    request.end = end;
-    if (request.forwarded) this.streamMap.endRequest(end);
-    this.parsing = undefined;
-    // After a request that closes the connection, further bytes are not requests (RFC 9112 §9.6).
-    if (!request.head.keepAlive) this.stopParsing = true;
   }
 
   private onClientEnd(): void {
-    this.clientEnded = true;
-    if (this.parsing && !this.stopParsing) {
-      this.reject(new WedgeError('WEDGE_ERR_HTTP_MALFORMED', 'connection closed inside a request'));
-    }
+    this.queue.clientFinished();
     this.pump();
+  }
+
+  private resumeReading(): void {
+    if (!this.queue.full && (!this.lifecycle.has('last-request') || this.queue.arriving)) this.client.resume();
+  }
+
+  private writeToClient(data: Buffer): void {
+    if (data.length === 0) return;
+    this.bytesToClient += data.length;
+    this.options.observer.bytes('origin-to-client', data.length);
+    const origin = this.origin.current;
+    if (!this.client.write(data) && origin) {
+      origin.pause();
+      this.client.once('drain', () => origin.resume());
+    }
   }
 
   /* ---- exchanges, strictly one at a time ---- */
 
   private pump(): void {
-    if (this.exchange || this.state === 'closed' || this.state === 'closing') return;
-    const item = this.pending.shift();
+    if (this.exchange || !this.lifecycle.serving) return;
+    const item = this.queue.next();
     if (!item) {
-      if (this.clientEnded) this.closeGracefully();
+      if (this.lifecycle.has('client-finished')) this.closeGracefully();
       return;
     }
     if (item.kind === 'reject') this.sendReject(item.error);
@@ -331,241 +242,57 @@ export class RelayConnection extends EventEmitter {
     else this.startExchange(item);
   }
 
+  private startExchange(request: PendingRequest): void {
+    this.requests++;
+    this.exchange = { framing: new ResponseFraming(request.head.method, this.framingSink()), keepAlive: request.head.keepAlive, interim: [] };
+    if (!request.recorded) {
+      this.streamMap.beginRequest(request.start, request.head);
+      if (request.end !== undefined) this.streamMap.endRequest(request.end);
+    }
+    this.lifecycle.enter('forwarding');
+    this.origin.open();
+    for (const chunk of this.queue.forward(request)) this.writeToOrigin(chunk);
+    this.resumeReading();
+  }
+
   /* Send the rest of a recorded response: its remaining head bytes, then its body from the origin. */
   private startResume(step: ResumeStep): void {
     const recorded = step.exchange;
-    this.setState('forwarding');
+    const keepAlive = recorded.keepAlive === true && requestKeepsAlive(recorded);
+    this.exchange = { framing: new ResponseFraming(recorded.method, this.framingSink(), step), keepAlive, resume: step, interim: [] };
+    this.lifecycle.enter('forwarding');
     this.writeToClient(step.headRest);
-    const exchange: Exchange = {
-      request: recordedRequest(recorded),
-      resume: step,
-      phase: { kind: 'head', buffered: Buffer.alloc(0), interim: [] },
-      keepAlive: recorded.keepAlive === true && requestKeepsAlive(recorded),
-    };
-    this.exchange = exchange;
     if (recorded.bodyLength === step.bodyOffset) {
       this.finishExchange(false);
       return;
     }
-    this.originSocket();
+    this.origin.open();
     this.writeToOrigin(rangeRequest(recorded, step.bodyOffset));
   }
 
-  private startExchange(request: PendingRequest): void {
-    this.setState('forwarding');
-    this.requests++;
-    this.exchange = {
-      request,
-      phase: { kind: 'head', buffered: Buffer.alloc(0), interim: [] },
-      keepAlive: request.head.keepAlive,
+  /* What the current exchange's framing reports (a framing falls silent once its response ended). */
+  private framingSink(): FramingSink {
+    return {
+      interim: (raw) => {
+        this.exchange?.interim.push(raw);
+        this.writeToClient(raw);
+      },
+      head: (head) => this.onResponseHead(head),
+      body: (data) => this.writeToClient(data),
+      end: (extra) => this.finishExchange(extra),
+      failed: (reason, err, beforeResponse) => this.exchangeFailed(reason, err, beforeResponse),
     };
-    if (!request.recorded) {
-      this.streamMap.beginRequest(request.start, request.head);
-      if (request.end !== undefined) this.streamMap.endRequest(request.end);
-      this.emit('progress');
-    }
-    this.originSocket();
-    request.forwarded = true;
-    let held = request.head.rawHead.length;
-    this.writeToOrigin(request.head.rawHead);
-    for (const chunk of request.bodyChunks) {
-      held += chunk.length;
-      this.writeToOrigin(chunk);
-    }
-    request.bodyChunks = [];
-    this.pendingBytes -= held;
-    if (this.pendingBytes <= this.options.maxPipelineBytes && !this.stopParsing) this.client.resume();
   }
 
-  private originSocket(): Socket {
-    if (this.origin && !this.origin.destroyed) return this.origin;
-    const origin = net.connect({ host: this.options.origin.host, port: this.options.origin.port });
-    origin.setNoDelay(true);
-    origin.on('data', (chunk: Buffer) => this.guarded(() => this.onOriginData(origin, chunk)));
-    origin.on('end', () => this.onOriginEnd(origin));
-    origin.on('error', (err) => this.onOriginError(origin, err));
-    this.origin = origin;
-    return origin;
-  }
-
-  private writeToOrigin(data: Buffer): void {
-    const origin = this.origin;
-    if (!origin) return;
-    if (!origin.write(data)) {
-      this.client.pause();
-      origin.once('drain', () => {
-        if (!this.stopParsing || this.parsing) this.client.resume();
-      });
-    }
-  }
-
-  private writeToClient(data: Buffer): void {
-    if (data.length === 0) return;
-    this.bytesToClient += data.length;
-    this.options.observer.bytes('origin-to-client', data.length);
-    if (!this.client.write(data) && this.origin) {
-      const origin = this.origin;
-      origin.pause();
-      this.client.once('drain', () => origin.resume());
-    }
-  }
-
-  /* ---- origin side ---- */
-
-  private onOriginData(origin: Socket, chunk: Buffer): void {
-    const exchange = this.exchange;
-    if (origin !== this.origin) return;
-    if (!exchange) {
-      // Bytes from the origin with no request outstanding: it is broken; never relay them.
-      this.log.warn({ bytes: chunk.length }, 'unsolicited bytes from origin');
-      this.dropOrigin();
-      return;
-    }
-    const phase = exchange.phase;
-    switch (phase.kind) {
-      case 'head':
-        this.onResponseHeadBytes(exchange, Buffer.concat([phase.buffered, chunk]));
-        return;
-      case 'length':
-        this.relayLengthBody(exchange, chunk);
-        return;
-      case 'chunked': {
-        let progress: { consumed: number; done: boolean };
-        try {
-          progress = phase.framer.push(chunk);
-        } catch (err) {
-          this.fail('origin-malformed-chunks', err);
-          return;
-        }
-        this.writeToClient(chunk.subarray(0, progress.consumed));
-        if (progress.done) this.finishExchange(progress.consumed < chunk.length);
-        return;
-      }
-      case 'until-close':
-        this.writeToClient(chunk);
-        return;
-      case 'splicing':
-        this.fail('origin-data-during-splice');
-        return;
-    }
-  }
-
-  private onResponseHeadBytes(exchange: Exchange, buffered: Buffer): void {
-    const phase = exchange.phase as Extract<ResponsePhase, { kind: 'head' }>;
-    let head: ResponseHead | null;
-    try {
-      head = parseResponseHead(buffered, exchange.request.head.method);
-    } catch (err) {
-      this.originFailed(exchange, 'origin-malformed', err);
-      return;
-    }
-    if (!head) {
-      phase.buffered = buffered;
-      return;
-    }
-    const rest = buffered.subarray(head.headerLength);
-    if (exchange.resume) {
-      this.onResumeHead(exchange, exchange.resume, head, rest);
-      return;
-    }
-    if (head.status >= 100 && head.status < 200) {
-      if (head.status === 101) {
-        this.originFailed(exchange, 'origin-switched-protocols');
-        return;
-      }
-      // Interim response (100 Continue): relay it and wait for the final one.
-      phase.interim.push(head.rawHead);
+  private onResponseHead(head: ResponseHead): void {
+    const exchange = this.exchange!;
+    if (!exchange.resume) {
+      exchange.keepAlive = exchange.keepAlive && head.keepAlive && head.body.kind !== 'until-close';
+      const interimLength = exchange.interim.reduce((sum, b) => sum + b.length, 0);
+      this.streamMap.beginResponse(this.bytesToClient - interimLength, head, exchange.interim);
       this.writeToClient(head.rawHead);
-      this.onResponseHeadBytes(exchange, rest);
-      return;
     }
-    exchange.response = head;
-    exchange.keepAlive = exchange.keepAlive && head.keepAlive;
-    const interimLength = phase.interim.reduce((sum, b) => sum + b.length, 0);
-    this.streamMap.beginResponse(this.bytesToClient - interimLength, head, phase.interim);
-    this.emit('progress');
-    this.writeToClient(head.rawHead);
-    this.setState('relaying-body');
-    switch (head.body.kind) {
-      case 'none':
-        this.finishExchange(rest.length > 0);
-        return;
-      case 'length':
-        exchange.phase = { kind: 'length', remaining: head.body.length };
-        this.relayLengthBody(exchange, rest);
-        return;
-      case 'chunked': {
-        exchange.phase = { kind: 'chunked', framer: new ChunkedBodyFramer({ malformedCode: 'WEDGE_ERR_ORIGIN_MALFORMED' }) };
-        if (rest.length > 0) this.onOriginData(this.origin!, rest);
-        return;
-      }
-      case 'until-close':
-        exchange.keepAlive = false;
-        exchange.phase = { kind: 'until-close' };
-        this.writeToClient(rest);
-        return;
-    }
-  }
-
-  /* The origin's answer to a resume range request: checked, never forwarded; only its body is. */
-  private onResumeHead(exchange: Exchange, step: ResumeStep, head: ResponseHead, rest: Buffer): void {
-    if (head.status >= 100 && head.status < 200 && head.status !== 101) {
-      this.onResponseHeadBytes(exchange, rest);
-      return;
-    }
-    const mismatch = resumeMismatch(step.exchange, step.bodyOffset, head);
-    if (mismatch) {
-      this.fail('representation-changed', mismatch);
-      return;
-    }
-    exchange.response = head;
-    this.setState('relaying-body');
-    exchange.phase = { kind: 'length', remaining: step.exchange.bodyLength! - step.bodyOffset };
-    this.relayLengthBody(exchange, rest);
-  }
-
-  private relayLengthBody(exchange: Exchange, chunk: Buffer): void {
-    const phase = exchange.phase as Extract<ResponsePhase, { kind: 'length' }>;
-    const take = Math.min(chunk.length, phase.remaining);
-    this.writeToClient(chunk.subarray(0, take));
-    phase.remaining -= take;
-    if (phase.remaining === 0) {
-      this.finishExchange(take < chunk.length);
-      return;
-    }
-    const splicer = this.options.splicer;
-    if (splicer && phase.remaining >= this.options.spliceThreshold && this.origin) {
-      this.spliceRest(exchange, splicer, this.origin, phase.remaining);
-    }
-  }
-
-  /* Hand the rest of the body to the kernel once our own writes to the client have drained. */
-  private spliceRest(exchange: Exchange, splicer: Splicer, origin: Socket, length: number): void {
-    stopReading(origin);
-    const start = () => {
-      if (this.exchange !== exchange || this.state === 'closed') return;
-      const job = splicer.splice(socketFd(origin), socketFd(this.client), length);
-      exchange.phase = { kind: 'splicing', job };
-      job.done.then(
-        ({ bytes }) => this.onSpliceDone(exchange, origin, length, bytes),
-        (err) => this.clientFailed('splice-error', err),
-      );
-    };
-    if (this.client.writableLength === 0) start();
-    else this.client.write(Buffer.alloc(0), start);
-  }
-
-  private onSpliceDone(exchange: Exchange, origin: Socket, expected: number, moved: number): void {
-    if (this.exchange !== exchange || this.state === 'closed') return;
-    this.bytesToClient += moved;
-    this.options.observer.bytes('origin-to-client', moved);
-    this.options.observer.spliced(moved);
-    if (moved < expected) {
-      this.fail('origin-closed-mid-body');
-      return;
-    }
-    startReading(origin);
-    this.finishExchange(false);
+    this.lifecycle.enter('relaying-body');
   }
 
   private finishExchange(originSentExtra: boolean): void {
@@ -574,102 +301,69 @@ export class RelayConnection extends EventEmitter {
     // A resumed response the old owner had finished writing is already complete in the map.
     if (exchange.resume?.exchange.responseEnd === undefined) this.streamMap.endResponse(this.bytesToClient);
     this.exchange = undefined;
-    // The group must know the response ended: a takeover after it starts the next one there.
-    this.emit('progress');
     if (originSentExtra) {
       this.log.warn('origin sent bytes beyond the response; dropping the origin connection');
-      this.dropOrigin();
+      this.origin.drop();
     }
     if (!exchange.keepAlive) {
       this.closeGracefully();
       return;
     }
-    this.setState('idle');
+    this.lifecycle.enter('idle');
     this.pump();
   }
 
-  private onOriginEnd(origin: Socket): void {
-    if (origin !== this.origin) return;
-    const exchange = this.exchange;
-    this.origin = undefined;
-    origin.destroy();
-    if (!exchange) return;
-    if (exchange.phase.kind === 'until-close') {
-      this.finishExchange(false);
-      return;
-    }
-    if (exchange.phase.kind === 'splicing') return; // the splice reports the short count
-    this.originFailed(exchange, 'origin-closed-early');
-  }
-
-  private onOriginError(origin: Socket, err: Error): void {
-    if (origin !== this.origin) return;
-    this.origin = undefined;
-    const exchange = this.exchange;
-    if (exchange) this.originFailed(exchange, 'origin-error', err);
-  }
-
   /* Before any response byte reached the client a clear 502 is possible; after, only a reset. */
-  private originFailed(exchange: Exchange, reason: string, err?: unknown): void {
-    if (!exchange.resume && !exchange.response && exchange.phase.kind === 'head' && exchange.phase.interim.length === 0) {
-      this.log.warn({ reason, err: err instanceof Error ? err.message : err }, 'origin failed before responding');
-      this.options.observer.abort(reason);
-      const error =
-        err instanceof WedgeError
-          ? err
-          : new WedgeError(reason === 'origin-malformed' ? 'WEDGE_ERR_ORIGIN_MALFORMED' : 'WEDGE_ERR_ORIGIN_UNREACHABLE', err instanceof Error ? err.message : reason);
-      this.exchange = undefined;
-      this.dropOrigin();
-      this.sendReject(error);
+  private exchangeFailed(reason: AbortReason, err: unknown, beforeResponse: boolean): void {
+    if (!beforeResponse) {
+      this.fail(reason, err);
       return;
     }
-    this.fail(reason, err);
+    this.log.warn({ reason, err: err instanceof Error ? err.message : err }, 'origin failed before responding');
+    this.options.observer.abort(reason);
+    this.exchange = undefined;
+    this.origin.drop();
+    this.sendReject(originError(reason, err));
   }
 
-  private dropOrigin(): void {
-    this.origin?.destroy();
-    this.origin = undefined;
+  /* ---- origin side ---- */
+
+  private writeToOrigin(data: Buffer): void {
+    if (!this.origin.write(data, () => this.resumeReading())) this.client.pause();
   }
 
-  /* ---- endings ---- */
-
-  private sendReject(error: WedgeError): void {
-    this.options.observer.reject(error.code);
-    this.log.info({ code: error.code, detail: error.message }, 'request rejected');
-    const status = error.status ?? 400;
-    const body = `${error.code}: ${error.message}\n`;
-    const head =
-      `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\n` +
-      `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-      `Connection: close\r\n\r\n`;
-    if (this.state !== 'idle') this.setState('idle');
-    this.writeToClient(Buffer.from(head + body));
-    this.closeGracefully();
+  private onOriginData(origin: Socket, chunk: Buffer): void {
+    const exchange = this.exchange;
+    if (!exchange) {
+      // Bytes from the origin with no request outstanding: it is broken; never relay them.
+      this.log.warn({ bytes: chunk.length }, 'unsolicited bytes from origin');
+      this.origin.drop();
+      return;
+    }
+    exchange.framing.push(chunk);
+    const remaining = exchange.framing.remainingLength;
+    const splicer = this.options.splicer;
+    if (this.exchange === exchange && splicer && remaining !== undefined && remaining >= this.options.spliceThreshold) this.spliceRest(exchange, splicer, origin, remaining);
   }
 
-  private closeGracefully(): void {
-    if (this.state === 'closing' || this.state === 'closed') return;
-    this.setState('closing');
-    this.stopParsing = true;
-    this.dropOrigin();
-    // Once our FIN is out, a client that already sent its own has nothing more to say (an
-    // adopted socket never sees that FIN arrive: it came before the takeover).
-    this.client.end(() => {
-      if (this.clientEnded) this.client.destroy();
+  /* The rest of the body moves in the kernel (relay/body-splice.ts); JavaScript writes nothing meanwhile. */
+  private spliceRest(exchange: Exchange, splicer: Splicer, origin: Socket, length: number): void {
+    exchange.framing.toKernel();
+    exchange.splice = new BodySplice(splicer, origin, this.client, length, (handle) => this.guard(handle), {
+      starting: () => {
+        if (this.exchange !== exchange || this.lifecycle.ended) return false;
+        this.lifecycle.enter('splicing');
+        return true;
+      },
+      done: (moved) => {
+        if (this.exchange !== exchange) return;
+        exchange.splice = undefined;
+        this.bytesToClient += moved;
+        this.options.observer.bytes('origin-to-client', moved);
+        this.options.observer.spliced(moved);
+        exchange.framing.spliced(moved);
+      },
+      failed: (err) => this.clientFailed('splice-error', err),
     });
   }
-}
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request',
-  431: 'Request Header Fields Too Large',
-  501: 'Not Implemented',
-  502: 'Bad Gateway',
-};
-
-/* A request from the stream map, to send to the origin again (already recorded there). */
-function recordedRequest(exchange: MapExchange): PendingRequest {
-  const parsed = new RequestParser().push(exchange.requestHead).find((e) => e.type === 'head');
-  if (parsed?.type !== 'head') throw new WedgeError('WEDGE_ERR_STREAM_MAP', `recorded request ${exchange.index} does not parse`);
-  return { kind: 'request', head: parsed.head, start: exchange.requestStart, end: exchange.requestEnd!, bodyChunks: [], forwarded: false, recorded: true };
 }

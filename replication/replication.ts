@@ -1,13 +1,19 @@
 /*
  * Theory of operation: this server's connections as soft state.
  *
- * Every connection this server serves is advertised to its support group (softstate/): at once
- * when it is accepted (or adopted), whenever its stream map changes (a request begins, a response
- * head is recorded), and on every periodic round with fresh byte counts. The record carries:
+ * In: the connections this server serves (accepted, or adopted by a takeover: track()), each
+ * with its typed stream of changes (relay/connection.ts); newer versions of them heard from the
+ * group (the member's 'superseded'). Out: their records to the support group (softstate/), and
+ * the silent release of a connection someone else took over.
+ *
+ * The soft state follows each connection by construction: softStateOn() (relay/lifecycle.ts)
+ * says what every lifecycle change means for the group, and every stream-map change is
+ * advertised. Changes made in one turn of the event loop leave as one record (coalesced on a
+ * microtask), sent at once and repeated shortly after. The record carries:
  *   transport  the TCP state: sequence *anchors* (the sequence numbers of byte 0 of each stream,
  *              i.e. the two ISN+1s), options, and the timestamp clock;
- *   streamMap  a ReplicatedStream: the stream map plus the byte counts of both streams, which
- *              resolve the 32-bit sequence numbers of the probe into stream offsets.
+ *   streamMap  a ReplicatedStream (replication/records.ts): the stream map plus the byte counts of
+ *              both streams, which resolve the 32-bit sequence numbers of the probe;
  *   migrate    the TCP Migrate key and token, once the client's agent negotiated them
  *              (daemon/migrate-serving.ts), and the server endpoint the client's socket names;
  *   handoff    set when this server asks its group to take the connection (load shedding, or
@@ -17,29 +23,24 @@
  */
 import type { Logger } from 'pino';
 import { dump, quietClose, socketFd, type ConnectionDump } from '../native/index.js';
-import { StreamMap, type StreamMapJSON } from '../stream-map/stream-map.js';
-import type { RelayConnection } from '../relay/connection.js';
+import type { ConnectionChange, RelayConnection } from '../relay/connection.js';
+import { softStateOn, type SoftStateAction } from '../relay/lifecycle.js';
 import type { ConnectionRecord, MigrateSecrets, SoftStateMember, TransportState } from '../softstate/index.js';
-import type { WedgeMetrics } from '../daemon/metrics.js';
-import type { WedgeServer } from '../daemon/server.js';
+import { transportOf, type ReplicatedStream } from './records.js';
 
-/* ConnectionRecord.streamMap as this daemon writes it. */
-export interface ReplicatedStream {
-  map: StreamMapJSON;
-  /* Bytes handed to the client, and received from it, when the record was made. */
-  sent: number;
-  received: number;
-}
+/* What replication needs of the soft-state member. */
+export type ReplicaGroup = Pick<SoftStateMember, 'upsert' | 'readvertise' | 'remove' | 'on'>;
 
 interface Tracked {
   connection: RelayConnection;
   transport: TransportState;
   migration: number;
+  /* A coalesced advert is due at the end of this turn. */
+  due: boolean;
   repeat?: NodeJS.Timeout;
   /* bytesToClient in the last advert. */
   advertisedSent: number;
   migrate?: MigrateSecrets;
-  handoff?: boolean;
 }
 
 /* A change is advertised at once and once more shortly after: multicast has no retransmission,
@@ -61,16 +62,14 @@ export class Replication {
   private refreshTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly server: WedgeServer,
-    private readonly member: SoftStateMember,
+    private readonly group: ReplicaGroup,
     private readonly self: string,
-    private readonly metrics: WedgeMetrics,
+    private readonly onRelinquished: () => void,
     private readonly logger: Logger,
   ) {}
 
   start(refreshIntervalMs: number): void {
-    this.server.on('connection', (connection) => this.onAccepted(connection));
-    this.member.on('superseded', (record) => this.onSuperseded(record));
+    this.group.on('superseded', (record) => this.onSuperseded(record));
     this.refreshTimer = setInterval(() => this.refreshAll(), refreshIntervalMs);
     this.refreshTimer.unref();
   }
@@ -79,19 +78,25 @@ export class Replication {
     clearInterval(this.refreshTimer);
   }
 
+  /* A connection accepted here: its anchors come from a dump of its socket, right after accept. */
+  accepted(connection: RelayConnection): void {
+    let state: ConnectionDump;
+    try {
+      state = dump(socketFd(connection.client));
+    } catch (err) {
+      // Served, but unprotected: say so rather than refuse the client.
+      this.logger.warn({ conn: connection.id, err: (err as Error).message }, 'cannot dump TCP state; connection not protected');
+      return;
+    }
+    this.track(connection, transportOf(state, connection.bytesToClient), 0);
+  }
+
   /* A connection this server serves from now on, with its anchors and migration number. */
   track(connection: RelayConnection, transport: TransportState, migration: number, migrate?: MigrateSecrets): void {
-    const entry: Tracked = { connection, transport, migration, advertisedSent: 0 };
+    const entry: Tracked = { connection, transport, migration, due: false, advertisedSent: 0 };
     this.tracked.set(connection.id, entry);
     if (migrate) this.setMigrate(entry, migrate);
-    connection.on('progress', () => this.advertiseChange(entry));
-    connection.once('close', () => {
-      clearTimeout(entry.repeat);
-      if (entry.migrate) this.tokens.delete(entry.migrate.token.toString('hex'));
-      if (this.tracked.get(connection.id) !== entry) return;
-      this.tracked.delete(connection.id);
-      this.member.remove(connection.id);
-    });
+    connection.on('change', (change) => this.follow(entry, actionOf(change)));
     this.advertiseChange(entry);
   }
 
@@ -117,17 +122,14 @@ export class Replication {
 
   /* Connections that could be handed off (their client runs the agent), not yet handed off. */
   movable(): string[] {
-    return [...this.tracked.values()].filter((e) => e.migrate && !e.handoff).map((e) => e.connection.id);
+    return [...this.tracked.values()].filter((e) => e.migrate && !e.connection.handedOff).map((e) => e.connection.id);
   }
 
   /* Asks the group to take the connection; false if it cannot move (no agent, not served here). */
   handOff(id: string): boolean {
     const entry = this.tracked.get(id);
     if (!entry?.migrate || entry.connection.state === 'closed') return false;
-    if (entry.handoff) return true;
-    entry.handoff = true;
     entry.connection.handOff();
-    this.advertiseChange(entry);
     return true;
   }
 
@@ -136,7 +138,36 @@ export class Replication {
    * connection away, and their clients' agents will answer our next segments with RST.
    */
   expectMoves(): void {
-    for (const entry of this.tracked.values()) if (entry.migrate) entry.connection.handOff();
+    for (const entry of this.tracked.values()) if (entry.migrate) entry.connection.expectMove();
+  }
+
+  private follow(entry: Tracked, action: SoftStateAction): void {
+    if (this.tracked.get(entry.connection.id) !== entry) return;
+    switch (action) {
+      case 'advertise':
+        if (entry.due) return;
+        entry.due = true;
+        queueMicrotask(() => {
+          entry.due = false;
+          if (this.tracked.get(entry.connection.id) === entry) this.advertiseChange(entry);
+        });
+        return;
+      case 'withdraw':
+        this.forget(entry);
+        this.group.remove(entry.connection.id);
+        return;
+      case 'release':
+        this.forget(entry);
+        return;
+      case 'none':
+        return;
+    }
+  }
+
+  private forget(entry: Tracked): void {
+    clearTimeout(entry.repeat);
+    if (entry.migrate) this.tokens.delete(entry.migrate.token.toString('hex'));
+    this.tracked.delete(entry.connection.id);
   }
 
   private setMigrate(entry: Tracked, migrate: MigrateSecrets): void {
@@ -148,30 +179,17 @@ export class Replication {
     this.advertise(entry);
     clearTimeout(entry.repeat);
     entry.repeat = setTimeout(() => {
-      if (this.tracked.get(entry.connection.id) === entry) this.member.readvertise(entry.connection.id);
+      if (this.tracked.get(entry.connection.id) === entry) this.group.readvertise(entry.connection.id);
     }, REPEAT_ADVERT_MS);
     entry.repeat.unref();
-  }
-
-  private onAccepted(connection: RelayConnection): void {
-    let state: ConnectionDump;
-    try {
-      state = dump(socketFd(connection.client));
-    } catch (err) {
-      // Served, but unprotected: say so rather than refuse the client.
-      this.logger.warn({ conn: connection.id, err: (err as Error).message }, 'cannot dump TCP state; connection not protected');
-      return;
-    }
-    this.track(connection, transportOf(state, connection.bytesToClient), 0);
   }
 
   private onSuperseded(record: ConnectionRecord): void {
     const entry = this.tracked.get(record.id);
     if (!entry || record.owner === this.self || record.migration <= entry.migration) return;
     this.logger.info({ conn: record.id, owner: record.owner, migration: record.migration }, 'connection taken over by a peer; stepping back');
-    this.tracked.delete(record.id);
-    clearTimeout(entry.repeat);
-    this.metrics.relinquished.inc();
+    this.forget(entry);
+    this.onRelinquished();
     entry.connection.relinquish(quietClose);
   }
 
@@ -197,42 +215,18 @@ export class Replication {
       streamMap: stream,
       updatedAt: Date.now(),
       ...(entry.migrate ? { migrate: entry.migrate } : {}),
-      ...(entry.handoff ? { handoff: true } : {}),
+      ...(connection.handedOff ? { handoff: true } : {}),
     };
     try {
       // A false return means a newer version exists; the member reports it as 'superseded'.
-      this.member.upsert(record);
+      this.group.upsert(record);
     } catch (err) {
       this.logger.warn({ conn: connection.id, err: (err as Error).message }, 'connection not advertised');
     }
   }
 }
 
-/* The record's transport: anchors are the sequence numbers of byte 0 of each stream. */
-export function transportOf(state: ConnectionDump, bytesSent: number): TransportState {
-  return {
-    sendSeq: (state.sendSeq - bytesSent) >>> 0,
-    recvSeq: (state.recvSeq - state.bytesReceived) >>> 0,
-    mss: state.mss,
-    sndWscale: state.windowScaling ? state.sndWscale : 0,
-    rcvWscale: state.windowScaling ? state.rcvWscale : 0,
-    sack: state.sack,
-    timestamps: state.timestamps,
-    tsClock: state.timestamp,
-    tsReadAt: state.clockReadAt,
-    sndWnd: state.window.sndWnd,
-    rcvWnd: state.window.rcvWnd,
-  };
-}
-
-/* Checks a ReplicatedStream heard from the network; the map re-checks all its own invariants. */
-export function parseReplicatedStream(value: unknown): { map: StreamMap; sent: number; received: number } | undefined {
-  const v = value as Partial<ReplicatedStream> | null;
-  if (!v || typeof v !== 'object' || !Number.isSafeInteger(v.sent) || !Number.isSafeInteger(v.received)) return undefined;
-  if (v.sent! < 0 || v.received! < 0) return undefined;
-  try {
-    return { map: StreamMap.fromJSON(v.map), sent: v.sent!, received: v.received! };
-  } catch {
-    return undefined;
-  }
+/* What the group must hear after one change of a connection: every stream-map change is news. */
+export function actionOf(change: ConnectionChange): SoftStateAction {
+  return change.kind === 'map' ? 'advertise' : softStateOn(change);
 }

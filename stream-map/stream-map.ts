@@ -45,7 +45,7 @@
  */
 
 import { WedgeError } from '../errors/codes.js';
-import type { RequestHead } from '../parsers/http-request.js';
+import { RequestParser, type RequestHead } from '../parsers/http-request.js';
 import { type ContentRange, isInterimResponse, type ResponseBody, type ResponseHead } from '../parsers/http-response.js';
 
 export interface Validator {
@@ -95,7 +95,11 @@ export type ExchangeJSON = Omit<Exchange, 'requestHead' | 'head'> & { requestHea
 
 const NOT_BEGUN = 'response not begun';
 
+export type StreamMapChange = 'request-begun' | 'request-ended' | 'response-begun' | 'response-ended' | 'trimmed';
+
 export class StreamMap {
+  /** Told after every successful record call: the owner advertises the change. */
+  onChange: ((change: StreamMapChange) => void) | undefined;
   /** Server → client offset where the retained map begins (0 until trimmed). */
   private base = 0;
   private nextIndex = 0;
@@ -108,7 +112,10 @@ export class StreamMap {
   }
 
   beginRequest(start: number, head: RequestHead): Exchange {
-    return this.addRequest(start, head.method, head.target, head.rawHead);
+    const exchange = this.addRequest(start, head.method, head.target, head.rawHead);
+    parsedRequests.set(exchange, head);
+    this.onChange?.('request-begun');
+    return exchange;
   }
 
   private addRequest(start: number, method: string, target: string, requestHead: Buffer): Exchange {
@@ -137,6 +144,7 @@ export class StreamMap {
     if (!exchange || exchange.requestEnd !== undefined) fail('endRequest without an open request');
     if (end < exchange.requestStart + exchange.requestHead.length) fail(`request end ${end} inside its head`);
     exchange.requestEnd = end;
+    this.onChange?.('request-ended');
   }
 
   /**
@@ -175,6 +183,7 @@ export class StreamMap {
     if (reason === undefined) delete exchange.notResumableReason;
     else exchange.notResumableReason = reason;
     this.respondedCount++;
+    this.onChange?.('response-begun');
     return exchange;
   }
 
@@ -188,6 +197,7 @@ export class StreamMap {
     }
     if (responseEnd < headEnd) fail(`response end ${responseEnd} inside its head`);
     exchange.responseEnd = responseEnd;
+    this.onChange?.('response-ended');
   }
 
   locate(offset: number): Position {
@@ -223,6 +233,7 @@ export class StreamMap {
       this.base = this.exchanges[drop - 1]!.responseEnd!;
       this.exchanges.splice(0, drop);
       this.respondedCount -= drop;
+      this.onChange?.('trimmed');
     }
     return drop;
   }
@@ -295,6 +306,21 @@ export class StreamMap {
     }
     return found;
   }
+}
+
+/* Request heads parsed once: when recorded, or on first use for a map heard from soft state. */
+const parsedRequests = new WeakMap<Exchange, RequestHead>();
+
+/** The parsed head of an exchange's request (it parsed when recorded, so it parses again). */
+export function requestOf(exchange: Exchange): RequestHead {
+  let head = parsedRequests.get(exchange);
+  if (!head) {
+    const event = new RequestParser().push(exchange.requestHead).find((e) => e.type === 'head');
+    if (event?.type !== 'head') fail(`recorded request ${exchange.index} does not parse`);
+    head = event.head;
+    parsedRequests.set(exchange, head);
+  }
+  return head;
 }
 
 /** The value to send in If-Range when resuming `exchange`, per the resumable rule above. */

@@ -1,29 +1,26 @@
 /*
- * Theory of operation: the last steps of every takeover, whatever moved the endpoint.
+ * The resume step of a takeover, for one connection, whatever moved its endpoint.
  *
- * Once a client's kernel has answered the probe (address takeover: on the adopted address; TCP
- * Migrate: through the client agent's rewrite, on this server's own address), the probe's
- * worker has already rebuilt the endpoint with TCP_REPAIR at exactly the client's position
- * (native/probe-restore, off the event loop); the probe's sequence numbers are mapped through
- * the stream map (relay/resume.ts) and:
- *   resume   the relay continues from there with the local origin (a connection that turns
- *            out to be over already is dropped in repair mode: nothing reaches the client);
- *   publish  the record is advertised with migration + 1, so the old owner, if it is in fact
- *            alive, steps back without a word to the client.
- * A connection that cannot be resumed exactly is reset and counted by reason.
+ * In: the connection's record (its stream map and transport), and what the probe's worker
+ * returned: the client's answer (its next wanted byte and its own next byte) and the endpoint
+ * already rebuilt with TCP_REPAIR at exactly that point (native/probe-restore, off the event
+ * loop). Out: a typed result (errors/reasons.ts) and, when resumed, the connection now served
+ * here with the transport to publish.
+ *
+ * The probe's sequence numbers are mapped through the stream map (stream-map/resume-plan.ts);
+ * the relay then continues from there with the local origin. A connection that turns out to be
+ * over already is dropped in repair mode (nothing reaches the client); one that cannot be
+ * resumed exactly is reset.
  */
 import net from 'node:net';
 import type { Logger } from 'pino';
+import type { TakeoverResult } from '../errors/reasons.js';
 import { closeQuietly, NativeError, sendTcpSegment, TCP_ACK, TCP_RST, type ConnectionDump, type ProbeAnswer, type ProbeRestoreResult } from '../native/index.js';
-import type { ConnectionRecord, Endpoint } from '../softstate/index.js';
-import { planResume } from '../relay/resume.js';
-import type { WedgeMetrics } from '../daemon/metrics.js';
-import { parseReplicatedStream, transportOf, type Replication } from '../replication/replication.js';
+import type { AdoptedStream, RelayConnection } from '../relay/connection.js';
+import { parseReplicatedStream, transportOf } from '../replication/records.js';
+import type { ConnectionRecord, Endpoint, TransportState } from '../softstate/index.js';
+import { planResume } from '../stream-map/resume-plan.js';
 import { RESTORED_MARK } from './guard.js';
-import type { WedgeServer } from '../daemon/server.js';
-
-/* TCP Migrate outcomes of a candidate that did not take the connection: another one did. */
-const TAKEN_ELSEWHERE = new Set(['lost-race', 'stood-down']);
 
 /* A connection to take over: its record, its stream map and its transport as probeAndRestore() wants it. */
 export interface Adoptee {
@@ -32,97 +29,76 @@ export interface Adoptee {
   state: ConnectionDump;
 }
 
-export class Resumer {
-  constructor(
-    private readonly server: WedgeServer,
-    private readonly replication: Replication,
-    private readonly metrics: WedgeMetrics,
-    private readonly logger: Logger,
-  ) {}
+/* Where adopted connections go on being served. */
+export interface AdoptingServer {
+  adopt(socket: net.Socket, adopted: AdoptedStream, id: string): RelayConnection;
+}
 
-  /*
-   * The records as adoptees whose socket will live at `local` (default: the record's service
-   * endpoint, i.e. address takeover); records with an unusable stream map are counted and left out.
-   */
-  adoptees(records: readonly ConnectionRecord[], local?: Endpoint): Adoptee[] {
-    const adoptees: Adoptee[] = [];
-    for (const record of records) {
-      const stream = parseReplicatedStream(record.streamMap);
-      if (stream) adoptees.push({ record, stream, state: dumpOf(record, local ?? record.service) });
-      else this.count('bad-record', 0);
-    }
-    return adoptees;
-  }
+export type ResumeOutcome = { result: Exclude<TakeoverResult, 'resumed'> } | { result: 'resumed'; connection: RelayConnection; transport: TransportState };
 
-  /* Counts one connection's takeover; `ms` is its probe and restore (the batch's) and resume. */
-  count(result: string, ms: number): string {
-    const elsewhere = TAKEN_ELSEWHERE.has(result);
-    const aborted = !elsewhere && result !== 'resumed' && result !== 'finished';
-    this.metrics.takeovers.inc({ result: aborted ? 'aborted' : result });
-    if (!elsewhere) this.metrics.takeoverSeconds.observe(ms / 1000);
-    if (aborted) this.metrics.abort(`takeover: ${result}`);
-    return result;
-  }
+/* The record as an adoptee whose socket will live at `local`; undefined if its stream map is unusable. */
+export function adopteeOf(record: ConnectionRecord, local: Endpoint): Adoptee | undefined {
+  const stream = parseReplicatedStream(record.streamMap);
+  return stream && { record, stream, state: dumpOf(record, local) };
+}
 
-  /* resume → publish, for one probed and restored connection; returns its outcome. */
-  resume({ record, stream, state }: Adoptee, result: ProbeRestoreResult, probeMs: number): string {
-    if (result instanceof NativeError) {
-      if (result.code === 'ECONNREFUSED') return 'lost-race';
-      this.logger.warn({ conn: record.id, err: result.message }, 'probe failed');
-      return result.code === 'ECONNRESET' ? 'client-gone' : 'probe-failed';
-    }
-    const { answer, restored } = result;
-    const serverOffset = unwrap((answer.ack - state.sendSeq) >>> 0, stream.sent);
-    const clientOffset = unwrap((answer.seq - state.recvSeq) >>> 0, stream.received);
-    const plan = planResume(stream.map, serverOffset, clientOffset, stream.received);
-    if (plan.kind === 'closed') {
-      if (!(restored instanceof NativeError)) closeQuietly(restored.fd);
-      this.logger.info({ conn: record.id, serverOffset }, 'connection already closed: nothing to take over');
-      return 'finished';
-    }
-    if (restored instanceof NativeError) {
-      this.logger.warn({ conn: record.id, err: restored.message }, 'restore failed; resetting the client');
-      resetClient(state, answer);
-      return 'restore-failed';
-    }
-    const socket = new net.Socket({ fd: restored.fd, readable: true, writable: true, allowHalfOpen: true });
-    if (plan.kind === 'abort') {
-      this.logger.warn({ conn: record.id, reason: plan.reason, serverOffset }, 'cannot resume exactly; resetting');
-      socket.resetAndDestroy();
-      return 'unresumable';
-    }
-    if (plan.kind === 'finish') {
-      socket.end(() => socket.destroy());
-      return 'finished';
-    }
-    const adopted = {
-      streamMap: stream.map,
-      bytesFromClient: clientOffset,
-      bytesToClient: serverOffset,
-      steps: plan.steps,
-      replay: plan.replay,
-      clientFinished: plan.clientFinished,
-    };
-    const connection = this.server.adopt(socket, adopted, record.id);
-    // Same anchors as before (the sequence space continues); the clock is the new socket's.
-    const transport = { ...transportOf(restored.state, serverOffset), sendSeq: state.sendSeq, recvSeq: state.recvSeq };
-    this.replication.track(connection, transport, record.migration + 1, record.migrate);
-    this.logger.info(
-      {
-        conn: record.id,
-        serverOffset,
-        probeMs: +probeMs.toFixed(2),
-        probeRttMs: +answer.rttMs.toFixed(2),
-        ...(answer.moveMs !== undefined ? { moveMs: +answer.moveMs.toFixed(2) } : {}),
-        probes: answer.attempts,
-        restoreMs: +restored.restoreMs.toFixed(2),
-        steps: plan.steps.length,
-        replay: plan.replay.length,
-      },
-      'connection resumed',
-    );
-    return 'resumed';
+export function resumeConnection(
+  { record, stream, state }: Adoptee,
+  probed: ProbeRestoreResult,
+  server: AdoptingServer,
+  logger: Logger,
+  probeMs: number,
+): ResumeOutcome {
+  if (probed instanceof NativeError) {
+    if (probed.code === 'ECONNREFUSED') return { result: 'lost-race' };
+    logger.warn({ conn: record.id, err: probed.message }, 'probe failed');
+    return { result: probed.code === 'ECONNRESET' ? 'client-gone' : 'probe-failed' };
   }
+  const { answer, restored } = probed;
+  const serverOffset = unwrap((answer.ack - state.sendSeq) >>> 0, stream.sent);
+  const clientOffset = unwrap((answer.seq - state.recvSeq) >>> 0, stream.received);
+  const plan = planResume(stream.map, serverOffset, clientOffset, stream.received);
+  if (plan.kind === 'closed') {
+    if (!(restored instanceof NativeError)) closeQuietly(restored.fd);
+    logger.info({ conn: record.id, serverOffset }, 'connection already closed: nothing to take over');
+    return { result: 'finished' };
+  }
+  if (restored instanceof NativeError) {
+    logger.warn({ conn: record.id, err: restored.message }, 'restore failed; resetting the client');
+    resetClient(state, answer);
+    return { result: 'restore-failed' };
+  }
+  const socket = new net.Socket({ fd: restored.fd, readable: true, writable: true, allowHalfOpen: true });
+  if (plan.kind === 'abort') {
+    logger.warn({ conn: record.id, reason: plan.reason, serverOffset }, 'cannot resume exactly; resetting');
+    socket.resetAndDestroy();
+    return { result: 'unresumable' };
+  }
+  if (plan.kind === 'finish') {
+    socket.end(() => socket.destroy());
+    return { result: 'finished' };
+  }
+  const connection = server.adopt(
+    socket,
+    { streamMap: stream.map, bytesFromClient: clientOffset, bytesToClient: serverOffset, steps: plan.steps, replay: plan.replay, clientFinished: plan.clientFinished },
+    record.id,
+  );
+  logger.info(
+    {
+      conn: record.id,
+      serverOffset,
+      probeMs: +probeMs.toFixed(2),
+      probeRttMs: +answer.rttMs.toFixed(2),
+      ...(answer.moveMs !== undefined ? { moveMs: +answer.moveMs.toFixed(2) } : {}),
+      probes: answer.attempts,
+      restoreMs: +restored.restoreMs.toFixed(2),
+      steps: plan.steps.length,
+      replay: plan.replay.length,
+    },
+    'connection resumed',
+  );
+  // Same anchors as before (the sequence space continues); the clock is the new socket's.
+  return { result: 'resumed', connection, transport: { ...transportOf(restored.state, serverOffset), sendSeq: state.sendSeq, recvSeq: state.recvSeq } };
 }
 
 /*

@@ -1,73 +1,93 @@
 /*
- * Theory of operation: address takeover (clients completely unmodified).
+ * The address-takeover mover (clients completely unmodified): the servers share service
+ * addresses, and a dead server's address moves with its connections.
  *
- *   detect   the soft-state member reports a peer dead (silent, restarted, or declared dead by
- *            an operator, possibly by mistake);
  *   choose   for each service address the dead peer answered for, every live member computes
  *            the same adopter by rendezvous hashing (takeover/choose.ts); only the adopter acts;
- *   guard    our stack's RSTs to the clients being adopted are dropped (takeover/guard.ts)
- *            until their sockets exist here;
- *   address  the adopter adds the address and announces it with gratuitous ARP;
- *   probe    for all advertised connections of the address at once, right after it is
- *            announced and while the link is still idle, one old segment each makes the client's
- *            kernel tell its next wanted byte and its own next byte, and the same native worker
- *            restores each answered connection at once (native/probe-restore, one batch);
- *   resume   then connection by connection, yielding to the event loop every few: resume and
- *            publish (takeover/resume.ts).
+ *   claim    once the clients are guarded, the adopter adds the address and announces it with
+ *            gratuitous ARP; restored sockets live on the adopted address itself;
+ *   then the pipeline (takeover/pipeline.ts) probes right away, while the link is still idle.
  * One address, one host: heartbeats say which addresses a server answers for, each with its
  * generation (0: its own, n + 1: adopted from a holder at n). A server that hears a live peer
  * claim an address it holds at a higher generation (or the same one, and the peer wins the
  * rendezvous between the two) releases it. So a server wrongly found dead, by a report or by
- * silence, gives its address to whoever adopted it, as it gives up its connections.
+ * silence, gives its address to whoever adopted it, as it gives up its connections
+ * (replication/replication.ts).
  */
-import { setImmediate } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { addAddress, gratuitousArp, probeAndRestore, removeAddress } from '../../native/index.js';
+import { addAddress, gratuitousArp, removeAddress } from '../../native/index.js';
 import type { ConnectionRecord, SoftStateMember } from '../../softstate/index.js';
 import { chooseAdopter } from '../choose.js';
-import type { Resumer } from '../resume.js';
-import { RESTORED_MARK, type RstGuard } from '../guard.js';
-import type { WedgeServer } from '../../daemon/server.js';
+import { detect, type Trigger } from '../detect.js';
+import type { Mover, TakeoverPipeline } from '../pipeline.js';
 
 /* How often held addresses are checked against peers' claims. */
 const CLAIM_CHECK_MS = 100;
 
-/* Connections probed in one batch, at most: each holds a placeholder fd while it waits. */
-const MAX_PROBE_BATCH = 2048;
-
-export interface TakeoverConfig {
+export interface AddressTakeoverConfig {
   self: string;
   iface: string;
   prefixLength: number;
-  probeTimeoutMs: number;
-  probeRetries: number;
-  /* Connections resumed in one turn of the event loop, between yields. Large turns
-   * finish a mass takeover sooner (the I/O of connections already resumed waits meanwhile, but
-   * their bodies move in the kernel, and heartbeats come from their own thread). */
-  resumesPerTurn: number;
 }
 
-export class Takeover {
+export class AddressTakeover {
   /* Service addresses this server answers for, its own and those it adopted, by generation. */
   private readonly services = new Map<string, number>();
 
   constructor(
-    private readonly config: TakeoverConfig,
+    private readonly config: AddressTakeoverConfig,
     private readonly member: SoftStateMember,
-    private readonly server: WedgeServer,
-    private readonly resumer: Resumer,
-    private readonly guard: RstGuard,
+    private readonly pipeline: TakeoverPipeline,
     private readonly logger: Logger,
   ) {}
 
   start(ownServices: readonly string[]): void {
     for (const address of ownServices) this.services.set(address, 0);
     this.publishServices();
-    this.member.on('peer-dead', (peer, reason) => void this.onPeerDead(peer, reason));
-    // Its connections come back as 'superseded' records and are let go one by one
-    // (replication/replication.ts); its addresses go once peers claim them (yieldClaims).
-    this.member.on('declared-dead-self', (declarer, reason) => this.logger.warn({ declarer, reason }, 'declared dead while alive: stepping back'));
+    detect(this.member, this.config.self, this.pipeline.served, (trigger) => void this.onTrigger(trigger));
     setInterval(() => this.yieldClaims(), CLAIM_CHECK_MS).unref();
+  }
+
+  private async onTrigger(trigger: Trigger): Promise<void> {
+    // Declared dead while alive: its connections come back as 'superseded' records and are let
+    // go one by one; its addresses go once peers claim them (yieldClaims).
+    if (trigger.kind === 'self') this.logger.warn({ declarer: trigger.declarer, reason: trigger.reason }, 'declared dead while alive: stepping back');
+    if (trigger.kind === 'death') await this.onPeerDead(trigger.peer, trigger.reason, trigger.records);
+  }
+
+  /* choose: the addresses (and their connections) that fall to this server. */
+  private async onPeerDead(peer: string, reason: string, records: ConnectionRecord[]): Promise<void> {
+    const peers = this.member.peers();
+    const live = [this.config.self, ...peers.filter((p) => p.alive && p.address !== peer).map((p) => p.address)];
+    const claims = new Map((peers.find((p) => p.address === peer)?.services ?? []).map((c) => [c.address, c.generation]));
+    const addresses = new Set([...claims.keys(), ...records.map((r) => r.service.address)]);
+    const mine = [...addresses].filter(
+      (address) => chooseAdopter(address, live) === this.config.self && (!this.services.has(address) || records.some((r) => r.service.address === address)),
+    );
+    this.logger.warn({ peer, reason, addresses: [...addresses], adopting: mine, connections: records.length }, 'peer dead');
+    await Promise.all(mine.map((address) => this.adopt(address, (claims.get(address) ?? 0) + 1, records.filter((r) => r.service.address === address))));
+  }
+
+  private async adopt(address: string, generation: number, records: ConnectionRecord[]): Promise<void> {
+    const started = performance.now();
+    const steps: Record<string, number> = {};
+    const lap = (name: string) => (steps[name] = +(performance.now() - started).toFixed(1));
+    const mover: Mover = {
+      local: (record) => record.service,
+      claim: async () => {
+        lap('guardMs');
+        await addAddress(this.config.iface, `${address}/${this.config.prefixLength}`);
+        lap('addressMs');
+        this.services.set(address, generation);
+        this.publishServices();
+        this.announce(address);
+      },
+      request: ({ state, stream }) => ({ ...state, ack: (state.recvSeq + stream.received) >>> 0 }),
+    };
+    const taken = await this.pipeline.take(mover, records);
+    lap('resumedMs');
+    const resumed = taken.filter((t) => t.result === 'resumed').length;
+    this.logger.info({ address, connections: records.length, resumed, ...steps }, 'address adopted');
   }
 
   /* Releases every held address a live peer holds by a newer claim. */
@@ -82,77 +102,6 @@ export class Takeover {
         }
       }
     }
-  }
-
-  /* detect → choose */
-  private async onPeerDead(peer: string, reason: string): Promise<void> {
-    const peers = this.member.peers();
-    const live = [this.config.self, ...peers.filter((p) => p.alive && p.address !== peer).map((p) => p.address)];
-    // A peer can be reported dead again (late heartbeats made it look alive for a moment):
-    // connections already taken over here are served here, not taken again.
-    const records = this.member.recordsOwnedBy(peer).filter((r) => !this.server.connections.has(r.id));
-    const claims = new Map((peers.find((p) => p.address === peer)?.services ?? []).map((c) => [c.address, c.generation]));
-    const addresses = new Set([...claims.keys(), ...records.map((r) => r.service.address)]);
-    const mine = [...addresses].filter(
-      (address) => chooseAdopter(address, live) === this.config.self && (!this.services.has(address) || records.some((r) => r.service.address === address)),
-    );
-    this.logger.warn({ peer, reason, addresses: [...addresses], adopting: mine, connections: records.length }, 'peer dead');
-    await Promise.all(mine.map((address) => this.adoptAddress(address, (claims.get(address) ?? 0) + 1, records.filter((r) => r.service.address === address))));
-  }
-
-  /* guard → address → probe and restore all → resume each connection */
-  private async adoptAddress(address: string, generation: number, records: ConnectionRecord[]): Promise<void> {
-    const started = performance.now();
-    const clients = records.map((r) => r.client);
-    const steps: Record<string, number> = {};
-    const lap = (name: string) => (steps[name] = +(performance.now() - started).toFixed(1));
-    try {
-      await this.guard.guard(clients);
-      lap('guardMs');
-      await addAddress(this.config.iface, `${address}/${this.config.prefixLength}`);
-      lap('addressMs');
-    } catch (err) {
-      this.logger.error({ address, err: (err as Error).message }, 'cannot adopt address');
-      for (const _ of records) this.resumer.count('address-failed', 0);
-      return;
-    }
-    this.services.set(address, generation);
-    this.publishServices();
-    this.announce(address);
-    const results: string[] = [];
-    for (let first = 0; first < records.length; first += MAX_PROBE_BATCH) {
-      results.push(...(await this.adoptBatch(records.slice(first, first + MAX_PROBE_BATCH))));
-    }
-    lap('resumedMs');
-    const resumed = results.filter((r) => r === 'resumed').length;
-    this.logger.info({ address, connections: records.length, resumed, ...steps }, 'address adopted');
-  }
-
-  /* probe and restore (the whole batch at once, off the event loop) → resume, connection by connection */
-  private async adoptBatch(records: ConnectionRecord[]): Promise<string[]> {
-    const started = performance.now();
-    const adoptees = this.resumer.adoptees(records);
-    const probes = await probeAndRestore(
-      adoptees.map(({ state, stream }) => ({ ...state, ack: (state.recvSeq + stream.received) >>> 0 })),
-      { ifname: this.config.iface, timeoutMs: this.config.probeTimeoutMs, retries: this.config.probeRetries, mark: RESTORED_MARK },
-    );
-    const probeMs = performance.now() - started;
-    const results: string[] = [];
-    for (const [i, adoptee] of adoptees.entries()) {
-      // Let timers and I/O run between turns: the connections served meanwhile wait at most one
-      // turn (a few hundred milliseconds for 256).
-      if (i > 0 && i % this.config.resumesPerTurn === 0) await setImmediate();
-      const resumeStarted = performance.now();
-      let result: string;
-      try {
-        result = this.resumer.resume(adoptee, probes[i]!, probeMs);
-      } catch (err) {
-        this.logger.warn({ conn: adoptee.record.id, err: (err as Error).message }, 'takeover failed');
-        result = 'failed';
-      }
-      results.push(this.resumer.count(result, probeMs + performance.now() - resumeStarted));
-    }
-    return results;
   }
 
   /* Gratuitous ARP now and twice more, in case the first is lost. */

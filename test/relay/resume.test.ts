@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StreamMap } from '../../stream-map/stream-map.js';
 import { RelayConnection, type RelayObserver } from '../../relay/connection.js';
-import { planResume } from '../../relay/resume.js';
+import { planResume } from '../../stream-map/resume-plan.js';
 import { OK, requestHead } from '../stream-map/stream-map-fixtures.js';
 import type { WedgeServer } from '../../daemon/server.js';
 import { makeFile, startFileOrigin } from '../support/fake-origins.js';

@@ -1,0 +1,25 @@
+/* `wedge serve`'s options as commander hands them over (text, checked by the daemon). */
+export interface ServeFlags {
+  name: string;
+  listen: string;
+  origin: string;
+  admin: string;
+  adminToken?: string;
+  splice: boolean;
+  address?: string;
+  service?: string;
+  iface?: string;
+  stateKeyFile?: string;
+  takeover: string;
+  migrateKey?: string;
+  groups: string;
+  groupBase: string;
+  groupPort: string;
+  advertInterval: string;
+  expire: string;
+  heartbeatInterval: string;
+  deadAfter: string;
+  heartbeatLease: string;
+  logFile?: string;
+  logLevel: string;
+}

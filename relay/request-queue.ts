@@ -1,0 +1,159 @@
+/*
+ * The client's side of a connection: bytes in, requests out, strictly in order.
+ *
+ * In: the client's bytes (push) and its FIN (clientFinished). Out: the queue of what to answer
+ * next (next()): parsed requests with their buffered bodies, error answers for requests that
+ * failed to parse (each in its turn), and, after a takeover, the resume steps and the replayed
+ * requests of the old owner. A request whose exchange has started streams its remaining body
+ * straight to the origin through the sink.
+ *
+ * Nothing after a rejected request or a `Connection: close` request is parsed (RFC 9112 §9.6):
+ * the lifecycle notes last-request. Held bytes (parsed but not yet forwarded) are bounded by
+ * maxPipelineBytes: beyond it the connection stops reading the client.
+ */
+import { WedgeError } from '../errors/codes.js';
+import { RequestParser, type RequestHead } from '../parsers/http-request.js';
+import { requestOf, type Exchange } from '../stream-map/stream-map.js';
+import type { ResumeStep } from '../stream-map/resume-plan.js';
+import type { Lifecycle } from './lifecycle.js';
+
+export interface PendingRequest {
+  kind: 'request';
+  head: RequestHead;
+  start: number;
+  end?: number;
+  bodyChunks: Buffer[];
+  forwarded: boolean;
+  /* Already in the stream map (replayed after a takeover). */
+  recorded?: boolean;
+}
+export interface PendingReject {
+  kind: 'reject';
+  error: WedgeError;
+}
+export interface PendingResume {
+  kind: 'resume';
+  step: ResumeStep;
+}
+export type PendingItem = PendingRequest | PendingReject | PendingResume;
+
+/* Where the request that is already at the origin goes on. */
+export interface ForwardingSink {
+  forwardBody(data: Buffer): void;
+  forwardedRequestEnded(end: number): void;
+  forwardedRequestFailed(error: WedgeError): void;
+}
+
+export class RequestQueue {
+  private readonly parser: RequestParser;
+  private readonly items: PendingItem[] = [];
+  private heldBytes = 0;
+  /* The request whose bytes are arriving now. */
+  private parsing: PendingRequest | undefined;
+
+  constructor(
+    /* Client-to-server offset where the parser starts (non-zero after a takeover). */
+    private readonly base: number,
+    maxHeaderBytes: number,
+    private readonly maxPipelineBytes: number,
+    private readonly lifecycle: Lifecycle,
+    private readonly sink: ForwardingSink,
+    private readonly countRequest: (method: string) => void,
+  ) {
+    this.parser = new RequestParser({ maxHeaderBytes });
+  }
+
+  /* More bytes are held than the pipeline allows: stop reading the client. */
+  get full(): boolean {
+    return this.heldBytes > this.maxPipelineBytes;
+  }
+
+  /* A request is still arriving (its body may be needed before the exchange can finish). */
+  get arriving(): boolean {
+    return this.parsing !== undefined;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.lifecycle.has('last-request')) return;
+    for (const event of this.parser.push(chunk)) {
+      if (event.type === 'head') this.onHead(event.head, this.base + event.start);
+      else if (event.type === 'body') this.onBody(event.data);
+      else if (event.type === 'end') this.onEnd(this.base + event.end);
+      else this.reject(event.error);
+      if (this.lifecycle.has('last-request')) break;
+    }
+  }
+
+  clientFinished(): void {
+    const inside = this.parsing !== undefined && !this.lifecycle.has('last-request');
+    this.lifecycle.note('client-finished');
+    if (inside) this.reject(new WedgeError('WEDGE_ERR_HTTP_MALFORMED', 'connection closed inside a request'), true);
+  }
+
+  /* Work planned by a takeover: the rest of the responses in flight, then the requests to replay. */
+  adopt(steps: readonly ResumeStep[], replay: readonly Exchange[]): void {
+    for (const step of steps) this.items.push({ kind: 'resume', step });
+    for (const exchange of replay) this.items.push(recordedRequest(exchange));
+  }
+
+  next(): PendingItem | undefined {
+    return this.items.shift();
+  }
+
+  /* The request's exchange starts: its buffered bytes leave the queue; the rest of its body will
+   * stream through the sink. */
+  forward(request: PendingRequest): Buffer[] {
+    request.forwarded = true;
+    const chunks = [request.head.rawHead, ...request.bodyChunks];
+    request.bodyChunks = [];
+    if (!request.recorded) for (const chunk of chunks) this.heldBytes -= chunk.length;
+    return chunks;
+  }
+
+  /* Queue an error answer in its turn; nothing after it is parsed. */
+  private reject(error: WedgeError, alreadyLast = false): void {
+    if (!alreadyLast) this.lifecycle.note('last-request');
+    const inFlight = this.parsing?.forwarded;
+    this.parsing = undefined;
+    // The origin already has part of this request and waits for the rest, which will never come.
+    if (inFlight) this.sink.forwardedRequestFailed(error);
+    else this.items.push({ kind: 'reject', error });
+  }
+
+  private onHead(head: RequestHead, start: number): void {
+    if (head.upgrade) {
+      this.reject(new WedgeError('WEDGE_ERR_HTTP_UNSUPPORTED', `protocol upgrade (${head.method} ${head.target})`));
+      return;
+    }
+    const request: PendingRequest = { kind: 'request', head, start, bodyChunks: [], forwarded: false };
+    this.parsing = request;
+    this.items.push(request);
+    this.heldBytes += head.rawHead.length;
+    this.countRequest(head.method);
+  }
+
+  private onBody(data: Buffer): void {
+    const request = this.parsing;
+    if (!request) return;
+    if (request.forwarded) this.sink.forwardBody(data);
+    else {
+      request.bodyChunks.push(data);
+      this.heldBytes += data.length;
+    }
+  }
+
+  private onEnd(end: number): void {
+    const request = this.parsing;
+    if (!request) return;
+    request.end = end;
+    this.parsing = undefined;
+    if (request.forwarded) this.sink.forwardedRequestEnded(end);
+    // After a request that closes the connection, further bytes are not requests (RFC 9112 §9.6).
+    if (!request.head.keepAlive) this.lifecycle.note('last-request');
+  }
+}
+
+/* A request from the stream map, to send to the origin again (already recorded there). */
+function recordedRequest(exchange: Exchange): PendingRequest {
+  return { kind: 'request', head: requestOf(exchange), start: exchange.requestStart, end: exchange.requestEnd!, bodyChunks: [], forwarded: false, recorded: true };
+}
