@@ -1,47 +1,27 @@
 /*
  * SoftStateMember: one server's seat in its support group. The daemon (wedge serve) creates
- * one, feeds it its own connections and listens to what it learns about the others.
+ * one, feeds it its own connections and listens to what it learns about the others. In: the
+ * daemon's records, load and services; datagrams from the group. Out: events ('record',
+ * 'superseded', 'peer-dead', 'peer-alive', 'declared-dead-self'), the table, the metrics.
+ *
+ * This file assembles the parts and routes between them; each part opens with its theory:
+ *   adverts.ts   the local records, triggered adverts, paced periodic rounds, withdrawals
+ *   liveness.ts  peers alive or dead: heartbeats, death notices and their bars, the silent check
+ *   table.ts     what was heard about other servers' connections, and the version order
+ *   channel.ts   sealing and opening datagrams (Outbox / Inbox); sender.ts the sending thread
  *
  * Channel. One multicast group per support group (see groups.ts); every datagram is sealed
  * with the cluster key (crypto.ts) and fits the MTU (codec.ts). The member joins its own
  * group only; it sends adverts and heartbeats there, and death notices to the *dead peer's*
- * group, which is where that peer's supporters listen.
- *
- * Adverts. upsert() stores the record and schedules a triggered advert on setImmediate, so
- * everything the daemon changed in the same event-loop turn leaves in as few datagrams as the
- * MTU allows. Every advertIntervalMs (±10% jitter, so members do not synchronise) all local
- * records are sent again, paced (below): soft state, receivers expire entries after expireMs.
- * remove() sends a withdrawal so receivers forget a closed connection at once. Heartbeats,
- * notices and triggered adverts are never paced: they are small and time-critical.
+ * group, which is where that peer's supporters listen. A received datagram counts only from a
+ * member of our group (else rejected 'wrong-group'), a record only from its owner (else
+ * 'owner-mismatch'); any authentic one is a sign of life of its sender.
  *
  * Sending. Every outgoing datagram is sealed and sent by a worker thread (sender.ts), which also
  * sends the heartbeats: a main thread busy for a few hundred milliseconds does not go silent.
  * The main thread checks in every heartbeat interval; after heartbeatLeaseMs without a check-in
  * the heartbeats stop, so a wedged daemon is still found dead (after lease + dead-after).
- *
- * Liveness. A heartbeat (with the sender's load) every heartbeatIntervalMs; a peer not heard
- * for deadAfterMs is dead ('peer-dead' with reason 'silent'). A heartbeat with a higher epoch
- * means the peer restarted and lost its connections: 'peer-dead' ('restarted'), then
- * 'peer-alive'. Defaults: 100 ms / 400 ms.
- *  - Detection bound: the last heartbeat precedes the crash, the check runs every 50 ms, so
- *    death is reported at most 400 + 50 = 450 ms after it (under the 0.5 s target).
- *  - Cost: a heartbeat datagram is ~130 bytes on the wire (~100 B UDP payload + IP/UDP
- *    headers): 10/s = ~1.3 kB/s sent per member, and (n-1) x 10 datagrams/s received in a
- *    group of n, each one GCM open (a few us). Small beside the adverts (~175 kB/s for 1,000
- *    connections every 3 s, see test/bench/softstate.bench.ts).
- *  - False positives: a peer is declared dead only after four heartbeats in a row are lost.
- *    With independent loss p that is p^4 per 100 ms: 1e-8 at 1% loss (one false alarm per
- *    ~30 years per peer), but 0.8% at 30% loss (one per ~12 s). Event-loop stalls
- *    do not (the sender thread heartbeats through them), unless longer than the lease. Either way the error is corrected by the
- *    next heartbeat, as below, and migration numbers keep takeovers safe.
- *
- * Death reports. declareDead(peer) multicasts a notice (three copies, lost datagrams happen)
- * carrying the declarer's last authentic (epoch, seq) from the peer. Receivers mark the peer
- * dead ('peer-dead') unless it already is, and remember max(own, declarer's) (epoch, seq) as
- * the bar. A peer that is in fact alive keeps heartbeating: a heartbeat *above* the bar was
- * sent after the declarer last heard it, so it is alive again ('peer-alive'). The reported
- * peer hears the notice about itself, emits 'declared-dead-self' (the daemon may step back
- * or just carry on) and answers at once with a heartbeat, which refutes the report.
+ * Heartbeats and notices are never paced: they are small and time-critical.
  *
  * Ownership. For a connection this member owns, a record with a higher version (compareVersions
  * in table.ts: migration number, then a fixed owner rank) means someone took it over: the
@@ -52,11 +32,11 @@
  * a version older than one already heard is refused the same way.
  */
 import { EventEmitter } from 'node:events';
-import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { WedgeError } from '../errors/codes.js';
+import { Adverts } from './adverts.js';
 import { DEFAULT_MAX_FRAGMENTS, DEFAULT_MTU, Inbox, Outbox, type InboundMessage, type Rejection } from './channel.js';
-import { epochHex, type KeyRing } from './crypto.js';
+import type { KeyRing } from './crypto.js';
 import {
   DEFAULT_BASE_GROUP,
   DEFAULT_GROUP_PORT,
@@ -66,10 +46,13 @@ import {
   type GroupConfig,
   type SupportGroup,
 } from './groups.js';
-import { isAddress, MAX_REASON_LENGTH, MAX_SERVICES, parseConnectionRecord, type ConnectionRecord, type DeathNotice, type Load, type ServiceClaim, type Withdrawal } from './records.js';
+import { Liveness, type PeerInfo } from './liveness.js';
+import { isAddress, MAX_SERVICES, parseConnectionRecord, type ConnectionRecord, type DeathNotice, type Load, type ServiceClaim } from './records.js';
 import { compareVersions, SoftStateTable } from './table.js';
 import { SenderThread } from './sender.js';
 import { MulticastTransport } from './transport.js';
+
+export type { PeerInfo } from './liveness.js';
 
 export const DEFAULT_ADVERT_INTERVAL_MS = 3000;
 export const DEFAULT_EXPIRE_MS = 10_000;
@@ -79,12 +62,6 @@ export const DEFAULT_DEAD_AFTER_MS = 400;
 export const DEFAULT_HEARTBEAT_LEASE_MS = 1000;
 const NOTICE_COPIES = 3;
 const MAX_REMEMBERED_GROUPS = 4096;
-/* Periodic rounds leave in bursts of PACE_BURST records every PACE_INTERVAL_MS (1,000
- * connections = ~500 datagrams = ~80 ms), so a receiver's socket buffer (208 kB by default on
- * Linux) does not overflow while its event loop is busy. Each burst carries its records as they
- * are when it leaves, so a round never overwrites a newer triggered advert with an older copy. */
-const PACE_BURST = 32;
-const PACE_INTERVAL_MS = 5;
 
 export interface SoftStateMemberOptions {
   /* This server's address: its sender id, its records' owner, the input of its group hash. */
@@ -109,20 +86,6 @@ export interface SoftStateMemberOptions {
   /* Fixed epoch (tests); default: boot time. */
   epoch?: bigint;
   logger?: Pick<Logger, 'debug' | 'info' | 'warn'>;
-}
-
-export interface PeerInfo {
-  address: string;
-  alive: boolean;
-  /* Wall-clock ms of the last heartbeat, if any was heard. */
-  lastHeardAt: number | undefined;
-  load: Load | undefined;
-  /* Service addresses the peer said it answers for in its last heartbeat. */
-  services: ServiceClaim[];
-  epoch: string | undefined;
-  /* Why and since when (wall-clock ms) the peer is dead. */
-  deadReason?: string;
-  deadSince?: number;
 }
 
 export interface SoftStateMetrics {
@@ -164,30 +127,6 @@ export interface SoftStateMemberEvents {
   error: [error: Error];
 }
 
-interface PeerState {
-  address: string;
-  alive: boolean;
-  epoch: bigint | undefined;
-  seq: number;
-  lastHeardMono: number;
-  lastHeardAt: number | undefined;
-  load: Load | undefined;
-  services: ServiceClaim[];
-  deadReason?: string;
-  deadSince?: number;
-  /* After a death notice: a heartbeat must be above this (epoch, seq) to prove life. */
-  bar?: { epoch: bigint; seq: number };
-}
-
-interface LocalEntry {
-  record: ConnectionRecord;
-  encoded: Buffer;
-}
-
-function above(epoch: bigint, seq: number, bar: { epoch: bigint; seq: number }): boolean {
-  return epoch > bar.epoch || (epoch === bar.epoch && seq > bar.seq);
-}
-
 export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   readonly self: string;
   readonly group: SupportGroup;
@@ -204,38 +143,22 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   private readonly outbox: Outbox;
   private readonly inbox: Inbox;
   private readonly table: SoftStateTable;
-  private readonly local = new Map<string, LocalEntry>();
+  private readonly adverts: Adverts;
+  private readonly liveness: Liveness;
   private readonly groupOfAddress = new Map<string, boolean>();
-  private readonly dirty = new Set<string>();
-  private readonly withdrawals: Withdrawal[] = [];
-  private readonly peerStates = new Map<string, PeerState>();
   private readonly logger: SoftStateMemberOptions['logger'];
   /* Receives; the sender thread sends. */
   private transport: MulticastTransport | undefined;
   private sender: SenderThread | undefined;
-  private flushScheduled: NodeJS.Immediate | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly noticeTimers = new Set<NodeJS.Timeout>();
-  private advertTimer: NodeJS.Timeout | undefined;
-  /* Ids of the records still to go out in the current periodic round. */
-  private paced: string[] = [];
-  private pacer: NodeJS.Timeout | undefined;
   private load: { bytesPerSec: number; cpu?: number } = { bytesPerSec: 0 };
   private services: ServiceClaim[] = [];
-  private peerCheckIntervalMs = 50;
-  private lastPeerCheck = 0;
   private readonly counters = {
-    advertDatagramsSent: 0,
-    fragmentsSent: 0,
-    recordsAdvertised: 0,
-    triggeredAdverts: 0,
-    periodicAdverts: 0,
-    withdrawalsSent: 0,
     noticesSent: 0,
     recordsReceived: 0,
     heartbeatsReceived: 0,
     noticesReceived: 0,
-    recordsTooLarge: 0,
     recordsSuperseded: 0,
   };
 
@@ -278,6 +201,22 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     this.inbox = new Inbox({ ring: options.keyRing, self: this.self, maxDatagram: mtu });
     this.table = new SoftStateTable({ ttlMs: this.expireMs });
     this.logger = options.logger;
+    this.adverts = new Adverts(this.outbox, this.advertIntervalMs);
+    this.liveness = new Liveness({
+      self: this.self,
+      heartbeatIntervalMs: this.heartbeatIntervalMs,
+      deadAfterMs: this.deadAfterMs,
+      expireMs: this.expireMs,
+      logger: this.logger,
+      events: {
+        peerDead: (peer, reason) => this.emit('peer-dead', peer, reason),
+        peerAlive: (peer) => this.emit('peer-alive', peer),
+        declaredDeadSelf: (declarer, reason) => {
+          this.checkIn(true);
+          this.emit('declared-dead-self', declarer, reason);
+        },
+      },
+    });
   }
 
   get epoch(): string {
@@ -321,16 +260,15 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
       await transport.stop();
       throw err;
     }
+    const sender = this.sender;
     transport.on('message', (datagram) => this.receive(datagram));
     transport.on('error', onError);
     this.transport = transport;
-    this.peerCheckIntervalMs = Math.max(10, Math.min(50, Math.floor(this.deadAfterMs / 8)));
-    this.lastPeerCheck = performance.now();
+    this.liveness.start();
     this.timers.push(setInterval(() => this.checkIn(), this.heartbeatIntervalMs));
-    this.timers.push(setInterval(() => this.checkPeers(), this.peerCheckIntervalMs));
+    this.timers.push(setInterval(() => this.liveness.check(), this.liveness.checkIntervalMs));
     this.timers.push(setInterval(() => this.housekeeping(), 1000));
-    this.schedulePeriodicAdvert();
-    if (this.dirty.size > 0) this.scheduleFlush();
+    this.adverts.start((frames) => sender.send(frames));
     this.logger?.info({ group: this.group, epoch: this.epoch }, 'soft-state member started');
   }
 
@@ -339,13 +277,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     this.timers.length = 0;
     for (const t of this.noticeTimers) clearTimeout(t);
     this.noticeTimers.clear();
-    if (this.advertTimer) clearTimeout(this.advertTimer);
-    if (this.flushScheduled) clearImmediate(this.flushScheduled);
-    if (this.pacer) clearTimeout(this.pacer);
-    this.paced = [];
-    this.pacer = undefined;
-    this.advertTimer = undefined;
-    this.flushScheduled = undefined;
+    this.adverts.stop();
     const transport = this.transport;
     const sender = this.sender;
     this.transport = undefined;
@@ -386,51 +318,30 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
       this.supersede(heard);
       return false;
     }
-    const encoded = this.outbox.encodeItem({ kind: 'record', record });
-    if (encoded.length > this.outbox.maxItemBytes) {
-      this.counters.recordsTooLarge++;
-      throw new WedgeError(
-        'WEDGE_ERR_STATE_RECORD_TOO_LARGE',
-        `${record.id}: ${encoded.length} bytes, at most ${this.outbox.maxItemBytes} fit in ${this.outbox.maxFragments} datagrams`,
-      );
-    }
+    this.adverts.set(record);
     this.table.delete(record.id);
-    this.local.set(record.id, { record, encoded });
-    this.dirty.add(record.id);
-    this.scheduleFlush();
     return true;
   }
 
   /* Sends a local record again as it was last upserted (its encoding is kept): a repeat for
    * a datagram that may have been lost. */
   readvertise(id: string): void {
-    if (!this.local.has(id)) return;
-    this.dirty.add(id);
-    this.scheduleFlush();
+    this.adverts.readvertise(id);
   }
 
   /* Forgets a local connection (closed) and tells the group. */
   remove(id: string): boolean {
-    const entry = this.local.get(id);
-    if (!entry) return false;
-    this.local.delete(id);
-    this.dirty.delete(id);
+    const record = this.adverts.remove(id);
+    if (!record) return false;
     // Its previous owner's adverts may still be queued in our socket: they must not revive it.
-    this.table.markClosed(id, entry.record.migration);
-    this.withdrawals.push({ id, owner: this.self, migration: entry.record.migration });
-    this.scheduleFlush();
+    this.table.markClosed(id, record.migration);
     return true;
   }
 
   /* Operator / monitor report: broadcast a death notice to the peer's support group. */
   declareDead(peer: string, reason: string): void {
     if (!isAddress(peer)) throw new TypeError(`invalid peer address ${JSON.stringify(peer)}`);
-    const known = this.peerStates.get(peer);
-    const notice: DeathNotice = { declarer: this.self, peer, reason: reason.slice(0, MAX_REASON_LENGTH), at: Date.now() };
-    if (known?.epoch !== undefined) {
-      notice.peerEpoch = epochHex(known.epoch);
-      notice.peerSeq = known.seq;
-    }
+    const notice = this.liveness.noticeAbout(peer, reason);
     const target = supportGroupOf(peer, this.groupConfig);
     for (let copy = 0; copy < NOTICE_COPIES; copy++) {
       const send = (): void => {
@@ -452,21 +363,12 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   }
 
   peers(): PeerInfo[] {
-    return [...this.peerStates.values()].map((p) => ({
-      address: p.address,
-      alive: p.alive,
-      lastHeardAt: p.lastHeardAt,
-      load: p.load,
-      services: p.services,
-      epoch: p.epoch === undefined ? undefined : epochHex(p.epoch),
-      ...(p.deadReason !== undefined ? { deadReason: p.deadReason, deadSince: p.deadSince } : {}),
-    }));
+    return this.liveness.peers();
   }
 
   /* Every known connection: this member's own, then those heard from the group. */
   records(): ConnectionRecord[] {
-    const own = [...this.local.values()].map((e) => e.record);
-    return own.concat(this.table.records().filter((r) => !this.local.has(r.id)));
+    return this.adverts.records().concat(this.table.records().filter((r) => !this.adverts.has(r.id)));
   }
 
   /* The newest version of a connection heard from the group (this member's own ones excluded). */
@@ -475,14 +377,15 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   }
 
   recordsOwnedBy(peer: string): ConnectionRecord[] {
-    if (peer === this.self) return [...this.local.values()].map((e) => e.record);
+    if (peer === this.self) return this.adverts.records();
     return this.table.ownedBy(peer);
   }
 
   get metrics(): SoftStateMetrics {
     const sent = this.sender?.stats;
     const received = this.transport?.stats;
-    const peers = [...this.peerStates.values()];
+    const advertised = this.adverts.counters;
+    const peers = this.liveness.counts();
     return {
       datagramsSent: sent?.sent ?? 0,
       bytesSent: sent?.sentBytes ?? 0,
@@ -492,14 +395,21 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
       bytesReceived: received?.receivedBytes ?? 0,
       datagramsAccepted: this.inbox.accepted,
       heartbeatsSent: this.sender?.heartbeatsSent ?? 0,
+      advertDatagramsSent: advertised.advertDatagramsSent,
+      fragmentsSent: advertised.fragmentsSent,
+      recordsAdvertised: advertised.recordsAdvertised,
+      triggeredAdverts: advertised.triggeredAdverts,
+      periodicAdverts: advertised.periodicAdverts,
+      withdrawalsSent: advertised.withdrawalsSent,
+      recordsTooLarge: advertised.recordsTooLarge,
       ...this.counters,
       reassemblyEvicted: this.inbox.reassembler.evicted,
       reassemblyTimedOut: this.inbox.reassembler.timedOut,
       rejected: { ...this.inbox.rejected },
-      localRecords: this.local.size,
+      localRecords: this.adverts.size,
       tableRecords: this.table.size,
-      peersAlive: peers.filter((p) => p.alive).length,
-      peersDead: peers.filter((p) => !p.alive).length,
+      peersAlive: peers.alive,
+      peersDead: peers.dead,
     };
   }
 
@@ -507,13 +417,12 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   receive(datagram: Buffer): void {
     const message = this.inbox.receive(datagram);
     if (!message) return;
-    // Any authentic datagram shows its sender alive: when our loop falls behind, the adverts
-    // queued in front of a heartbeat must not let that peer look silent.
-    const sender = this.peerStates.get(message.sender);
-    if (sender?.alive) sender.lastHeardMono = performance.now();
+    this.liveness.heard(message.sender);
     switch (message.kind) {
       case 'heartbeat':
-        return this.handleHeartbeat(message);
+        if (!this.inOurGroup(message.sender)) return this.inbox.reject('wrong-group');
+        this.counters.heartbeatsReceived++;
+        return this.liveness.heartbeat(message);
       case 'death':
         this.counters.noticesReceived++;
         return this.handleNotice(message.notice);
@@ -534,71 +443,13 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     return ours;
   }
 
-  private handleHeartbeat(message: Extract<InboundMessage, { kind: 'heartbeat' }>): void {
-    if (!this.inOurGroup(message.sender)) {
-      this.inbox.reject('wrong-group');
-      return;
-    }
-    this.counters.heartbeatsReceived++;
-    const now = performance.now();
-    let peer = this.peerStates.get(message.sender);
-    if (!peer) {
-      peer = { address: message.sender, alive: false, epoch: undefined, seq: 0, lastHeardMono: now, lastHeardAt: undefined, load: undefined, services: [] };
-      this.peerStates.set(message.sender, peer);
-    }
-    // A higher epoch is a new incarnation (checked authentic and newer by the replay guard):
-    // the old one died with its connections, even if the restart beat deadAfterMs.
-    if (peer.alive && peer.epoch !== undefined && message.epoch > peer.epoch) this.markDead(peer, 'restarted');
-    peer.epoch = message.epoch;
-    peer.seq = message.seq;
-    peer.lastHeardMono = now;
-    peer.lastHeardAt = Date.now();
-    peer.load = message.heartbeat.load;
-    peer.services = message.heartbeat.services ?? [];
-    if (peer.alive) return;
-    if (peer.bar && !above(message.epoch, message.seq, peer.bar)) return;
-    peer.alive = true;
-    delete peer.bar;
-    delete peer.deadReason;
-    delete peer.deadSince;
-    this.logger?.info({ peer: peer.address }, 'peer alive');
-    this.emit('peer-alive', peer.address);
-  }
-
   private handleNotice(notice: DeathNotice, local = false): void {
-    if (notice.peer === this.self) {
-      this.logger?.warn({ declarer: notice.declarer, reason: notice.reason }, 'declared dead by a peer; refuting with a heartbeat');
-      this.checkIn(true);
-      this.emit('declared-dead-self', notice.declarer, notice.reason);
-      return;
-    }
-    if (!this.inOurGroup(notice.peer)) {
+    if (notice.peer !== this.self && !this.inOurGroup(notice.peer)) {
       // We watch only our own group; a local declaration about another group just goes out.
       if (!local) this.inbox.reject('wrong-group');
       return;
     }
-    let peer = this.peerStates.get(notice.peer);
-    if (!peer) {
-      peer = { address: notice.peer, alive: true, epoch: undefined, seq: 0, lastHeardMono: performance.now(), lastHeardAt: undefined, load: undefined, services: [] };
-      this.peerStates.set(notice.peer, peer);
-    }
-    const barCandidates: { epoch: bigint; seq: number }[] = [];
-    if (peer.epoch !== undefined) barCandidates.push({ epoch: peer.epoch, seq: peer.seq });
-    if (notice.peerEpoch !== undefined && notice.peerSeq !== undefined) {
-      barCandidates.push({ epoch: BigInt('0x' + notice.peerEpoch), seq: notice.peerSeq });
-    }
-    if (peer.bar) barCandidates.push(peer.bar);
-    peer.bar = barCandidates.reduce((a, b) => (above(b.epoch, b.seq, a) ? b : a), { epoch: 0n, seq: 0 });
-    if (!peer.alive) return;
-    this.markDead(peer, `declared dead by ${notice.declarer}${notice.reason ? `: ${notice.reason}` : ''}`);
-  }
-
-  private markDead(peer: PeerState, reason: string): void {
-    peer.alive = false;
-    peer.deadReason = reason;
-    peer.deadSince = Date.now();
-    this.logger?.warn({ peer: peer.address, reason }, 'peer dead');
-    this.emit('peer-dead', peer.address, reason);
+    this.liveness.notice(notice);
   }
 
   private handleAdvert(message: Extract<InboundMessage, { kind: 'advert' }>): void {
@@ -619,9 +470,9 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
         continue;
       }
       this.counters.recordsReceived++;
-      const mine = this.local.get(record.id);
+      const mine = this.adverts.get(record.id);
       if (mine) {
-        if (compareVersions(record, mine.record) > 0) this.supersede(record, message);
+        if (compareVersions(record, mine) > 0) this.supersede(record, message);
         continue;
       }
       const outcome = this.table.offer(record, { sender: message.sender, seq: message.seq });
@@ -631,77 +482,15 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
 
   /* A newer version of a connection we own (or were about to own) exists: step back. */
   private supersede(record: ConnectionRecord, from?: { sender: string; seq: number }): void {
-    this.local.delete(record.id);
-    this.dirty.delete(record.id);
+    this.adverts.drop(record.id);
     if (from) this.table.offer(record, from);
     this.counters.recordsSuperseded++;
     this.logger?.info({ id: record.id, owner: record.owner, migration: record.migration }, 'connection superseded');
     this.emit('superseded', record);
   }
 
-  private scheduleFlush(): void {
-    if (this.flushScheduled || !this.sender) return;
-    this.flushScheduled = setImmediate(() => {
-      this.flushScheduled = undefined;
-      this.flushTriggered();
-    });
-  }
-
-  private flushTriggered(): void {
-    const items: Buffer[] = [];
-    for (const id of this.dirty) {
-      const entry = this.local.get(id);
-      if (entry) items.push(entry.encoded);
-    }
-    const withdrawals = this.withdrawals.splice(0);
-    for (const w of withdrawals) items.push(this.outbox.encodeItem({ kind: 'withdrawal', withdrawal: w }));
-    this.counters.withdrawalsSent += withdrawals.length;
-    this.dirty.clear();
-    if (items.length === 0) return;
-    this.counters.triggeredAdverts++;
-    this.sendAdverts(items, items.length - withdrawals.length);
-  }
-
-  private schedulePeriodicAdvert(): void {
-    const delay = this.advertIntervalMs * (0.9 + 0.2 * Math.random());
-    this.advertTimer = setTimeout(() => {
-      if (!this.sender) return;
-      if (this.local.size > 0) {
-        this.counters.periodicAdverts++;
-        // A new round carries every current record: what is left of the previous one is stale.
-        this.paced = [...this.local.keys()];
-        if (!this.pacer) this.pace();
-      }
-      this.schedulePeriodicAdvert();
-    }, delay);
-  }
-
-  private sendAdverts(items: Buffer[], records: number): void {
-    const sender = this.sender;
-    if (!sender) return;
-    const { frames, refused, fragments } = this.outbox.advertFrames(items);
-    this.counters.recordsTooLarge += refused.length;
-    sender.send(frames);
-    this.counters.advertDatagramsSent += frames.length;
-    this.counters.fragmentsSent += fragments;
-    this.counters.recordsAdvertised += records - refused.length;
-  }
-
-  /* The next burst of the round, each record as it is now (a record changed since the round
-   * began goes out in its current version; one removed meanwhile is skipped). */
-  private pace(): void {
-    this.pacer = undefined;
-    const burst: Buffer[] = [];
-    for (const id of this.paced.splice(0, PACE_BURST)) {
-      const entry = this.local.get(id);
-      if (entry) burst.push(entry.encoded);
-    }
-    this.sendAdverts(burst, burst.length);
-    if (this.paced.length > 0) this.pacer = setTimeout(() => this.pace(), PACE_INTERVAL_MS);
-  }
-
   private beatContent(): { load: Load; services: ServiceClaim[] } {
-    return { load: { connections: this.local.size, ...this.load }, services: this.services };
+    return { load: { connections: this.adverts.size, ...this.load }, services: this.services };
   }
 
   /* The main thread is alive: heartbeats go on, with the current load and services. */
@@ -710,29 +499,9 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     this.sender?.beat(load, services, now);
   }
 
-  /*
-   * A peer is dead when nothing was heard from it for deadAfterMs. If this check itself ran
-   * late (our event loop was stalled), heartbeats that did arrive may still sit unread in the
-   * socket: the silence is ours, not the peer's, so its clocks restart from now instead.
-   */
-  private checkPeers(): void {
-    const now = performance.now();
-    const stalled = now - this.lastPeerCheck > this.peerCheckIntervalMs * 2;
-    this.lastPeerCheck = now;
-    for (const peer of this.peerStates.values()) {
-      if (stalled) peer.lastHeardMono = Math.max(peer.lastHeardMono, now - this.heartbeatIntervalMs);
-      else if (peer.alive && now - peer.lastHeardMono > this.deadAfterMs) this.markDead(peer, 'silent');
-    }
-  }
-
   private housekeeping(): void {
     this.table.purgeStale();
     this.inbox.reassembler.expire();
-    // Forget peers long dead and gone: their records have expired too.
-    const forgetAfter = Math.max(6 * this.expireMs, 60_000);
-    const now = performance.now();
-    for (const [address, peer] of this.peerStates) {
-      if (!peer.alive && now - peer.lastHeardMono > forgetAfter) this.peerStates.delete(address);
-    }
+    this.liveness.forget();
   }
 }
