@@ -1,13 +1,15 @@
 /*
- * Liveness: which peers of the support group are alive. In: authentic heartbeats, death
- * notices and signs of life (any authentic datagram) of peers in our group, as SoftStateMember
- * routes them; a periodic check. Out: 'peer-dead', 'peer-alive' and 'declared-dead-self'
- * through LivenessEvents, and the peer table (peers()).
+ * Liveness: which peers of the support group are alive, and this member's own heartbeats. In:
+ * authentic heartbeats, death notices and signs of life (any authentic datagram) of peers in
+ * our group, as SoftStateMember routes them; this member's load and services; declarations.
+ * Out: 'peer-dead', 'peer-alive' and 'declared-dead-self' through LivenessEvents, the peer
+ * table (peers()), and check-ins and death notices through the LivenessWire.
  *
- * Heartbeats. A heartbeat (with the sender's load) every heartbeatIntervalMs; a peer not heard
- * for deadAfterMs is dead ('peer-dead' with reason 'silent'). A heartbeat with a higher epoch
- * means the peer restarted and lost its connections: 'peer-dead' ('restarted'), then
- * 'peer-alive'. Defaults: 100 ms / 400 ms (member.ts).
+ * Heartbeats. A heartbeat (with the sender's load and services) every heartbeatIntervalMs; the
+ * sender thread sends them, this part checks in every interval with their content (link.ts). A
+ * peer not heard for deadAfterMs is dead ('peer-dead' with reason 'silent'). A heartbeat with a
+ * higher epoch means the peer restarted and lost its connections: 'peer-dead' ('restarted'),
+ * then 'peer-alive'. Defaults: 100 ms / 400 ms (options.ts).
  *  - Detection bound: the last heartbeat precedes the crash, the check runs every 50 ms, so
  *    death is reported at most 400 + 50 = 450 ms after it (under the 0.5 s target).
  *  - Cost: a heartbeat datagram is ~130 bytes on the wire (~100 B UDP payload + IP/UDP
@@ -17,14 +19,14 @@
  *  - False positives: a peer is declared dead only after four heartbeats in a row are lost.
  *    With independent loss p that is p^4 per 100 ms: 1e-8 at 1% loss (one false alarm per
  *    ~30 years per peer), but 0.8% at 30% loss (one per ~12 s). Event-loop stalls do not (the
- *    sender thread heartbeats through them, see member.ts), unless longer than the lease.
+ *    sender thread heartbeats through them, see link.ts), unless longer than the lease.
  *    Either way the error is corrected by the next heartbeat, as below, and migration numbers
  *    keep takeovers safe.
  *
- * Death reports. declareDead(peer) multicasts a notice (three copies, lost datagrams happen)
- * carrying the declarer's last authentic (epoch, seq) from the peer (noticeAbout()). Receivers
- * mark the peer dead ('peer-dead') unless it already is, and remember max(own, declarer's)
- * (epoch, seq) as the bar. A peer that is in fact alive keeps heartbeating: a heartbeat *above*
+ * Death reports. declare(peer) multicasts a notice (three copies, lost datagrams happen)
+ * carrying the declarer's last authentic (epoch, seq) from the peer. Receivers mark the peer
+ * dead ('peer-dead') unless it already is, and remember max(own, declarer's) (epoch, seq) as the
+ * bar. A peer that is in fact alive keeps heartbeating: a heartbeat *above*
  * the bar was sent after the declarer last heard it, so it is alive again ('peer-alive'). The
  * reported peer hears the notice about itself, emits 'declared-dead-self' (the daemon may step
  * back or just carry on) and answers at once with a heartbeat, which refutes the report.
@@ -36,7 +38,9 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { InboundMessage } from './channel.js';
 import { epochHex } from './crypto.js';
-import { MAX_REASON_LENGTH, type DeathNotice, type Load, type ServiceClaim } from './records.js';
+import { MAX_REASON_LENGTH, MAX_SERVICES, type DeathNotice, type Load, type ServiceClaim } from './records.js';
+
+const NOTICE_COPIES = 3;
 
 export interface PeerInfo {
   address: string;
@@ -55,8 +59,16 @@ export interface PeerInfo {
 export interface LivenessEvents {
   peerDead(peer: string, reason: string): void;
   peerAlive(peer: string): void;
-  /* A peer reported this member dead; the listener refutes it with a heartbeat at once. */
+  /* A peer reported this member dead (a heartbeat already went out to refute it). */
   declaredDeadSelf(declarer: string, reason: string): void;
+}
+
+/* How this part reaches the group (from start() to stop()). */
+export interface LivenessWire {
+  /* The main thread is alive: heartbeats go on with this content; `now` sends one at once. */
+  beat(load: Load, services: ServiceClaim[], now: boolean): void;
+  /* Sends one copy of a notice to the support group of its peer. */
+  notice(notice: DeathNotice): void;
 }
 
 export interface LivenessOptions {
@@ -66,6 +78,8 @@ export interface LivenessOptions {
   /* Soft-state expiry: dead peers are forgotten a good while after their records expired. */
   expireMs: number;
   events: LivenessEvents;
+  /* Connections this member serves now, for its heartbeats' load. */
+  connections: () => number;
   logger?: Pick<Logger, 'info' | 'warn'> | undefined;
   /* Monotonic clock in ms (default performance.now; tests drive their own). */
   now?: () => number;
@@ -93,12 +107,17 @@ function above(epoch: bigint, seq: number, bar: { epoch: bigint; seq: number }):
 }
 
 export class Liveness {
-  /* How often check() should run: often enough for the detection bound, at most every 50 ms. */
+  /* How often the silent check runs: often enough for the detection bound, at most every 50 ms. */
   readonly checkIntervalMs: number;
   private readonly options: LivenessOptions;
   private readonly now: () => number;
   private readonly peerStates = new Map<string, PeerState>();
   private lastCheck = 0;
+  private wire: LivenessWire | undefined;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly noticeTimers = new Set<NodeJS.Timeout>();
+  private load: { bytesPerSec: number; cpu?: number } = { bytesPerSec: 0 };
+  private services: ServiceClaim[] = [];
 
   constructor(options: LivenessOptions) {
     this.options = options;
@@ -106,9 +125,34 @@ export class Liveness {
     this.checkIntervalMs = Math.max(10, Math.min(50, Math.floor(options.deadAfterMs / 8)));
   }
 
-  /* The periodic check() begins now (a first check must not see a stall since construction). */
-  start(): void {
+  /* Check-ins every heartbeat interval and the silent check every checkIntervalMs begin. */
+  start(wire: LivenessWire): void {
+    this.wire = wire;
     this.lastCheck = this.now();
+    this.timers.push(setInterval(() => this.checkIn(), this.options.heartbeatIntervalMs));
+    this.timers.push(setInterval(() => this.check(), this.checkIntervalMs));
+  }
+
+  stop(): void {
+    for (const t of this.timers) clearInterval(t);
+    this.timers.length = 0;
+    for (const t of this.noticeTimers) clearTimeout(t);
+    this.noticeTimers.clear();
+    this.wire = undefined;
+  }
+
+  /* Service addresses carried by the next heartbeats. */
+  setServices(claims: readonly ServiceClaim[]): void {
+    this.services = claims.slice(0, MAX_SERVICES);
+  }
+
+  /* Load figures carried by the next heartbeats (connections are counted here). */
+  setLoad(load: { bytesPerSec: number; cpu?: number }): void {
+    this.load = load;
+  }
+
+  beatContent(): { load: Load; services: ServiceClaim[] } {
+    return { load: { connections: this.options.connections(), ...this.load }, services: this.services };
   }
 
   /* Any authentic datagram shows its sender alive: when our loop falls behind, the adverts
@@ -144,13 +188,22 @@ export class Liveness {
     this.options.events.peerAlive(peer.address);
   }
 
-  /* The notice this member multicasts when it declares `peer` dead, with the bar it knows. */
-  noticeAbout(peer: string, reason: string): DeathNotice {
+  /* Sends a notice that `peer` is dead, with the bar known here, in NOTICE_COPIES copies
+   * spaced half a heartbeat (at least 20 ms) apart; returns it (the member then takes it as if received). */
+  declare(peer: string, reason: string): DeathNotice {
     const known = this.peerStates.get(peer);
     const notice: DeathNotice = { declarer: this.options.self, peer, reason: reason.slice(0, MAX_REASON_LENGTH), at: Date.now() };
     if (known?.epoch !== undefined) {
       notice.peerEpoch = epochHex(known.epoch);
       notice.peerSeq = known.seq;
+    }
+    this.wire?.notice(notice);
+    for (let copy = 1; copy < NOTICE_COPIES; copy++) {
+      const timer = setTimeout(() => {
+        this.noticeTimers.delete(timer);
+        this.wire?.notice(notice);
+      }, copy * Math.max(20, this.options.heartbeatIntervalMs / 2));
+      this.noticeTimers.add(timer);
     }
     return notice;
   }
@@ -159,6 +212,7 @@ export class Liveness {
   notice(notice: DeathNotice): void {
     if (notice.peer === this.options.self) {
       this.options.logger?.warn({ declarer: notice.declarer, reason: notice.reason }, 'declared dead by a peer; refuting with a heartbeat');
+      this.checkIn(true);
       this.options.events.declaredDeadSelf(notice.declarer, notice.reason);
       return;
     }
@@ -183,7 +237,7 @@ export class Liveness {
    * late (our event loop was stalled), heartbeats that did arrive may still sit unread in the
    * socket: the silence is ours, not the peer's, so its clocks restart from now instead.
    */
-  check(): void {
+  private check(): void {
     const now = this.now();
     const stalled = now - this.lastCheck > this.checkIntervalMs * 2;
     this.lastCheck = now;
@@ -219,6 +273,11 @@ export class Liveness {
     let alive = 0;
     for (const p of this.peerStates.values()) if (p.alive) alive++;
     return { alive, dead: this.peerStates.size - alive };
+  }
+
+  private checkIn(now = false): void {
+    const { load, services } = this.beatContent();
+    this.wire?.beat(load, services, now);
   }
 
   private markDead(peer: PeerState, reason: string): void {

@@ -8,7 +8,9 @@
  *   adverts.ts   the local records, triggered adverts, paced periodic rounds, withdrawals
  *   liveness.ts  peers alive or dead: heartbeats, death notices and their bars, the silent check
  *   table.ts     what was heard about other servers' connections, and the version order
- *   channel.ts   sealing and opening datagrams (Outbox / Inbox); sender.ts the sending thread
+ *   link.ts      the socket and the sending thread (heartbeats through main-thread stalls)
+ *   channel.ts   sealing and opening datagrams (Outbox / Inbox)
+ *   options.ts   the options, their defaults and the checks between them
  *
  * Channel. One multicast group per support group (see groups.ts); every datagram is sealed
  * with the cluster key (crypto.ts) and fits the MTU (codec.ts). The member joins its own
@@ -16,12 +18,6 @@
  * group, which is where that peer's supporters listen. A received datagram counts only from a
  * member of our group (else rejected 'wrong-group'), a record only from its owner (else
  * 'owner-mismatch'); any authentic one is a sign of life of its sender.
- *
- * Sending. Every outgoing datagram is sealed and sent by a worker thread (sender.ts), which also
- * sends the heartbeats: a main thread busy for a few hundred milliseconds does not go silent.
- * The main thread checks in every heartbeat interval; after heartbeatLeaseMs without a check-in
- * the heartbeats stop, so a wedged daemon is still found dead (after lease + dead-after).
- * Heartbeats and notices are never paced: they are small and time-critical.
  *
  * Ownership. For a connection this member owns, a record with a higher version (compareVersions
  * in table.ts: migration number, then a fixed owner rank) means someone took it over: the
@@ -32,63 +28,29 @@
  * a version older than one already heard is refused the same way.
  */
 import { EventEmitter } from 'node:events';
-import type { Logger } from 'pino';
-import { WedgeError } from '../errors/codes.js';
-import { Adverts } from './adverts.js';
-import { DEFAULT_MAX_FRAGMENTS, DEFAULT_MTU, Inbox, Outbox, type InboundMessage, type Rejection } from './channel.js';
+import { Adverts, type AdvertCounters } from './adverts.js';
+import { Inbox, Outbox, type InboundMessage, type Rejection } from './channel.js';
 import type { KeyRing } from './crypto.js';
-import {
-  DEFAULT_BASE_GROUP,
-  DEFAULT_GROUP_PORT,
-  DEFAULT_GROUPS,
-  supportGroupOf,
-  validateGroupConfig,
-  type GroupConfig,
-  type SupportGroup,
-} from './groups.js';
+import { GroupMembership, supportGroupOf, type GroupConfig, type SupportGroup } from './groups.js';
+import { Link } from './link.js';
 import { Liveness, type PeerInfo } from './liveness.js';
-import { isAddress, MAX_SERVICES, parseConnectionRecord, type ConnectionRecord, type DeathNotice, type Load, type ServiceClaim } from './records.js';
+import { memberSettings, type MemberSettings, type SoftStateMemberOptions } from './options.js';
+import { isAddress, parseConnectionRecord, type ConnectionRecord, type DeathNotice, type ServiceClaim } from './records.js';
 import { compareVersions, SoftStateTable } from './table.js';
-import { SenderThread } from './sender.js';
-import { MulticastTransport } from './transport.js';
 
 export type { PeerInfo } from './liveness.js';
 
-export const DEFAULT_ADVERT_INTERVAL_MS = 3000;
-export const DEFAULT_EXPIRE_MS = 10_000;
-export const DEFAULT_HEARTBEAT_INTERVAL_MS = 100;
-export const DEFAULT_DEAD_AFTER_MS = 400;
-/* Longer than any stall seen under load (a few hundred ms), far shorter than a hung daemon. */
-export const DEFAULT_HEARTBEAT_LEASE_MS = 1000;
-const NOTICE_COPIES = 3;
-const MAX_REMEMBERED_GROUPS = 4096;
+export {
+  DEFAULT_ADVERT_INTERVAL_MS,
+  DEFAULT_DEAD_AFTER_MS,
+  DEFAULT_EXPIRE_MS,
+  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_HEARTBEAT_LEASE_MS,
+  type SoftStateMemberOptions,
+} from './options.js';
 
-export interface SoftStateMemberOptions {
-  /* This server's address: its sender id, its records' owner, the input of its group hash. */
-  self: string;
-  /* Local address of the cluster-network interface (default: self). */
-  interfaceAddress?: string;
-  keyRing: KeyRing;
-  groups?: number;
-  baseGroup?: string;
-  port?: number;
-  advertIntervalMs?: number;
-  expireMs?: number;
-  heartbeatIntervalMs?: number;
-  deadAfterMs?: number;
-  /* Heartbeats continue this long after the main thread last checked in. */
-  heartbeatLeaseMs?: number;
-  /* UDP payload budget per datagram. */
-  mtu?: number;
-  maxFragments?: number;
-  /* Receive our own multicast (single-host setups); own datagrams are dropped by sender id. */
-  loopback?: boolean;
-  /* Fixed epoch (tests); default: boot time. */
-  epoch?: bigint;
-  logger?: Pick<Logger, 'debug' | 'info' | 'warn'>;
-}
-
-export interface SoftStateMetrics {
+/* The advert counters (adverts.ts) and the rest. */
+export interface SoftStateMetrics extends AdvertCounters {
   datagramsSent: number;
   bytesSent: number;
   sendQueueDrops: number;
@@ -96,18 +58,11 @@ export interface SoftStateMetrics {
   datagramsReceived: number;
   bytesReceived: number;
   datagramsAccepted: number;
-  advertDatagramsSent: number;
-  fragmentsSent: number;
-  recordsAdvertised: number;
-  triggeredAdverts: number;
-  periodicAdverts: number;
-  withdrawalsSent: number;
   heartbeatsSent: number;
   noticesSent: number;
   recordsReceived: number;
   heartbeatsReceived: number;
   noticesReceived: number;
-  recordsTooLarge: number;
   recordsSuperseded: number;
   reassemblyEvicted: number;
   reassemblyTimedOut: number;
@@ -137,23 +92,16 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   readonly deadAfterMs: number;
   readonly heartbeatLeaseMs: number;
   private keyRing: KeyRing;
-  private readonly mtu: number;
-  private readonly interfaceAddress: string;
-  private readonly loopback: boolean;
+  private readonly settings: MemberSettings;
   private readonly outbox: Outbox;
   private readonly inbox: Inbox;
   private readonly table: SoftStateTable;
   private readonly adverts: Adverts;
   private readonly liveness: Liveness;
-  private readonly groupOfAddress = new Map<string, boolean>();
+  private readonly ourGroup: GroupMembership;
   private readonly logger: SoftStateMemberOptions['logger'];
-  /* Receives; the sender thread sends. */
-  private transport: MulticastTransport | undefined;
-  private sender: SenderThread | undefined;
-  private readonly timers: NodeJS.Timeout[] = [];
-  private readonly noticeTimers = new Set<NodeJS.Timeout>();
-  private load: { bytesPerSec: number; cpu?: number } = { bytesPerSec: 0 };
-  private services: ServiceClaim[] = [];
+  private link: Link | undefined;
+  private housekeeper: NodeJS.Timeout | undefined;
   private readonly counters = {
     noticesSent: 0,
     recordsReceived: 0,
@@ -164,57 +112,37 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
 
   constructor(options: SoftStateMemberOptions) {
     super();
-    if (!isAddress(options.self)) throw new WedgeError('WEDGE_ERR_CONFIG', `invalid soft-state self address ${JSON.stringify(options.self)}`);
-    this.self = options.self;
-    this.interfaceAddress = options.interfaceAddress ?? options.self;
-    this.groupConfig = validateGroupConfig({
-      groups: options.groups ?? DEFAULT_GROUPS,
-      baseGroup: options.baseGroup ?? DEFAULT_BASE_GROUP,
-      port: options.port ?? DEFAULT_GROUP_PORT,
-    });
-    this.group = supportGroupOf(this.self, this.groupConfig);
-    this.advertIntervalMs = options.advertIntervalMs ?? DEFAULT_ADVERT_INTERVAL_MS;
-    this.expireMs = options.expireMs ?? DEFAULT_EXPIRE_MS;
-    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
-    this.deadAfterMs = options.deadAfterMs ?? DEFAULT_DEAD_AFTER_MS;
-    this.heartbeatLeaseMs = options.heartbeatLeaseMs ?? DEFAULT_HEARTBEAT_LEASE_MS;
-    if (this.heartbeatLeaseMs < this.heartbeatIntervalMs) {
-      throw new WedgeError('WEDGE_ERR_CONFIG', `heartbeat lease (${this.heartbeatLeaseMs} ms) must be at least the heartbeat interval (${this.heartbeatIntervalMs} ms)`);
-    }
-    if (this.deadAfterMs <= this.heartbeatIntervalMs) {
-      throw new WedgeError('WEDGE_ERR_CONFIG', `dead-after (${this.deadAfterMs} ms) must exceed the heartbeat interval (${this.heartbeatIntervalMs} ms)`);
-    }
-    if (this.expireMs <= this.advertIntervalMs) {
-      throw new WedgeError('WEDGE_ERR_CONFIG', `soft-state expiry (${this.expireMs} ms) must exceed the advert interval (${this.advertIntervalMs} ms)`);
-    }
-    this.loopback = options.loopback ?? false;
-    const mtu = options.mtu ?? DEFAULT_MTU;
-    this.mtu = mtu;
+    const settings = memberSettings(options);
+    this.settings = settings;
+    this.self = settings.self;
+    this.groupConfig = settings.groupConfig;
+    this.group = settings.group;
+    this.ourGroup = new GroupMembership(settings.groupConfig, settings.group);
+    this.advertIntervalMs = settings.advertIntervalMs;
+    this.expireMs = settings.expireMs;
+    this.heartbeatIntervalMs = settings.heartbeatIntervalMs;
+    this.deadAfterMs = settings.deadAfterMs;
+    this.heartbeatLeaseMs = settings.heartbeatLeaseMs;
     this.keyRing = options.keyRing;
     this.outbox = new Outbox({
       ring: options.keyRing,
       self: this.self,
-      mtu,
-      maxFragments: options.maxFragments ?? DEFAULT_MAX_FRAGMENTS,
+      mtu: settings.mtu,
+      maxFragments: settings.maxFragments,
       ...(options.epoch !== undefined ? { epoch: options.epoch } : {}),
     });
-    this.inbox = new Inbox({ ring: options.keyRing, self: this.self, maxDatagram: mtu });
+    this.inbox = new Inbox({ ring: options.keyRing, self: this.self, maxDatagram: settings.mtu });
     this.table = new SoftStateTable({ ttlMs: this.expireMs });
     this.logger = options.logger;
     this.adverts = new Adverts(this.outbox, this.advertIntervalMs);
     this.liveness = new Liveness({
-      self: this.self,
-      heartbeatIntervalMs: this.heartbeatIntervalMs,
-      deadAfterMs: this.deadAfterMs,
-      expireMs: this.expireMs,
+      ...settings,
       logger: this.logger,
+      connections: () => this.adverts.size,
       events: {
         peerDead: (peer, reason) => this.emit('peer-dead', peer, reason),
         peerAlive: (peer) => this.emit('peer-alive', peer),
-        declaredDeadSelf: (declarer, reason) => {
-          this.checkIn(true);
-          this.emit('declared-dead-self', declarer, reason);
-        },
+        declaredDeadSelf: (declarer, reason) => this.emit('declared-dead-self', declarer, reason),
       },
     });
   }
@@ -229,60 +157,36 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   }
 
   async start(): Promise<void> {
-    if (this.transport) return;
-    const transport = new MulticastTransport({
-      group: this.group.address,
-      port: this.group.port,
-      interfaceAddress: this.interfaceAddress,
-      loopback: this.loopback,
-    });
+    if (this.link) return;
     const onError = (err: Error) => {
       // An unheard 'error' would throw: log it instead when the daemon does not listen.
       if (this.listenerCount('error') > 0) this.emit('error', err);
       else this.logger?.warn({ err }, 'soft-state socket error');
     };
-    await transport.start();
-    try {
-      this.sender = await SenderThread.start(
-        {
-          ring: this.keyRing,
-          self: this.self,
-          epoch: this.outbox.epoch.toString(),
-          mtu: this.mtu,
-          transport: { group: this.group.address, port: this.group.port, interfaceAddress: this.interfaceAddress, loopback: this.loopback },
-          heartbeatIntervalMs: this.heartbeatIntervalMs,
-          leaseMs: this.heartbeatLeaseMs,
-          beat: this.beatContent(),
-        },
-        onError,
-      );
-    } catch (err) {
-      await transport.stop();
-      throw err;
-    }
-    const sender = this.sender;
-    transport.on('message', (datagram) => this.receive(datagram));
-    transport.on('error', onError);
-    this.transport = transport;
-    this.liveness.start();
-    this.timers.push(setInterval(() => this.checkIn(), this.heartbeatIntervalMs));
-    this.timers.push(setInterval(() => this.liveness.check(), this.liveness.checkIntervalMs));
-    this.timers.push(setInterval(() => this.housekeeping(), 1000));
-    this.adverts.start((frames) => sender.send(frames));
+    const setup = { ring: this.keyRing, epoch: this.outbox.epoch, beat: this.liveness.beatContent() };
+    const link = await Link.open(this.settings, setup, (datagram) => this.receive(datagram), onError);
+    this.link = link;
+    this.liveness.start({
+      beat: (load, services, now) => link.beat(load, services, now),
+      notice: (notice) => {
+        const target = supportGroupOf(notice.peer, this.groupConfig);
+        link.send([this.outbox.noticeFrame(notice)], { address: target.address, port: target.port });
+        this.counters.noticesSent++;
+      },
+    });
+    this.housekeeper = setInterval(() => this.housekeeping(), 1000);
+    this.adverts.start((frames) => link.send(frames));
     this.logger?.info({ group: this.group, epoch: this.epoch }, 'soft-state member started');
   }
 
   async stop(): Promise<void> {
-    for (const t of this.timers) clearInterval(t);
-    this.timers.length = 0;
-    for (const t of this.noticeTimers) clearTimeout(t);
-    this.noticeTimers.clear();
+    this.liveness.stop();
+    clearInterval(this.housekeeper);
+    this.housekeeper = undefined;
     this.adverts.stop();
-    const transport = this.transport;
-    const sender = this.sender;
-    this.transport = undefined;
-    this.sender = undefined;
-    await Promise.all([transport?.stop(), sender?.stop()]);
+    const link = this.link;
+    this.link = undefined;
+    await link?.close();
   }
 
   /* Key rotation (e.g. on SIGHUP): seal with the ring's newest key, open with any of its keys. */
@@ -290,17 +194,17 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     this.keyRing = ring;
     this.outbox.setKeyRing(ring);
     this.inbox.setKeyRing(ring);
-    this.sender?.setKeyRing(ring);
+    this.link?.setKeyRing(ring);
   }
 
   /* Service addresses carried by the next heartbeats. */
   setServices(claims: readonly ServiceClaim[]): void {
-    this.services = claims.slice(0, MAX_SERVICES);
+    this.liveness.setServices(claims);
   }
 
   /* Load figures carried by the next heartbeats (connections are counted here). */
   setLoad(load: { bytesPerSec: number; cpu?: number }): void {
-    this.load = load;
+    this.liveness.setLoad(load);
   }
 
   /*
@@ -341,25 +245,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   /* Operator / monitor report: broadcast a death notice to the peer's support group. */
   declareDead(peer: string, reason: string): void {
     if (!isAddress(peer)) throw new TypeError(`invalid peer address ${JSON.stringify(peer)}`);
-    const notice = this.liveness.noticeAbout(peer, reason);
-    const target = supportGroupOf(peer, this.groupConfig);
-    for (let copy = 0; copy < NOTICE_COPIES; copy++) {
-      const send = (): void => {
-        if (!this.sender) return;
-        this.sender.send([this.outbox.noticeFrame(notice)], { address: target.address, port: target.port });
-        this.counters.noticesSent++;
-      };
-      if (copy === 0) {
-        send();
-        continue;
-      }
-      const timer = setTimeout(() => {
-        this.noticeTimers.delete(timer);
-        send();
-      }, copy * Math.max(20, this.heartbeatIntervalMs / 2));
-      this.noticeTimers.add(timer);
-    }
-    this.handleNotice(notice, true);
+    this.handleNotice(this.liveness.declare(peer, reason), true);
   }
 
   peers(): PeerInfo[] {
@@ -382,9 +268,8 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   }
 
   get metrics(): SoftStateMetrics {
-    const sent = this.sender?.stats;
-    const received = this.transport?.stats;
-    const advertised = this.adverts.counters;
+    const sent = this.link?.sent;
+    const received = this.link?.received;
     const peers = this.liveness.counts();
     return {
       datagramsSent: sent?.sent ?? 0,
@@ -394,14 +279,8 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
       datagramsReceived: received?.received ?? 0,
       bytesReceived: received?.receivedBytes ?? 0,
       datagramsAccepted: this.inbox.accepted,
-      heartbeatsSent: this.sender?.heartbeatsSent ?? 0,
-      advertDatagramsSent: advertised.advertDatagramsSent,
-      fragmentsSent: advertised.fragmentsSent,
-      recordsAdvertised: advertised.recordsAdvertised,
-      triggeredAdverts: advertised.triggeredAdverts,
-      periodicAdverts: advertised.periodicAdverts,
-      withdrawalsSent: advertised.withdrawalsSent,
-      recordsTooLarge: advertised.recordsTooLarge,
+      heartbeatsSent: this.link?.heartbeatsSent ?? 0,
+      ...this.adverts.counters,
       ...this.counters,
       reassemblyEvicted: this.inbox.reassembler.evicted,
       reassemblyTimedOut: this.inbox.reassembler.timedOut,
@@ -420,7 +299,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     this.liveness.heard(message.sender);
     switch (message.kind) {
       case 'heartbeat':
-        if (!this.inOurGroup(message.sender)) return this.inbox.reject('wrong-group');
+        if (!this.ourGroup.has(message.sender)) return this.inbox.reject('wrong-group');
         this.counters.heartbeatsReceived++;
         return this.liveness.heartbeat(message);
       case 'death':
@@ -431,20 +310,8 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     }
   }
 
-  /* Asked for every datagram received, and the group hash is a SHA-256: remembered per address
-   * (authenticated senders only, so the cache stays as small as the cluster). */
-  private inOurGroup(address: string): boolean {
-    let ours = this.groupOfAddress.get(address);
-    if (ours === undefined) {
-      if (this.groupOfAddress.size >= MAX_REMEMBERED_GROUPS) this.groupOfAddress.clear();
-      ours = supportGroupOf(address, this.groupConfig).bucket === this.group.bucket;
-      this.groupOfAddress.set(address, ours);
-    }
-    return ours;
-  }
-
   private handleNotice(notice: DeathNotice, local = false): void {
-    if (notice.peer !== this.self && !this.inOurGroup(notice.peer)) {
+    if (notice.peer !== this.self && !this.ourGroup.has(notice.peer)) {
       // We watch only our own group; a local declaration about another group just goes out.
       if (!local) this.inbox.reject('wrong-group');
       return;
@@ -453,7 +320,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   }
 
   private handleAdvert(message: Extract<InboundMessage, { kind: 'advert' }>): void {
-    if (!this.inOurGroup(message.sender)) {
+    if (!this.ourGroup.has(message.sender)) {
       this.inbox.reject('wrong-group');
       return;
     }
@@ -487,16 +354,6 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     this.counters.recordsSuperseded++;
     this.logger?.info({ id: record.id, owner: record.owner, migration: record.migration }, 'connection superseded');
     this.emit('superseded', record);
-  }
-
-  private beatContent(): { load: Load; services: ServiceClaim[] } {
-    return { load: { connections: this.adverts.size, ...this.load }, services: this.services };
-  }
-
-  /* The main thread is alive: heartbeats go on, with the current load and services. */
-  private checkIn(now = false): void {
-    const { load, services } = this.beatContent();
-    this.sender?.beat(load, services, now);
   }
 
   private housekeeping(): void {
