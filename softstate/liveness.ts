@@ -26,10 +26,10 @@
  * Death reports. declare(peer) multicasts a notice (three copies, lost datagrams happen)
  * carrying the declarer's last authentic (epoch, seq) from the peer. Receivers mark the peer
  * dead ('peer-dead') unless it already is, and remember max(own, declarer's) (epoch, seq) as the
- * bar. A peer that is in fact alive keeps heartbeating: a heartbeat *above*
- * the bar was sent after the declarer last heard it, so it is alive again ('peer-alive'). The
- * reported peer hears the notice about itself, emits 'declared-dead-self' (the daemon may step
- * back or just carry on) and answers at once with a heartbeat, which refutes the report.
+ * bar. A peer that is in fact alive keeps heartbeating: a heartbeat *above* the bar was sent
+ * after the declarer last heard it, so it is alive again ('peer-alive'). The reported peer hears
+ * the notice about itself, answers at once with a heartbeat, which refutes the report, and
+ * emits 'declared-dead-self' (the daemon may step back or just carry on).
  *
  * Forgetting. A peer dead and unheard for max(6 x expiry, 60 s) is dropped from the table:
  * its records have expired long before.
