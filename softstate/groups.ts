@@ -71,3 +71,29 @@ export function supportGroupOf(address: string, config: GroupConfig = DEFAULT_GR
   const bucket = bucketOf(address, config.groups);
   return { bucket, address: groupAddress(bucket, config.baseGroup), port: config.port };
 }
+
+const MAX_REMEMBERED = 4096;
+
+/* Whether an address belongs to one group: asked for every datagram received, and the group
+ * hash is a SHA-256, so the answer is remembered per address (callers ask for authenticated
+ * senders only, so the cache stays as small as the cluster). */
+export class GroupMembership {
+  private readonly config: GroupConfig;
+  private readonly bucket: number;
+  private readonly known = new Map<string, boolean>();
+
+  constructor(config: GroupConfig, group: SupportGroup) {
+    this.config = config;
+    this.bucket = group.bucket;
+  }
+
+  has(address: string): boolean {
+    let member = this.known.get(address);
+    if (member === undefined) {
+      if (this.known.size >= MAX_REMEMBERED) this.known.clear();
+      member = supportGroupOf(address, this.config).bucket === this.bucket;
+      this.known.set(address, member);
+    }
+    return member;
+  }
+}
