@@ -5,8 +5,6 @@ export { NativeError } from './errors.js';
 export {
   dump,
   restore,
-  restoreSpec,
-  extrapolateClock,
   setRepair,
   quietClose,
   closeQuietly,
@@ -17,7 +15,6 @@ export {
 export {
   probe,
   probeMany,
-  resumeOffset,
   type ProbeTarget,
   type ProbeRequest,
   type ProbeSequence,
