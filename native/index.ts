@@ -38,4 +38,4 @@ export {
   type CapturedSyn,
   type MigrateCaptureOptions,
 } from './migrate.js';
-export { checkPrivileges, assertPrivileges, PRIVILEGE_FIX, type PrivilegeReport } from './privileges.js';
+export { checkPrivileges, assertPrivileges, PRIVILEGE_FIX, TCP_REPAIR_FIX, type PrivilegeReport } from './privileges.js';
