@@ -34,6 +34,13 @@ Without --address the wedge is a plain relay that records stream maps. With it, 
 its support group, advertises every connection, and adopts a dead peer's service addresses and
 connections. Failover needs root (CAP_NET_ADMIN, CAP_NET_RAW) and nftables.
 
+Start-up checks (with --address; each printed as "[+] VERIFIED ..." or "[!] CHECK FAILED ...
+Fix: ..." on stderr and in the log; a failure stops the wedge with exit status 2):
+  root or CAP_NET_ADMIN + CAP_NET_RAW     TCP_REPAIR usable on a test socket
+  \`nft\` present and usable               net.ipv4.ip_nonlocal_bind = 1 (--takeover address)
+  the interface holding --address exists and is up
+  a multicast route (224.0.0.0/4 or the group addresses) on that interface
+
 Example (replica s1 of a cluster on 10.0.0.0/24, service address 10.0.0.101):
   wedge serve --name s1 --address 10.0.0.11 --service 10.0.0.101:80 \\
               --origin http://127.0.0.1:8080 --state-key-file /etc/wedge/cluster.key

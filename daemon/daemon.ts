@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
-import { assertPrivileges, splice } from '../native/index.js';
+import { splice } from '../native/index.js';
+import { preflight, preflightTarget } from './preflight.js';
 import { loadKeyRing, SoftStateMember } from '../softstate/index.js';
 import { parseAddress, parseEndpoint, parseOriginUrl, type Endpoint } from '../config/endpoints.js';
 import { WedgeError } from '../errors/codes.js';
@@ -31,7 +32,7 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
     flags.logFile ? pino.destination({ dest: flags.logFile, mkdir: true, sync: false }) : pino.destination(2),
   );
   const listen = parseEndpoint(flags.listen, '--listen');
-  if (flags.address) assertPrivileges();
+  if (flags.address) await preflight(preflightTarget(flags), logger);
   const server = new WedgeServer({
     name: flags.name,
     listen,

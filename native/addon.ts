@@ -35,10 +35,8 @@ export interface RawDump extends RawEndpoints {
   bytesReceived: number;
 }
 
-export type RawRestoreSpec = Omit<RawDump, 'clockReadAt' | 'bytesReceived'> & { mark?: number };
-
-/* What restoring a connection in the probe's worker takes from its record; the client's answer
- * and the clock at restore time give the rest (policy in native/src/repair.cc SpecFor). */
+/* What restoring a connection takes from its record; the client's answer and the clock at
+ * restore time give the rest (the policy: native/src/repair.cc SpecFor). */
 export type RawRestoreBase = Pick<RawDump, 'mss' | 'windowScaling' | 'sndWscale' | 'rcvWscale' | 'sack' | 'timestamps' | 'timestamp' | 'clockReadAt'> & {
   maxWindow: number;
   rcvWnd: number;
@@ -116,7 +114,7 @@ export type RawSpliceDone = (error: NativeError | null, bytes: number, eof: bool
 export interface RawAddon {
   setErrorClass(ctor: typeof NativeError): void;
   dump(fd: number): RawDump;
-  restore(spec: RawRestoreSpec): number;
+  restore(endpoints: RawEndpoints, base: RawRestoreBase, answer: Pick<RawProbeAnswer, 'ack' | 'seq' | 'window'>): number;
   setRepair(fd: number, on: boolean): void;
   repairProblem(): NativeError | null;
   /* One result per target, in order; a NativeError for a connection that could not be probed.

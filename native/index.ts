@@ -5,8 +5,6 @@ export { NativeError } from './errors.js';
 export {
   dump,
   restore,
-  restoreSpec,
-  extrapolateClock,
   setRepair,
   quietClose,
   closeQuietly,
@@ -17,7 +15,6 @@ export {
 export {
   probe,
   probeMany,
-  resumeOffset,
   type ProbeTarget,
   type ProbeRequest,
   type ProbeSequence,
@@ -41,4 +38,4 @@ export {
   type CapturedSyn,
   type MigrateCaptureOptions,
 } from './migrate.js';
-export { checkPrivileges, assertPrivileges, PRIVILEGE_FIX, type PrivilegeReport } from './privileges.js';
+export { checkPrivileges, assertPrivileges, PRIVILEGE_FIX, TCP_REPAIR_FIX, type PrivilegeReport } from './privileges.js';

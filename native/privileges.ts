@@ -11,12 +11,17 @@ export interface PrivilegeReport {
   netRaw: boolean;
   /** TCP_REPAIR could be switched on for a fresh socket. */
   tcpRepair: boolean;
+  /** Why not, as the kernel said (null when it could). */
+  repairProblem: string | null;
   ok: boolean;
   /** One line per missing piece; empty when ok. */
   problems: string[];
 }
 
 export const PRIVILEGE_FIX = 'run as root or grant CAP_NET_ADMIN,CAP_NET_RAW (e.g. setcap cap_net_admin,cap_net_raw+ep $(which node))';
+
+/* TCP_REPAIR wants CAP_NET_ADMIN over the socket's network namespace; containers often lack it. */
+export const TCP_REPAIR_FIX = 'run with CAP_NET_ADMIN in this network namespace (a container needs it granted) on Linux >= 3.5, and let any seccomp or LSM policy allow setsockopt(TCP_REPAIR)';
 
 const CAP_NET_ADMIN = 12n;
 const CAP_NET_RAW = 13n;
@@ -31,12 +36,13 @@ function inspect(): PrivilegeReport {
   const caps = effectiveCapabilities();
   const netAdmin = ((caps >> CAP_NET_ADMIN) & 1n) === 1n;
   const netRaw = ((caps >> CAP_NET_RAW) & 1n) === 1n;
-  const repairProblem = addon.repairProblem();
+  const repairError = addon.repairProblem();
+  const repairProblem = repairError ? repairError.message : null;
   const problems: string[] = [];
   if (!netAdmin) problems.push('CAP_NET_ADMIN is missing (TCP_REPAIR, address moves)');
   if (!netRaw) problems.push('CAP_NET_RAW is missing (probe, gratuitous ARP)');
-  if (repairProblem) problems.push(`TCP_REPAIR is not usable: ${repairProblem.message}`);
-  return { netAdmin, netRaw, tcpRepair: repairProblem === null, ok: problems.length === 0, problems };
+  if (repairProblem) problems.push(`TCP_REPAIR is not usable: ${repairProblem}`);
+  return { netAdmin, netRaw, tcpRepair: repairProblem === null, repairProblem, ok: problems.length === 0, problems };
 }
 
 let report: PrivilegeReport | undefined;

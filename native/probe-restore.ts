@@ -1,7 +1,7 @@
 import { addon, type RawRestoredProbe } from './addon.js';
 import type { NativeError } from './errors.js';
 import { rawProbeBatch, rawProbeTarget, type MigrateSynRequest, type ProbeAnswer, type ProbeBatchOptions, type ProbeSequence } from './probe.js';
-import { DEFAULT_TIMESTAMP_MARGIN_MS, type ConnectionDump, type RestoreOptions } from './repair.js';
+import { restoreBase, type ConnectionDump, type RestoreOptions } from './repair.js';
 
 /* A takeover's probe and restore in one native batch: each connection is rebuilt on the worker
  * thread the moment its client answers (native/src/probe.cc), not on the event loop. */
@@ -26,31 +26,18 @@ export interface RestoredProbe {
 export type ProbeRestoreResult = RestoredProbe | NativeError;
 
 /**
- * probeMany() that also restores (as restore() would, with the timestamp clock read at restore
- * time) every connection whose client answers, at the client's position. Resolves with one
+ * probeMany() that also restores (as restore() does, the clock read the moment it answers)
+ * every connection whose client answers, at the client's position. Resolves with one
  * result per request, in order: a NativeError as probeMany() reports it, or the RestoredProbe.
  * Each fd is the caller's: wrap it in a net.Socket, or drop it with closeQuietly().
  */
 export function probeAndRestore(
   requests: readonly RestoreRequest[],
-  options: ProbeBatchOptions & Omit<RestoreOptions, 'now'> = {},
+  options: ProbeBatchOptions & RestoreOptions = {},
 ): Promise<ProbeRestoreResult[]> {
   const targets = requests.map((request) => ({
     ...rawProbeTarget(request),
-    restore: {
-      mss: request.mss,
-      windowScaling: request.windowScaling,
-      sndWscale: request.sndWscale,
-      rcvWscale: request.rcvWscale,
-      sack: request.sack,
-      timestamps: request.timestamps,
-      timestamp: request.timestamp,
-      clockReadAt: request.clockReadAt,
-      maxWindow: request.window.maxWindow,
-      rcvWnd: request.window.rcvWnd,
-      timestampMarginMs: options.timestampMarginMs ?? DEFAULT_TIMESTAMP_MARGIN_MS,
-      mark: options.mark ?? 0,
-    },
+    restore: restoreBase(request, options),
   }));
   return addon.probeMany(rawProbeBatch(targets, options)) as Promise<(RawRestoredProbe | NativeError)[]>;
 }

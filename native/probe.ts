@@ -96,7 +96,3 @@ export async function probe(target: ProbeTarget, options: ProbeOptions = {}): Pr
   return result;
 }
 
-/** Offset in the server-to-client stream (counted from sendSeq) of the client's next wanted byte. */
-export function resumeOffset(target: Pick<ProbeTarget, 'sendSeq'>, answer: Pick<ProbeAnswer, 'ack'>): number {
-  return (answer.ack - target.sendSeq) >>> 0;
-}

@@ -1,12 +1,13 @@
 import { closeSync } from 'node:fs';
 import type net from 'node:net';
-import { addon, type RawDump, type RawRestoreSpec } from './addon.js';
+import { addon, type RawDump, type RawRestoreBase } from './addon.js';
 import { NativeError } from './errors.js';
 import type { ProbeAnswer } from './probe.js';
 
 /* TCP_REPAIR in TypeScript terms: what a connection's transport state is (dump), how to
  * rebuild it elsewhere (restore), and how to let a connection go without a word (quietClose).
- * The policy lives here: which sequence numbers, clock and window the new socket gets. */
+ * Which sequence numbers, clock and window a rebuilt socket gets is decided in C++
+ * (native/src/repair.cc SpecFor); this side passes the record, the answer and the options. */
 
 /** Transport state of a live connection, as read by dump(). Sequence numbers are uint32. */
 export interface ConnectionDump extends RawDump {
@@ -29,14 +30,11 @@ export interface ConnectionDump extends RawDump {
 export interface RestoreOptions {
   /** Added to the extrapolated timestamp clock so the client's PAWS check never sees it go back. */
   timestampMarginMs?: number;
-  /** Wall clock now, ms since the epoch (default Date.now()). */
-  now?: number;
   /** SO_MARK for the new socket (its segments, resets included, carry it); 0 or absent: none. */
   mark?: number;
 }
 
 export const DEFAULT_TIMESTAMP_MARGIN_MS = 1000;
-const FALLBACK_RECEIVE_WINDOW = 65535;
 
 /** The OS file descriptor under a connected net.Socket. */
 export function socketFd(socket: net.Socket): number {
@@ -50,49 +48,33 @@ export function dump(fd: number): ConnectionDump {
   return addon.dump(fd);
 }
 
-/** The old server's timestamp clock carried to now, plus a margin; even, so the kernel keeps ms units. */
-export function extrapolateClock(dump: ConnectionDump, now: number, marginMs: number): number {
-  const elapsed = Math.max(0, Math.ceil(now - dump.clockReadAt));
-  return ((dump.timestamp + elapsed + marginMs) & ~1) >>> 0;
-}
-
-/** What restore() sets: sequences from the client's answer, options and window from both.
- * (probeAndRestore() applies the same policy in native/src/repair.cc SpecFor.) */
-export function restoreSpec(dump: ConnectionDump, answer: ProbeAnswer, options: RestoreOptions = {}): RawRestoreSpec {
-  const sndWnd = answer.window * 2 ** (dump.windowScaling ? dump.sndWscale : 0);
+/** What a restore takes from the recorded connection and the options (the addon's RestoreBase). */
+export function restoreBase(dump: ConnectionDump, options: RestoreOptions = {}): RawRestoreBase {
   return {
-    localAddress: dump.localAddress,
-    localPort: dump.localPort,
-    remoteAddress: dump.remoteAddress,
-    remotePort: dump.remotePort,
-    sendSeq: answer.ack,
-    recvSeq: answer.seq,
     mss: dump.mss,
     windowScaling: dump.windowScaling,
     sndWscale: dump.sndWscale,
     rcvWscale: dump.rcvWscale,
     sack: dump.sack,
     timestamps: dump.timestamps,
-    timestamp: extrapolateClock(dump, options.now ?? Date.now(), options.timestampMarginMs ?? DEFAULT_TIMESTAMP_MARGIN_MS),
-    ...(options.mark ? { mark: options.mark } : {}),
-    window: {
-      sndWl1: answer.seq,
-      sndWnd,
-      maxWindow: Math.max(sndWnd, dump.window.maxWindow),
-      rcvWnd: dump.window.rcvWnd || FALLBACK_RECEIVE_WINDOW,
-      rcvWup: answer.seq,
-    },
+    timestamp: dump.timestamp,
+    clockReadAt: dump.clockReadAt,
+    maxWindow: dump.window.maxWindow,
+    rcvWnd: dump.window.rcvWnd,
+    timestampMarginMs: options.timestampMarginMs ?? DEFAULT_TIMESTAMP_MARGIN_MS,
+    mark: options.mark ?? 0,
   };
 }
 
 /**
  * Rebuilds the connection described by `dump` at the point the client's `answer` reports, on
- * this host (which must own dump.localAddress). Returns a non-blocking fd for
+ * this host (which must own dump.localAddress): sending from answer.ack, expecting answer.seq,
+ * with the timestamp clock carried to now. Returns a non-blocking fd for
  * `new net.Socket({ fd, readable: true, writable: true })`; the next byte written goes to
  * stream offset (answer.ack - dump.sendSeq) mod 2^32 of the old server's stream.
  */
 export function restore(dump: ConnectionDump, answer: ProbeAnswer, options: RestoreOptions = {}): number {
-  return addon.restore(restoreSpec(dump, answer, options));
+  return addon.restore(dump, restoreBase(dump, options), answer);
 }
 
 /** Puts a socket in or out of TCP_REPAIR mode (needs CAP_NET_ADMIN). */

@@ -8,9 +8,10 @@
  *
  * Data flow: JS calls plain functions with plain objects; each failure comes back as the JS
  * NativeError class that native/addon.ts registers at load through setErrorClass(), carrying the
- * syscall name, errno and its symbolic code. Policy (what sequence to resume at, which clock
- * value to set) stays in TypeScript; this layer performs system calls and reports exactly what
- * the kernel said.
+ * syscall name, errno and its symbolic code. The one piece of policy here is the restore's
+ * (which sequences, clock and window a rebuilt socket gets: repair.cc SpecFor), so that the
+ * synchronous restore and the probe worker's cannot drift apart; otherwise this layer performs
+ * system calls and reports exactly what the kernel said.
  *
  * Limits: IPv4 only for probes and ARP; Linux only.
  */

@@ -523,20 +523,6 @@ bool ReadProbeTarget(const Napi::Object& o, ProbeTarget* target) {
   return true;
 }
 
-bool ReadRestoreBase(const Napi::Object& o, RestoreBase* b) {
-  Napi::Value clockReadAt = o.Get("clockReadAt");
-  if (!clockReadAt.IsNumber()) {
-    ThrowTypeError(o.Env(), "probeMany: restore.clockReadAt must be a number");
-    return false;
-  }
-  b->clockReadAt = clockReadAt.As<Napi::Number>().DoubleValue();
-  return GetUint32(o, "mss", &b->mss) && GetBool(o, "windowScaling", &b->windowScaling) &&
-         GetUint32(o, "sndWscale", &b->sndWscale) && GetUint32(o, "rcvWscale", &b->rcvWscale) && GetBool(o, "sack", &b->sack) &&
-         GetBool(o, "timestamps", &b->timestamps) && GetUint32(o, "timestamp", &b->timestamp) &&
-         GetUint32(o, "maxWindow", &b->maxWindow) && GetUint32(o, "rcvWnd", &b->rcvWnd) &&
-         GetUint32(o, "timestampMarginMs", &b->timestampMarginMs) && GetUint32(o, "mark", &b->mark);
-}
-
 Napi::Value ProbeMany(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsObject()) return ThrowTypeError(env, "probeMany expects { ifname, timeoutMs, retries, targets }");

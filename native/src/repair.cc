@@ -11,7 +11,10 @@
  * off. Repair mode only freezes transmission while it is on; leaving it sends one window probe,
  * which the peer answers with a plain ACK. Nothing is lost or reordered.
  *
- * restore(spec): builds an ESTABLISHED socket without a handshake. Order matters:
+ * restore: the policy (SpecFor) turns a recorded connection and its client's answer into the
+ * spec: sequences from the answer, options from the record, the timestamp clock carried to now
+ * plus a margin, the window from both. That spec builds an ESTABLISHED socket without a
+ * handshake. Order matters:
  *   SO_REUSEADDR before TCP_REPAIR=1 (entering repair sets the force-reuse mode that lets us bind
  *   beside a listener on the same port; SO_REUSEADDR afterwards would downgrade it), queue
  *   sequences before connect (allowed only while CLOSED), bind, connect (in repair mode it sends
@@ -22,7 +25,8 @@
  * setRepair(fd, on): a socket closed while in repair mode vanishes without FIN or RST; that is
  * how quietClose() drops a connection another replica has taken.
  *
- * Limits: IPv4. The caller (native/repair.ts) decides every value restore() sets.
+ * Limits: IPv4. The policy lives here alone: the synchronous restore() and probeMany's
+ * restoring targets (probe.cc) both call SpecFor.
  */
 #include <algorithm>
 #include <cmath>
@@ -39,7 +43,7 @@
 namespace wedge {
 namespace {
 
-/* A receive window for a record that has none (as native/repair.ts uses). */
+/* A receive window for a record that has none. */
 constexpr uint32_t kFallbackReceiveWindow = 65535;
 
 SysError SetInt(int fd, int level, int option, int value, const char* what) {
@@ -143,32 +147,6 @@ Napi::Value Dump(const Napi::CallbackInfo& info) {
   return DumpToJs(env, dump);
 }
 
-bool ReadRestoreSpec(const Napi::Object& o, RestoreSpec* s) {
-  std::string localAddress, remoteAddress;
-  uint32_t localPort, remotePort;
-  if (!GetString(o, "localAddress", &localAddress) || !GetUint32(o, "localPort", &localPort) ||
-      !GetString(o, "remoteAddress", &remoteAddress) || !GetUint32(o, "remotePort", &remotePort) ||
-      !GetUint32(o, "sendSeq", &s->sendSeq) || !GetUint32(o, "recvSeq", &s->recvSeq) ||
-      !GetUint32(o, "mss", &s->mss) || !GetBool(o, "windowScaling", &s->windowScaling) ||
-      !GetUint32(o, "sndWscale", &s->sndWscale) || !GetUint32(o, "rcvWscale", &s->rcvWscale) ||
-      !GetBool(o, "sack", &s->sack) || !GetBool(o, "timestamps", &s->timestamps) ||
-      !GetUint32(o, "timestamp", &s->timestamp))
-    return false;
-  if (o.Has("mark") && !GetUint32(o, "mark", &s->mark)) return false;
-  Napi::Object win;
-  if (!GetObject(o, "window", &win) || !GetUint32(win, "sndWl1", &s->window.snd_wl1) || !GetUint32(win, "sndWnd", &s->window.snd_wnd) ||
-      !GetUint32(win, "maxWindow", &s->window.max_window) ||
-      !GetUint32(win, "rcvWnd", &s->window.rcv_wnd) || !GetUint32(win, "rcvWup", &s->window.rcv_wup))
-    return false;
-  if (!ToSockaddr(localAddress, localPort, &s->local) ||
-      !ToSockaddr(remoteAddress, remotePort, &s->remote)) {
-    Napi::TypeError::New(o.Env(), "restore: addresses must be IPv4 and ports 0..65535")
-        .ThrowAsJavaScriptException();
-    return false;
-  }
-  return true;
-}
-
 SysError SetRepairOptions(int fd, const RestoreSpec& s) {
   std::vector<tcp_repair_opt> opts{{TCPOPT_MAXSEG, s.mss}};
   if (s.windowScaling) opts.push_back({TCPOPT_WINDOW, s.sndWscale | (s.rcvWscale << 16)});
@@ -210,12 +188,31 @@ SysError BuildRepairedSocket(int fd, const RestoreSpec& s) {
   return {};
 }
 
+/* restore(endpoints, base, answer): the connection `base` records, rebuilt at the client's
+ * answered position with the clock read now (SpecFor, as probeMany's restoring targets). */
 Napi::Value Restore(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  RestoreSpec spec;
-  if (!info[0].IsObject() || !ReadRestoreSpec(info[0].As<Napi::Object>(), &spec)) return env.Undefined();
+  if (!info[0].IsObject() || !info[1].IsObject() || !info[2].IsObject()) {
+    Napi::TypeError::New(env, "restore expects (endpoints, base, answer)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Object endpoints = info[0].As<Napi::Object>(), answer = info[2].As<Napi::Object>();
+  std::string localAddress, remoteAddress;
+  uint32_t localPort, remotePort;
+  RestoreBase base;
+  ClientPosition at;
+  if (!GetString(endpoints, "localAddress", &localAddress) || !GetUint32(endpoints, "localPort", &localPort) ||
+      !GetString(endpoints, "remoteAddress", &remoteAddress) || !GetUint32(endpoints, "remotePort", &remotePort) ||
+      !ReadRestoreBase(info[1].As<Napi::Object>(), &base) || !GetUint32(answer, "ack", &at.ack) ||
+      !GetUint32(answer, "seq", &at.seq) || !GetUint32(answer, "window", &at.window))
+    return env.Undefined();
+  sockaddr_in local, remote;
+  if (!ToSockaddr(localAddress, localPort, &local) || !ToSockaddr(remoteAddress, remotePort, &remote)) {
+    Napi::TypeError::New(env, "restore: addresses must be IPv4 and ports 0..65535").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
   Fd sock;
-  if (SysError e = RestoreSocket(spec, &sock)) return ThrowNativeError(env, e);
+  if (SysError e = RestoreSocket(SpecFor(base, local, remote, at, WallClockMs()), &sock)) return ThrowNativeError(env, e);
   return Napi::Number::New(env, sock.Release());
 }
 
@@ -263,6 +260,20 @@ RestoreSpec SpecFor(const RestoreBase& base, const sockaddr_in& local, const soc
   const uint32_t sndWnd = at.window << (base.windowScaling ? base.sndWscale : 0);
   s.window = {at.seq, sndWnd, std::max(sndWnd, base.maxWindow), base.rcvWnd ? base.rcvWnd : kFallbackReceiveWindow, at.seq};
   return s;
+}
+
+bool ReadRestoreBase(const Napi::Object& o, RestoreBase* b) {
+  Napi::Value clockReadAt = o.Get("clockReadAt");
+  if (!clockReadAt.IsNumber()) {
+    Napi::TypeError::New(o.Env(), "restore.clockReadAt must be a number").ThrowAsJavaScriptException();
+    return false;
+  }
+  b->clockReadAt = clockReadAt.As<Napi::Number>().DoubleValue();
+  return GetUint32(o, "mss", &b->mss) && GetBool(o, "windowScaling", &b->windowScaling) &&
+         GetUint32(o, "sndWscale", &b->sndWscale) && GetUint32(o, "rcvWscale", &b->rcvWscale) && GetBool(o, "sack", &b->sack) &&
+         GetBool(o, "timestamps", &b->timestamps) && GetUint32(o, "timestamp", &b->timestamp) &&
+         GetUint32(o, "maxWindow", &b->maxWindow) && GetUint32(o, "rcvWnd", &b->rcvWnd) &&
+         GetUint32(o, "timestampMarginMs", &b->timestampMarginMs) && GetUint32(o, "mark", &b->mark);
 }
 
 SysError RestoreSocket(const RestoreSpec& spec, Fd* out) {

@@ -33,9 +33,12 @@ struct ClientPosition {
   uint32_t ack = 0, seq = 0, window = 0;
 };
 
-/* The spec for `base` resumed at `at`, with the timestamp clock carried to `nowMs`: the same
- * policy as native/repair.ts restoreSpec(). */
+/* The restore policy: the spec for `base` resumed at `at`, with the timestamp clock carried to
+ * `nowMs`. The only one: every restore goes through it. */
 RestoreSpec SpecFor(const RestoreBase& base, const sockaddr_in& local, const sockaddr_in& remote, const ClientPosition& at, double nowMs);
+
+/* Reads JS's RawRestoreBase (native/addon.ts); throws a TypeError and returns false if malformed. */
+bool ReadRestoreBase(const Napi::Object& o, RestoreBase* b);
 
 /* A new ESTABLISHED, non-blocking, close-on-exec socket built from `spec`, without a handshake. */
 SysError RestoreSocket(const RestoreSpec& spec, Fd* out);
