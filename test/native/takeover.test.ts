@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256 } from '../support/bytes.js';
 import { assertBuilt, Lab, pattern, PORT } from './lab.js';
 
 /*
@@ -14,10 +14,6 @@ import { assertBuilt, Lab, pattern, PORT } from './lab.js';
 
 const SIZE = 4 * 1024 * 1024;
 const CUT_AFTER = 1024 * 1024;
-
-function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
 
 describe.each([
   { timestamps: true },
