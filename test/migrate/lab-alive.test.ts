@@ -14,16 +14,14 @@
  *                     retransmission and changes nothing; exactly one migration happens; the
  *                     download is byte-exact.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeMigrateOption, migrateSynOptions, MIGRATE_EXID } from '../../migrate/option.js';
 import { TCP_SYN, type CapturedSyn as NativeCapturedSyn } from '../../native/migrate.js';
 import { expectSameBytes } from '../support/bytes.js';
-import { IS_ROOT, Lab, waitForBytes, type Background } from '../support/lab.js';
+import { IS_ROOT, Lab, until, waitForBytes, type Background } from '../support/lab.js';
 
 const MIB = 1024 * 1024;
 const REPEATED = 'retransmitted Migrate SYN answered again';
@@ -88,7 +86,7 @@ describe.skipIf(!IS_ROOT)('TCP Migrate with the old server alive', () => {
     const before = await migrations();
     const negotiatedBefore = (await lab.logged('client-agent', 'negotiated')).length;
     const rejectedBefore = await lab.metrics('client-agent');
-    const capture = captureMigrateSyns(lab);
+    const capture = await captureMigrateSyns(lab);
     const { out, curl } = download('forged.out');
     try {
       await waitForBytes(out, MIB, curl);
@@ -138,22 +136,15 @@ describe.skipIf(!IS_ROOT)('TCP Migrate with the old server alive', () => {
 type CapturedSyn = Omit<NativeCapturedSyn, 'options'> & { options: string };
 
 /* Every Migrate SYN the router forwards to the client, captured on the router (a test process). */
-function captureMigrateSyns(lab: Lab): { stop(): Promise<CapturedSyn[]> } {
-  const child = spawn('ip', ['netns', 'exec', lab.namespace('router'), process.execPath, RAW, 'capture', lab.clientAddress, '', String(MIGRATE_EXID)], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const syns: CapturedSyn[] = [];
-  const stopped = new Promise<void>((resolve) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const event = JSON.parse(line) as { event: string } & CapturedSyn;
-      if (event.event === 'syn') syns.push(event);
-      if (event.event === 'stopped') resolve();
-    });
-    child.on('exit', () => resolve());
-  });
+async function captureMigrateSyns(lab: Lab): Promise<{ stop(): Promise<CapturedSyn[]> }> {
+  const capture = lab.background('router', [process.execPath, RAW, 'capture', lab.clientAddress, '', String(MIGRATE_EXID)], { stdin: true });
+  await until('the router to capture', async () => capture.stdout.includes('"event":"listening"') || !capture.running);
   return {
     async stop() {
-      if (child.exitCode === null) child.stdin!.end();
-      await stopped;
-      return syns;
+      capture.end();
+      await capture.exited;
+      const events = capture.stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { event: string } & CapturedSyn);
+      return events.filter((event) => event.event === 'syn');
     },
   };
 }

@@ -439,9 +439,9 @@ export class Background {
     this.child.stdin!.write(text);
   }
 
-  /** Closes its stdin. */
+  /** Closes its stdin (if it still runs). */
   end(): void {
-    this.child.stdin?.end();
+    if (this.running) this.child.stdin?.end();
   }
 
   /** Resolves with the exit code; kills this child after TIMEOUT_MS. */
