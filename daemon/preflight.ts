@@ -14,7 +14,7 @@ import { parseAddress } from '../config/endpoints.js';
 import { WedgeError, type WedgeErrorCode } from '../errors/codes.js';
 import { checkPrivileges, PRIVILEGE_FIX, TCP_REPAIR_FIX } from '../native/index.js';
 import { groupAddress, validateGroupConfig, type GroupConfig } from '../softstate/groups.js';
-import type { ServeFlags } from '../cli/serve-command.js';
+import type { ServeFlags } from './serve-flags.js';
 
 const run = promisify(execFile);
 const TOOL_TIMEOUT_MS = 5000;

@@ -114,6 +114,10 @@ export async function setLinkDown(ns: string, iface: string): Promise<void> {
   await run('ip', ['-n', ns, 'link', 'set', iface, 'down']);
 }
 
+export async function setLinkUp(ns: string, iface: string): Promise<void> {
+  await run('ip', ['-n', ns, 'link', 'set', iface, 'up']);
+}
+
 export async function sysctl(ns: string, key: string, value: string): Promise<void> {
   await runIn(ns, 'sysctl', ['-qw', `${key}=${value}`]);
 }

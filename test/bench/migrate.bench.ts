@@ -28,7 +28,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PACKAGE_ROOT } from '../../native/load.js';
-import { BenchLab as Lab, type BenchBackground as Background, type LogLine as Line } from './lab.js';
+import { Lab, type Background, type LogLine as Line } from '../support/lab.js';
 import type { BenchRow } from './report.js';
 
 const CLIENT = join(PACKAGE_ROOT, 'test', 'bench', 'fixtures', 'migrate-client.py');
@@ -176,9 +176,9 @@ export default async function bench(): Promise<BenchRow[]> {
 }
 
 async function withLab(tag: string, mib: number, body: (lab: Lab) => Promise<void>): Promise<void> {
-  const lab = new Lab(`bench-mg-${process.pid}-${tag}`);
+  const lab = new Lab(`bench-mg-${tag}`);
   try {
-    await lab.up({ servers: 4, files: [`big.bin:${mib}`], subnets: true, agent: true });
+    await lab.up({ servers: 4, files: [`big.bin:${mib}`], subnets: true, agent: true, clientRmem: null });
     await body(lab);
   } finally {
     await lab.down();
@@ -199,7 +199,7 @@ async function oneConnection(lab: Lab, trigger: 'crash' | 'shed'): Promise<Singl
     await sleep(Math.max(0, readyAt + SINGLE.leadMs - Date.now()));
     triggerAt = Date.now();
     if (trigger === 'crash') {
-      await lab.crash('s1');
+      await lab.crashNow('s1');
     } else {
       const answer = await lab.execNow('s1', ['curl', '-fsS', '-X', 'POST', 'http://127.0.0.1:9090/shed?count=1']);
       if (!/"handedOff":1\b/.test(answer)) notes.push(`shed answered ${answer.trim()}`);
@@ -217,25 +217,25 @@ async function oneConnection(lab: Lab, trigger: 'crash' | 'shed'): Promise<Singl
   let won: Line | undefined;
   let resumed: Line | undefined;
   for (const server of CANDIDATES) {
-    const w = after(await logged(lab, server, 'won the Migrate race')).find((l) => l.conn === id);
+    const w = after(await lab.logged(server, 'won the Migrate race')).find((l) => l.conn === id);
     if (w && !won) {
       winner = server;
       won = w;
-      resumed = after(await logged(lab, server, 'connection resumed')).find((l) => l.conn === id);
+      resumed = after(await lab.logged(server, 'connection resumed')).find((l) => l.conn === id);
     } else if (w) notes.push(`${server} also won the race for the connection`);
   }
   let detectionMs: number | null = null;
   if (trigger === 'crash' && winner) {
-    const dead = after(await logged(lab, winner, 'peer dead')).find((l) => l.peer === lab.server('s1').address);
+    const dead = after(await lab.logged(winner, 'peer dead')).find((l) => l.peer === lab.server('s1').address);
     detectionMs = dead ? dead.time - triggerAt : null;
   } else if (trigger === 'shed') {
-    const shed = after(await logged(lab, 's1', 'shedding load: connections handed to the group'))[0];
+    const shed = after(await lab.logged('s1', 'shedding load: connections handed to the group'))[0];
     detectionMs = shed ? shed.time - triggerAt : null;
   }
-  const race = winner ? after(await logged(lab, winner, 'Migrate race over')).find((l) => l.trigger === (trigger === 'crash' ? 'death' : 'handoff')) : undefined;
-  const token = (await logged(lab, 'client-agent', 'negotiated')).find((l) => l.client === `${lab.clientAddress}:${conn.port}`)?.token;
-  const migrated = after(await logged(lab, 'client-agent', 'migrated')).find((l) => l.token === token);
-  const rejected = after(await logged(lab, 'client-agent', 'rejected Migrate SYN')).filter((l) => l.time <= triggerAt + 10_000);
+  const race = winner ? after(await lab.logged(winner, 'Migrate race over')).find((l) => l.trigger === (trigger === 'crash' ? 'death' : 'handoff')) : undefined;
+  const token = (await lab.logged('client-agent', 'negotiated')).find((l) => l.client === `${lab.clientAddress}:${conn.port}`)?.token;
+  const migrated = after(await lab.logged('client-agent', 'migrated')).find((l) => l.token === token);
+  const rejected = after(await lab.logged('client-agent', 'rejected Migrate SYN')).filter((l) => l.time <= triggerAt + 10_000);
   const arrival = resumed ? arrivalBeyond(result, conn, Number(resumed.serverOffset)) : undefined;
   notes.push(...(await oddities(lab, triggerAt, conn, winner)));
   if (arrival && resumed && arrival.firstResumedAt - resumed.time > 200) {
@@ -282,13 +282,13 @@ async function spreadRun(lab: Lab, count: number): Promise<SpreadRun> {
   try {
     const readyAt = await ready(client, 30_000);
     agreed = await negotiated(lab, since, count, 15_000).catch(async () => {
-      const n = (await logged(lab, 's1', 'TCP Migrate key agreed with the client agent')).filter((l) => l.time >= since).length;
+      const n = (await lab.logged('s1', 'TCP Migrate key agreed with the client agent')).filter((l) => l.time >= since).length;
       notes.push(`only ${n} of ${count} connections had agreed a Migrate key at the crash`);
       return n;
     });
     await sleep(Math.max(0, readyAt + SPREAD_LOAD.leadMs - Date.now()));
     triggerAt = Date.now();
-    await lab.crash('s1');
+    await lab.crashNow('s1');
     await client.done(90_000);
     result = clientResult(client);
   } finally {
@@ -297,23 +297,23 @@ async function spreadRun(lab: Lab, count: number): Promise<SpreadRun> {
 
   const s1 = lab.server('s1');
   const after = (lines: Line[]) => lines.filter((l) => l.time >= triggerAt);
-  const agentMigrated = after(await logged(lab, 'client-agent', 'migrated'));
+  const agentMigrated = after(await lab.logged('client-agent', 'migrated'));
   const candidates: CandidateRow[] = [];
   const resumedAt = new Map<string, { time: number; offset: number }>();
   const wonBy = new Map<string, string>();
   let firstDead = Infinity;
   for (const server of CANDIDATES) {
     const metrics = await lab.metrics(server);
-    const dead = after(await logged(lab, server, 'peer dead')).find((l) => l.peer === s1.address);
+    const dead = after(await lab.logged(server, 'peer dead')).find((l) => l.peer === s1.address);
     if (dead) firstDead = Math.min(firstDead, dead.time);
-    const won = after(await logged(lab, server, 'won the Migrate race'));
+    const won = after(await lab.logged(server, 'won the Migrate race'));
     for (const line of won) {
       const conn = String(line.conn);
       if (wonBy.has(conn)) notes.push(`${conn} won by ${wonBy.get(conn)} and ${server}`);
       wonBy.set(conn, server);
     }
-    for (const line of after(await logged(lab, server, 'connection resumed'))) resumedAt.set(String(line.conn), { time: line.time, offset: Number(line.serverOffset) });
-    const race = after(await logged(lab, server, 'Migrate race over')).find((l) => l.trigger === 'death');
+    for (const line of after(await lab.logged(server, 'connection resumed'))) resumedAt.set(String(line.conn), { time: line.time, offset: Number(line.serverOffset) });
+    const race = after(await lab.logged(server, 'Migrate race over')).find((l) => l.trigger === 'death');
     const service = `${lab.server(server).vip}:80`;
     candidates.push({
       server,
@@ -329,10 +329,7 @@ async function spreadRun(lab: Lab, count: number): Promise<SpreadRun> {
   }
   const agent = await lab.metrics('client-agent');
   const rejectedSyns: Record<string, number> = {};
-  for (const line of agent.text.split('\n')) {
-    const match = /^wedge_agent_rejected_syns_total\{reason="([^"]+)"\} ([0-9.]+)$/.exec(line);
-    if (match) rejectedSyns[match[1]!] = Number(match[2]);
-  }
+  for (const sample of agent.all('wedge_agent_rejected_syns_total')) rejectedSyns[sample.labels.reason!] = sample.value;
 
   // Client side: per resumed connection, its first byte beyond the winner's serverOffset.
   const stalls: number[] = [];
@@ -354,7 +351,7 @@ async function spreadRun(lab: Lab, count: number): Promise<SpreadRun> {
   }
   if (notResumed > 0) notes.push(`${notResumed} of ${count} connections not resumed by anyone`);
   // Connections the agent moved (SYN-ACK sent, rewrite installed) to a server that never resumed them.
-  const portOfToken = new Map((await logged(lab, 'client-agent', 'negotiated')).map((l) => [String(l.token), String(l.client).split(':')[1]]));
+  const portOfToken = new Map((await lab.logged('client-agent', 'negotiated')).map((l) => [String(l.token), String(l.client).split(':')[1]]));
   const orphans = new Map<string, number>();
   for (const line of agentMigrated) {
     const to = lab.servers.find((x) => `${x.vip}:80` === line.to)?.name ?? String(line.to);
@@ -405,7 +402,7 @@ async function ready(client: Background, timeoutMs: number): Promise<number> {
 async function negotiated(lab: Lab, since: number, count: number, timeoutMs: number): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const n = (await logged(lab, 's1', 'TCP Migrate key agreed with the client agent')).filter((l) => l.time >= since).length;
+    const n = (await lab.logged('s1', 'TCP Migrate key agreed with the client agent')).filter((l) => l.time >= since).length;
     if (n >= count) {
       await sleep(200);
       return n;
@@ -421,10 +418,6 @@ function clientResult(client: Background): ClientResult {
   return JSON.parse(line) as ClientResult;
 }
 
-async function logged(lab: Lab, server: string, msg: string): Promise<Line[]> {
-  return lab.logged(server, msg);
-}
-
 /* Warnings worth a look after TRIGGER_AT: aborted connections, failed probes or restores, moves
  * the agent asked for by itself, and how CONN's download ended if not complete. */
 async function oddities(lab: Lab, triggerAt: number, conn?: ClientConn, winner?: string | null): Promise<string[]> {
@@ -432,13 +425,13 @@ async function oddities(lab: Lab, triggerAt: number, conn?: ClientConn, winner?:
   const watched = ['connection aborted', 'Migrate takeover failed', 'probe failed', 'restore failed; resetting the client', 'cannot resume exactly; resetting'];
   for (const server of ['s1', ...CANDIDATES]) {
     for (const msg of watched) {
-      for (const line of await logged(lab, server, msg)) {
+      for (const line of await lab.logged(server, msg)) {
         if (line.time < triggerAt || (conn && line.conn !== undefined && !String(line.conn).includes(`:${conn.port}>`))) continue;
         notes.push(`${server} '${msg}' +${line.time - triggerAt} ms${line.reason ? ` (${String(line.reason)}${line.err ? `: ${String(line.err)}` : ''})` : line.err ? ` (${String(line.err)})` : ''}`);
       }
     }
   }
-  const moves = (await logged(lab, 'client-agent', 'move requested')).filter((l) => l.time >= triggerAt - 5000);
+  const moves = (await lab.logged('client-agent', 'move requested')).filter((l) => l.time >= triggerAt - 5000);
   if (moves.length) notes.push(`the agent asked for ${moves.length} move(s) by itself (slow connection)`);
   if (conn && conn.end !== 'complete') notes.push(`download ended '${conn.end}' at ${conn.bytes} of ${conn.length} body bytes${winner ? ` (winner ${winner})` : ' (no winner)'}`);
   return dedupe(notes);

@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IS_ROOT, wedge } from './lab-cli.js';
+import { IS_ROOT, wedge } from '../support/lab.js';
 
 describe.skipIf(!IS_ROOT)('wedge demo', () => {
   let out: string;

@@ -5,41 +5,33 @@
  */
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IS_ROOT, labNamespaces, processesMentioning, sha256, uniqueLab, wedge, wedgeOk } from './lab-cli.js';
-
-interface UpDocument {
-  servers: { name: string; service: string }[];
-  files: { path: string; bytes: number; sha256: string }[];
-}
+import { expectSameBytes } from '../support/bytes.js';
+import { IS_ROOT, Lab, labNamespaces, processesMentioning, wedgeOk, type UpDocument } from '../support/lab.js';
 
 describe.skipIf(!IS_ROOT || !existsSync('/usr/sbin/apache2'))('lab with Apache origins', () => {
-  const lab = uniqueLab('apache');
+  const lab = new Lab('apache');
   let up: UpDocument;
   let runDir: string;
   let wedges = false;
 
   beforeAll(async () => {
-    const result = await wedgeOk(['lab', 'up', '--json', '--lab', lab, '--origin', 'apache', '--servers', '2', '--file', 'a.bin:3', '--rate', '200mbit']);
-    up = JSON.parse(result.stdout.toString('utf8')) as UpDocument;
-    const status = JSON.parse((await wedgeOk(['lab', 'status', '--json', '--lab', lab])).stdout.toString()) as {
-      runDir: string;
-      servers: { wedge: unknown }[];
-    };
+    up = await lab.up({ servers: 2, origin: 'apache', files: ['a.bin:3'], rate: '200mbit', clientRmem: null });
+    const status = await lab.status<{ runDir: string; servers: { wedge: unknown }[] }>();
     runDir = status.runDir;
     wedges = status.servers.every((s) => s.wedge !== null);
   });
 
   afterAll(async () => {
-    await wedge(['lab', 'down', '--lab', lab]);
+    await lab.down();
   });
 
-  const curl = (host: string, ...args: string[]) => wedgeOk(['lab', 'exec', host, '--lab', lab, '--', 'curl', '-fsS', ...args]);
+  const curl = (host: string, ...args: string[]) => lab.execOk(host, ['curl', '-fsS', ...args]);
 
   it("serves the file from every server's Apache with the advertised sha256", async () => {
     const file = up.files[0]!;
     for (const server of up.servers) {
       const got = await curl(server.name, `http://127.0.0.1:8080${file.path}`);
-      expect(sha256(got.stdout), server.name).toBe(file.sha256);
+      await expectSameBytes(got.stdout, file, server.name);
     }
   });
 
@@ -64,21 +56,21 @@ describe.skipIf(!IS_ROOT || !existsSync('/usr/sbin/apache2'))('lab with Apache o
     if (!wedges) ctx.skip();
     for (const server of up.servers) {
       const got = await curl('client', server.service + '/a.bin');
-      expect(sha256(got.stdout), server.service).toBe(up.files[0]!.sha256);
+      await expectSameBytes(got.stdout, up.files[0]!, server.service);
     }
   });
 
   it("shapes every server's egress with tbf", async () => {
     for (const server of up.servers) {
-      const qdisc = (await wedgeOk(['lab', 'exec', server.name, '--lab', lab, '--', 'tc', 'qdisc', 'show', 'dev', 'eth0'])).stdout.toString();
+      const qdisc = (await lab.execOk(server.name, ['tc', 'qdisc', 'show', 'dev', 'eth0'])).stdout.toString();
       expect(qdisc).toMatch(/qdisc tbf .* rate 200Mbit/);
     }
   });
 
   it('down stops every Apache process and removes the namespaces', async () => {
     expect((await processesMentioning(runDir + '/')).length).toBeGreaterThan(0);
-    await wedgeOk(['lab', 'down', '--lab', lab]);
+    await wedgeOk(['lab', 'down', '--lab', lab.name]);
     expect(await processesMentioning(runDir + '/')).toEqual([]);
-    expect(await labNamespaces(lab)).toEqual([]);
+    expect(await labNamespaces(lab.name)).toEqual([]);
   });
 });

@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { IS_ROOT, labNamespaces, processesMentioning, uniqueLab, wedge, wedgeOk } from './lab-cli.js';
+import { IS_ROOT, labNamespaces, processesMentioning, uniqueLab, wedge, wedgeOk } from '../support/lab.js';
 
 describe.skipIf(!IS_ROOT)('lab up failures', () => {
   const bad = uniqueLab('badfile');

@@ -5,15 +5,14 @@
  * every link of a server; `--agent` (started when this build has `wedge agent`, skipped with a
  * warning otherwise). The pure parts (rate specs, the address plan) run without root.
  */
-import { spawn } from 'node:child_process';
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRateSpecs, rateFor } from '../../lab/shaping.js';
 import { routerNs, routerPort, subnetClientAddress, subnetRouterAddress, subnetServerAddress } from '../../lab/plan.js';
-import { CLI, IS_ROOT, labNamespaces, processesMentioning, sha256, uniqueLab, wedge, wedgeOk } from './lab-cli.js';
+import { expectSameBytes } from '../support/bytes.js';
+import { IS_ROOT, Lab, labNamespaces, processesMentioning, until, wedge, wedgeOk, type LabFile } from '../support/lab.js';
 
 describe('subnets plan and rate specs', () => {
   it('gives the client, each server and the router their subnet addresses', () => {
@@ -49,7 +48,7 @@ interface UpDocument {
   servers: { name: string; service: string; address: string; admin: string }[];
   serverLinks: { name: string; serviceAddress: string; serviceIface: string; backplaneIface: string; gateway: string | null; rate: string | null }[];
   router: { name: string; ns: string; interfaces: { name: string; address: string; host: string }[] } | null;
-  files: { path: string; bytes: number; sha256: string }[];
+  files: LabFile[];
   migrateKey: string;
   migratePub: string;
   agent: { pid: number; log: string; metrics: string | null } | null;
@@ -70,28 +69,25 @@ interface StatusDocument {
 const SHAPED = '20mbit'; // 2.5 MB/s: the 4 MiB file takes about 1.7 s
 
 describe.skipIf(!IS_ROOT)('lab up --subnets --agent', () => {
-  const lab = uniqueLab('subnets');
+  const lab = new Lab('subnets');
   let up: UpDocument;
-  let upStderr = '';
   let status: StatusDocument;
   let wedges = false;
 
-  const exec = (host: string, ...argv: string[]) => wedge(['lab', 'exec', host, '--lab', lab, '--', ...argv]);
-  const execOk = async (host: string, ...argv: string[]) => (await wedgeOk(['lab', 'exec', host, '--lab', lab, '--', ...argv])).stdout.toString();
+  const exec = (host: string, ...argv: string[]) => lab.exec(host, argv);
+  const execOk = async (host: string, ...argv: string[]) => (await lab.execOk(host, argv)).stdout.toString();
   /** Bytes per second of one download of `url` from the client. */
   const speed = async (url: string): Promise<number> =>
     Number(await execOk('client', 'curl', '-fsS', '--noproxy', '*', '-o', '/dev/null', '-w', '%{speed_download}', url));
 
   beforeAll(async () => {
-    const result = await wedgeOk(['lab', 'up', '--json', '--lab', lab, '--subnets', '--agent', '--servers', '3', '--file', 'big.bin:4', '--rate', `s3=${SHAPED}`]);
-    up = JSON.parse(result.stdout.toString('utf8')) as UpDocument;
-    upStderr = result.stderr;
-    status = JSON.parse((await wedgeOk(['lab', 'status', '--json', '--lab', lab])).stdout.toString('utf8')) as StatusDocument;
+    up = await lab.up<UpDocument>({ servers: 3, files: ['big.bin:4'], subnets: true, agent: true, rate: `s3=${SHAPED}`, clientRmem: null });
+    status = await lab.status<StatusDocument>();
     wedges = status.servers.every((s) => s.wedge !== null);
   });
 
   afterAll(async () => {
-    await wedge(['lab', 'down', '--lab', lab]);
+    await lab.down();
   });
 
   it('describes the subnets lab in lab up --json and lab status --json', () => {
@@ -104,7 +100,7 @@ describe.skipIf(!IS_ROOT)('lab up --subnets --agent', () => {
       ['s2', '10.78.2.10', 'eth1', 'eth0', '10.78.2.1', null],
       ['s3', '10.78.3.10', 'eth1', 'eth0', '10.78.3.1', SHAPED],
     ]);
-    expect(up.router?.ns).toBe(`wl_${lab}_rt`);
+    expect(up.router?.ns).toBe(`wl_${lab.name}_rt`);
     expect(up.router?.interfaces).toEqual([
       { name: 'r-client', address: '10.78.0.1/24', host: 'client' },
       { name: 'r-s1', address: '10.78.1.1/24', host: 's1' },
@@ -137,9 +133,8 @@ describe.skipIf(!IS_ROOT)('lab up --subnets --agent', () => {
     expect(await execOk('client', 'ip', 'route', 'get', '10.78.2.10')).toMatch(/via 10\.78\.0\.1 dev eth0/);
     for (const server of up.servers) {
       const file = up.files[0]!;
-      const got = await wedgeOk(['lab', 'exec', 'client', '--lab', lab, '--', 'curl', '-fsS', '--noproxy', '*', server.service + file.path]);
-      expect(got.stdout.length, server.name).toBe(file.bytes);
-      expect(sha256(got.stdout), server.name).toBe(file.sha256);
+      const got = await lab.execOk('client', ['curl', '-fsS', '--noproxy', '*', server.service + file.path]);
+      await expectSameBytes(got.stdout, file, server.name);
     }
     // It really crossed the router: the router's link to s1 carried the download.
     const counters = JSON.parse(await execOk('router', 'ip', '-s', '-j', 'link', 'show', 'dev', 'r-s1')) as { stats64: { rx: { bytes: number } } }[];
@@ -167,19 +162,12 @@ describe.skipIf(!IS_ROOT)('lab up --subnets --agent', () => {
     }
     expect((await execOk('router', 'sysctl', '-n', 'net.ipv4.ip_forward')).trim()).toBe('1');
 
-    const receiver = spawn(
-      process.execPath,
-      [CLI, 'lab', 'exec', 's2', '--lab', lab, '--', 'node', '-e', `
+    const receiver = lab.background('s2', ['node', '-e', `
         const socket = require('dgram').createSocket({ type: 'udp4', reuseAddr: true });
         socket.on('message', (m, from) => { console.log(m.toString() + ' from ' + from.address); process.exit(0); });
         socket.bind(7778, () => { socket.addMembership('239.77.0.9'); console.log('ready'); });
-        setTimeout(() => process.exit(3), 8000);`],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    let heard = '';
-    receiver.stdout.on('data', (chunk: Buffer) => (heard += chunk.toString()));
-    const exited = new Promise<number | null>((resolve) => receiver.on('exit', (code) => resolve(code)));
-    while (!heard.includes('ready') && receiver.exitCode === null) await sleep(50);
+        setTimeout(() => process.exit(3), 8000);`]);
+    await until('the receiver to join the group', async () => receiver.stdout.includes('ready') || !receiver.running);
     await execOk('s1', 'node', '-e', `
       const socket = require('dgram').createSocket('udp4');
       let n = 0;
@@ -187,8 +175,8 @@ describe.skipIf(!IS_ROOT)('lab up --subnets --agent', () => {
         socket.send('hello', 7778, '239.77.0.9');
         if (++n === 20) { clearInterval(timer); socket.close(); }
       }, 100);`);
-    expect(await exited).toBe(0);
-    expect(heard).toContain('hello from 10.77.0.11');
+    expect(await receiver.exited, receiver.stderr).toBe(0);
+    expect(receiver.stdout).toContain('hello from 10.77.0.11');
   });
 
   it("limits one server's throughput with --rate SERVER=RATE and with lab shape", async () => {
@@ -199,15 +187,15 @@ describe.skipIf(!IS_ROOT)('lab up --subnets --agent', () => {
     expect(shaped).toBeLessThan(2 * 2_500_000);
     expect(await execOk('s3', 'tc', 'qdisc', 'show', 'dev', 'eth1')).toMatch(/tbf .*rate 20Mbit/);
 
-    await wedgeOk(['lab', 'shape', 's2', SHAPED, '--lab', lab]);
+    await lab.shape('s2', SHAPED);
     const throttled = await speed(url(2));
     expect(throttled, `s2 shaped ${throttled} B/s vs s1 ${fast} B/s`).toBeLessThan(fast / 2);
-    let now = JSON.parse((await wedgeOk(['lab', 'status', '--json', '--lab', lab])).stdout.toString()) as StatusDocument;
+    let now = await lab.status<StatusDocument>();
     expect(now.servers.find((s) => s.name === 's2')?.rate).toBe(SHAPED);
-    await wedgeOk(['lab', 'shape', 's2', 'off', '--lab', lab]);
+    await lab.shape('s2', 'off');
     const freed = await speed(url(2));
     expect(freed, `s2 unshaped again ${freed} B/s vs shaped ${throttled} B/s`).toBeGreaterThan(2 * throttled);
-    now = JSON.parse((await wedgeOk(['lab', 'status', '--json', '--lab', lab])).stdout.toString()) as StatusDocument;
+    now = await lab.status<StatusDocument>();
     expect(now.servers.find((s) => s.name === 's2')?.rate).toBeNull();
     expect(now.servers.find((s) => s.name === 's3')?.rate).toBe(SHAPED);
   });
@@ -218,7 +206,7 @@ describe.skipIf(!IS_ROOT)('lab up --subnets --agent', () => {
     if (!hasAgent) {
       expect(up.agent).toBeNull();
       expect(status.agent).toBeNull();
-      expect(upStderr).toContain('NOT starting the client agent');
+      expect(lab.upStderr).toContain('NOT starting the client agent');
       return;
     }
     expect(up.agent?.log).toBe(`${status.runDir}/client-agent.log`);
@@ -230,25 +218,25 @@ describe.skipIf(!IS_ROOT)('lab up --subnets --agent', () => {
   });
 
   it('crash downs every link of the server: unreachable through the router, the others untouched', async () => {
-    await wedgeOk(['lab', 'crash', 's1', '--lab', lab]);
+    await lab.crash('s1');
     const links = await execOk('s1', 'ip', '-br', 'link');
     expect(links).toMatch(/^eth0\S*\s+DOWN/m);
     expect(links).toMatch(/^eth1\S*\s+DOWN/m);
-    expect((await execOk('client', 'ip', 'netns', 'pids', `wl_${lab}_s1`)).trim()).toBe('');
+    expect((await execOk('client', 'ip', 'netns', 'pids', lab.namespace('s1'))).trim()).toBe('');
     const curl = await exec('client', 'curl', '-sS', '--max-time', '2', '--noproxy', '*', '-o', '/dev/null', up.servers[0]!.service + '/big.bin');
     expect(curl.code).not.toBe(0);
     const ping = await exec('client', 'ping', '-c', '1', '-W', '1', '10.78.1.10');
     expect(ping.code).not.toBe(0);
-    const after = JSON.parse((await wedgeOk(['lab', 'status', '--json', '--lab', lab])).stdout.toString()) as StatusDocument;
+    const after = await lab.status<StatusDocument>();
     expect(after.servers.find((s) => s.name === 's1')?.status).toBe('crashed');
-    const s2 = await wedgeOk(['lab', 'exec', 'client', '--lab', lab, '--', 'curl', '-fsS', '--noproxy', '*', up.servers[1]!.service + '/big.bin']);
-    expect(sha256(s2.stdout)).toBe(up.files[0]!.sha256);
+    const s2 = await lab.execOk('client', ['curl', '-fsS', '--noproxy', '*', up.servers[1]!.service + '/big.bin']);
+    await expectSameBytes(s2.stdout, up.files[0]!);
     if (wedges) expect((await execOk('s2', 'curl', '-fsS', 'http://127.0.0.1:9090/healthz')).length).toBeGreaterThan(0);
   });
 
   it('down removes the router and everything else', async () => {
-    await wedgeOk(['lab', 'down', '--lab', lab]);
-    expect(await labNamespaces(lab)).toEqual([]);
+    await wedgeOk(['lab', 'down', '--lab', lab.name]);
+    expect(await labNamespaces(lab.name)).toEqual([]);
     expect(await processesMentioning(status.runDir + '/')).toEqual([]);
     expect(existsSync(status.runDir)).toBe(false);
     expect(existsSync(status.dataDir)).toBe(false);

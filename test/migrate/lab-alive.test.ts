@@ -14,16 +14,14 @@
  *                     retransmission and changes nothing; exactly one migration happens; the
  *                     download is byte-exact.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeMigrateOption, migrateSynOptions, MIGRATE_EXID } from '../../migrate/option.js';
 import { TCP_SYN, type CapturedSyn as NativeCapturedSyn } from '../../native/migrate.js';
-import { IS_ROOT, Lab, sha256, waitForBytes, type Background } from '../takeover/support.js';
+import { expectSameBytes } from '../support/bytes.js';
+import { IS_ROOT, Lab, until, waitForBytes, type Background } from '../support/lab.js';
 
 const MIB = 1024 * 1024;
 const REPEATED = 'retransmitted Migrate SYN answered again';
@@ -45,9 +43,7 @@ describe.skipIf(!IS_ROOT)('TCP Migrate with the old server alive', () => {
   };
   const expectExact = async (out: string, curl: Background) => {
     expect(await curl.done(), curl.stderr).toBe(0);
-    const got = await readFile(out);
-    expect(got.length, out).toBe(lab.file('/big.bin').bytes);
-    expect(sha256(got), out).toBe(lab.file('/big.bin').sha256);
+    await expectSameBytes(out, lab.file('/big.bin'));
   };
   const migrations = async () => (await lab.logged('client-agent', 'migrated')).length;
 
@@ -89,8 +85,8 @@ describe.skipIf(!IS_ROOT)('TCP Migrate with the old server alive', () => {
   it('refuses forged and replayed Migrate SYNs without harming the connection', async () => {
     const before = await migrations();
     const negotiatedBefore = (await lab.logged('client-agent', 'negotiated')).length;
-    const rejectedBefore = await lab.agentMetrics();
-    const capture = captureMigrateSyns(lab);
+    const rejectedBefore = await lab.metrics('client-agent');
+    const capture = await captureMigrateSyns(lab);
     const { out, curl } = download('forged.out');
     try {
       await waitForBytes(out, MIB, curl);
@@ -104,7 +100,7 @@ describe.skipIf(!IS_ROOT)('TCP Migrate with the old server alive', () => {
         return { localAddress: s2.address, localPort: 80, remoteAddress: client.address, remotePort: client.port, seq: 1000, ack: 2000, flags: TCP_SYN, options: migrateSynOptions(encodeMigrateOption(key, fields, tokenBytes, 7), 1460).toString('hex') };
       };
       await sendFromRouter(lab, [forged(randomBytes(32), token), forged(randomBytes(32), randomBytes(8))]);
-      const afterForgery = await lab.agentMetrics();
+      const afterForgery = await lab.metrics('client-agent');
       expect(afterForgery.value('wedge_agent_rejected_syns_total', { reason: 'bad-mac' }) - rejectedBefore.value('wedge_agent_rejected_syns_total', { reason: 'bad-mac' })).toBe(1);
       expect(afterForgery.value('wedge_agent_rejected_syns_total', { reason: 'unknown-token' }) - rejectedBefore.value('wedge_agent_rejected_syns_total', { reason: 'unknown-token' })).toBe(1);
       expect(await migrations(), 'a forged SYN moved nothing').toBe(before);
@@ -116,7 +112,7 @@ describe.skipIf(!IS_ROOT)('TCP Migrate with the old server alive', () => {
       const seen = await capture.stop();
       const genuine = seen.filter((syn) => syn.destinationPort === client.port);
       expect(genuine.length, 'the race sent Migrate SYNs').toBeGreaterThanOrEqual(1);
-      const refusedBefore = (await lab.agentMetrics()).total('wedge_agent_rejected_syns_total');
+      const refusedBefore = (await lab.metrics('client-agent')).total('wedge_agent_rejected_syns_total');
       const repeatedBefore = (await lab.logged('client-agent', REPEATED)).length;
       await sendFromRouter(lab, genuine.map((syn) => ({
         localAddress: syn.sourceAddress, localPort: syn.sourcePort, remoteAddress: syn.destinationAddress, remotePort: syn.destinationPort,
@@ -127,7 +123,7 @@ describe.skipIf(!IS_ROOT)('TCP Migrate with the old server alive', () => {
       // The winner's SYN replayed is only answered again; every other one is refused.
       const fromWinner = genuine.filter((syn) => `${syn.sourceAddress}:${syn.sourcePort}` === moved.to).length;
       expect((await lab.logged('client-agent', REPEATED)).length - repeatedBefore, story).toBe(fromWinner);
-      expect((await lab.agentMetrics()).total('wedge_agent_rejected_syns_total') - refusedBefore, story).toBe(genuine.length - fromWinner);
+      expect((await lab.metrics('client-agent')).total('wedge_agent_rejected_syns_total') - refusedBefore, story).toBe(genuine.length - fromWinner);
       expect(await migrations(), story).toBe(before + 1);
     } finally {
       curl.kill();
@@ -140,22 +136,15 @@ describe.skipIf(!IS_ROOT)('TCP Migrate with the old server alive', () => {
 type CapturedSyn = Omit<NativeCapturedSyn, 'options'> & { options: string };
 
 /* Every Migrate SYN the router forwards to the client, captured on the router (a test process). */
-function captureMigrateSyns(lab: Lab): { stop(): Promise<CapturedSyn[]> } {
-  const child = spawn('ip', ['netns', 'exec', `wl_${lab.name}_rt`, process.execPath, RAW, 'capture', lab.clientAddress, '', String(MIGRATE_EXID)], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const syns: CapturedSyn[] = [];
-  const stopped = new Promise<void>((resolve) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const event = JSON.parse(line) as { event: string } & CapturedSyn;
-      if (event.event === 'syn') syns.push(event);
-      if (event.event === 'stopped') resolve();
-    });
-    child.on('exit', () => resolve());
-  });
+async function captureMigrateSyns(lab: Lab): Promise<{ stop(): Promise<CapturedSyn[]> }> {
+  const capture = lab.background('router', [process.execPath, RAW, 'capture', lab.clientAddress, '', String(MIGRATE_EXID)], { stdin: true });
+  await until('the router to capture', async () => capture.stdout.includes('"event":"listening"') || !capture.running);
   return {
     async stop() {
-      if (child.exitCode === null) child.stdin!.end();
-      await stopped;
-      return syns;
+      capture.end();
+      await capture.exited;
+      const events = capture.stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { event: string } & CapturedSyn);
+      return events.filter((event) => event.event === 'syn');
     },
   };
 }

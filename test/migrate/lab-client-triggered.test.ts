@@ -9,10 +9,9 @@
  *   check:  the agent asked s1 to move the connection, s1 accepted and handed it off, a peer
  *           won it; curl exit 0 and the sha256 is exact
  */
-import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { wedgeOk } from '../lab/lab-cli.js';
-import { IS_ROOT, Lab, sha256, waitForBytes } from '../takeover/support.js';
+import { expectSameBytes } from '../support/bytes.js';
+import { IS_ROOT, Lab, waitForBytes } from '../support/lab.js';
 
 const MIB = 1024 * 1024;
 
@@ -34,16 +33,14 @@ describe.skipIf(!IS_ROOT)('TCP Migrate: client-triggered', () => {
       // Past the agent's warm-up, so that its best throughput is the unshaped one.
       await waitForBytes(out, 12 * MIB, curl);
       await lab.waitLogged('client-agent', 'negotiated', 1);
-      await wedgeOk(['lab', 'shape', 's1', '2mbit', '--lab', lab.name]);
+      await lab.shape('s1', '2mbit');
       const [asked] = await lab.waitLogged('client-agent', 'move requested', 1, 20_000);
       expect(asked!.server).toBe(`${lab.server('s1').vip}:80`);
       const [moved] = await lab.waitLogged('client-agent', 'migrated', 1);
       expect(moved!.from).toBe(`${lab.server('s1').vip}:80`);
 
       expect(await curl.done(), curl.stderr).toBe(0);
-      const got = await readFile(out);
-      expect(got.length).toBe(big.bytes);
-      expect(sha256(got)).toBe(big.sha256);
+      await expectSameBytes(out, big);
       const story = await lab.story();
       const s1 = await lab.metrics('s1');
       expect(s1.value('wedge_move_requests_total', { result: 'accepted' }), story).toBe(1);

@@ -9,9 +9,9 @@
  *   check:  small.bin exact; the big download fails (curl's own deadline); s2 and s3 each count
  *           one aborted takeover with reason not-movable
  */
-import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IS_ROOT, Lab, sha256, waitForBytes } from '../takeover/support.js';
+import { expectSameBytes } from '../support/bytes.js';
+import { IS_ROOT, Lab, waitForBytes } from '../support/lab.js';
 
 describe.skipIf(!IS_ROOT)('TCP Migrate without the client agent', () => {
   const lab = new Lab('mnoagent');
@@ -27,7 +27,7 @@ describe.skipIf(!IS_ROOT)('TCP Migrate without the client agent', () => {
     const small = lab.file('/small.bin');
     const smallOut = lab.out('small.out');
     expect((await lab.exec('client', ['curl', '-fsS', '-o', smallOut, lab.url('s1', '/small.bin')])).code).toBe(0);
-    expect(sha256(await readFile(smallOut))).toBe(small.sha256);
+    await expectSameBytes(smallOut, small);
 
     const out = lab.out('big.out');
     const curl = lab.background('client', ['curl', '-sS', '--limit-rate', '2M', '--max-time', '8', '-o', out, lab.url('s1', '/big.bin')]);

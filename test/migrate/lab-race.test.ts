@@ -11,9 +11,10 @@
  *           winners resumed mid-body; losers counted lost-race (each matching a refused SYN) or
  *           stood-down, or not racing at all; no aborts anywhere
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IS_ROOT, Lab, sha256, waitForBytes } from '../takeover/support.js';
+import { expectSameBytes } from '../support/bytes.js';
+import { IS_ROOT, Lab, waitForBytes } from '../support/lab.js';
 
 const MIB = 1024 * 1024;
 const CANDIDATES = ['s2', 's3', 's4'];
@@ -43,9 +44,7 @@ describe.skipIf(!IS_ROOT)('TCP Migrate: crash, race, cascade', () => {
       const second = lab.serverAt((await lab.waitLogged('client-agent', 'migrated', 2))[1]!.to);
 
       expect(await curl.done(), curl.stderr).toBe(0);
-      const got = await readFile(out);
-      expect(got.length).toBe(big.bytes);
-      expect(sha256(got)).toBe(big.sha256);
+      await expectSameBytes(out, big);
 
       const story = await lab.story();
       const migrated = await lab.logged('client-agent', 'migrated');
@@ -63,7 +62,7 @@ describe.skipIf(!IS_ROOT)('TCP Migrate: crash, race, cascade', () => {
       const lost = survivors.reduce((sum, m) => sum + m.value('wedge_takeovers_total', { result: 'lost-race' }), 0);
       const stoodDown = survivors.reduce((sum, m) => sum + m.value('wedge_takeovers_total', { result: 'stood-down' }), 0);
       expect(lost + stoodDown, story).toBeLessThanOrEqual(3);
-      const agent = await lab.agentMetrics();
+      const agent = await lab.metrics('client-agent');
       expect(agent.value('wedge_agent_migrations_total'), story).toBe(2);
       expect(agent.total('wedge_agent_rejected_syns_total'), story).toBe(lost);
       for (const metrics of survivors) expect(metrics.total('wedge_aborts_total'), story).toBe(0);

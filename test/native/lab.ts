@@ -1,12 +1,7 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { PACKAGE_ROOT } from '../../native/load.js';
-
 /*
- * A three-host lab in network namespaces, like the reference recipe:
+ * A three-host lab in network namespaces, like the reference recipe, built with the lab's
+ * namespace primitives (lab/netns.ts). Not `wedge lab`: it starts origins and wedges on every
+ * server, and these tests want bare hosts with chosen TCP options and the VIP unassigned:
  *
  *     client ns (br0 10.77.0.1) ── bridge ── pa ═ va  server A ns (10.77.0.11, + VIP 10.77.0.100)
  *                                        └── pb ═ vb  server B ns (10.77.0.12)
@@ -15,8 +10,13 @@ import { PACKAGE_ROOT } from '../../native/load.js';
  * the lab started (by PID) and deletes the namespaces, also after a failure. Fixture scripts
  * (test/native/fixtures/*.mjs, *.py) run inside a namespace and talk JSON lines on stdout.
  */
-
-const run = promisify(execFile);
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { addAddress, addBridge, addNamespace, deleteNamespace, plugHost, sysctl } from '../../lab/netns.js';
+import { run } from '../../lab/run.js';
+import { PACKAGE_ROOT } from '../../native/load.js';
 
 /* From the package root, so the compiled copy of this file (dist/, used by the bench) finds them too. */
 export const FIXTURES = join(PACKAGE_ROOT, 'test', 'native', 'fixtures') + '/';
@@ -115,32 +115,25 @@ export class Lab {
 
   private async build({ timestamps }: LabOptions): Promise<void> {
     for (const ns of [this.client, this.serverA, this.serverB]) {
-      await ip('netns', 'add', ns);
-      await ip('-n', ns, 'link', 'set', 'lo', 'up');
-      await this.sysctl(ns, `net.ipv4.tcp_timestamps=${timestamps ? 1 : 0}`, 'net.ipv4.tcp_window_scaling=1', 'net.ipv4.tcp_sack=1');
+      await addNamespace(ns);
+      await sysctl(ns, 'net.ipv4.tcp_timestamps', timestamps ? '1' : '0');
+      await sysctl(ns, 'net.ipv4.tcp_window_scaling', '1');
+      await sysctl(ns, 'net.ipv4.tcp_sack', '1');
     }
-    await ip('-n', this.client, 'link', 'add', 'br0', 'type', 'bridge');
-    await ip('-n', this.client, 'link', 'set', 'br0', 'up');
-    await ip('-n', this.client, 'addr', 'add', `${this.clientAddress}/${this.prefix}`, 'dev', 'br0');
+    await addBridge(this.client, this.ifClient);
+    await addAddress(this.client, this.ifClient, `${this.clientAddress}/${this.prefix}`);
     for (const [ns, inside, outside, address] of [
       [this.serverA, this.ifA, 'pa', this.addressA],
       [this.serverB, this.ifB, 'pb', this.addressB],
     ] as const) {
-      await ip('link', 'add', inside, 'netns', ns, 'type', 'veth', 'peer', 'name', outside, 'netns', this.client);
-      await ip('-n', this.client, 'link', 'set', outside, 'master', 'br0');
-      await ip('-n', this.client, 'link', 'set', outside, 'up');
-      await ip('-n', ns, 'link', 'set', inside, 'up');
-      await ip('-n', ns, 'addr', 'add', `${address}/${this.prefix}`, 'dev', inside);
+      await plugHost(this.client, this.ifClient, outside, ns, inside);
+      await addAddress(ns, inside, `${address}/${this.prefix}`);
     }
   }
 
-  private async sysctl(ns: string, ...settings: string[]): Promise<void> {
-    await run('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', ...settings]);
-  }
-
   /** Runs `ip` in namespace `ns`. */
-  ip(ns: string, ...args: string[]): Promise<void> {
-    return ip('-n', ns, ...args);
+  async ip(ns: string, ...args: string[]): Promise<void> {
+    await run('ip', ['-n', ns, ...args]);
   }
 
   /** Starts a fixture inside `ns`: .mjs with node, .py with python3. */
@@ -153,9 +146,7 @@ export class Lab {
   async close(): Promise<void> {
     for (const p of this.processes) p.kill();
     await Promise.all(this.processes.map((p) => p.exited));
-    for (const ns of [this.client, this.serverA, this.serverB]) {
-      await run('ip', ['netns', 'del', ns]).catch(() => undefined);
-    }
+    for (const ns of [this.client, this.serverA, this.serverB]) await deleteNamespace(ns);
   }
 }
 
@@ -164,10 +155,6 @@ export function startFixture(prefix: string[], fixture: string, args: (string | 
   const program = fixture.endsWith('.py') ? 'python3' : process.execPath;
   const command = [...prefix, program, FIXTURES + fixture, ...args.map(String)];
   return new NsProcess(spawn(command[0]!, command.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] }));
-}
-
-async function ip(...args: string[]): Promise<void> {
-  await run('ip', args);
 }
 
 /** Fixtures import the compiled API from dist/: `npm run build` (npm test does it) must have run. */

@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConnectionDump, ProbeAnswer } from '../../native/index.js';
 import { DEFAULT_TIMESTAMP_MARGIN_MS } from '../../native/repair.js';
+import { sha256 } from '../support/bytes.js';
 import { assertBuilt, Lab, pattern, PORT } from './lab.js';
 
 /*
@@ -16,10 +16,6 @@ import { assertBuilt, Lab, pattern, PORT } from './lab.js';
 
 const SIZE = 4 * 1024 * 1024;
 const CUT_AFTER = 1024 * 1024;
-
-function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
 
 describe.each([
   { timestamps: true },

@@ -6,7 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import type { RelayConnection } from '../../relay/connection.js';
 import type { WedgeServer } from '../../daemon/server.js';
-import { makeFile, rawExchange, sha256, startFileOrigin, startLiteralOrigin } from '../support/fake-origins.js';
+import { expectSameBytes, sha256 } from '../support/bytes.js';
+import { makeFile, rawExchange, startFileOrigin, startLiteralOrigin } from '../support/fake-origins.js';
 import { splice } from '../../native/index.js';
 import { startLoopbackWedge } from '../support/loopback-wedge.js';
 
@@ -86,7 +87,7 @@ describe('response framings', () => {
     let at = 0;
     for (const file of [big, other, big]) {
       at = reply.indexOf('\r\n\r\n', at) + 4;
-      expect(sha256(reply.subarray(at, at + file.body.length))).toBe(file.sha256);
+      await expectSameBytes(reply.subarray(at, at + file.body.length), file.body, file.path);
       at += file.body.length;
     }
     expect(at).toBe(reply.length);

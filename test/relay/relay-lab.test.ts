@@ -6,30 +6,21 @@
  */
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { createInterface } from 'node:readline';
-import { CLI, IS_ROOT, sha256, uniqueLab, wedge, wedgeOk } from '../lab/lab-cli.js';
+import { expectSameBytes } from '../support/bytes.js';
+import { IS_ROOT, Lab, until, type UpDocument } from '../support/lab.js';
 
-interface UpDocument {
-  servers: { name: string; service: string }[];
-  files: { path: string; bytes: number; sha256: string }[];
-}
-
-const origins = ['builtin', ...(existsSync('/usr/sbin/apache2') ? ['apache'] : [])];
+const origins = ['builtin' as const, ...(existsSync('/usr/sbin/apache2') ? ['apache' as const] : [])];
 
 describe.skipIf(!IS_ROOT).each(origins)('relay in the lab, %s origin', (origin) => {
-  const lab = uniqueLab(`relay-${origin}`);
+  const lab = new Lab(`relay-${origin}`);
   let up: UpDocument;
-  const exec = (host: string, ...command: string[]) => wedge(['lab', 'exec', host, '--lab', lab, '--', ...command]);
+  const exec = (host: string, ...command: string[]) => lab.exec(host, command);
 
   beforeAll(async () => {
-    const result = await wedgeOk(['lab', 'up', '--json', '--lab', lab, '--origin', origin, '--servers', '2',
-      '--file', 'a.bin:1', '--file', 'b.bin:3', '--file', 'c.bin:0.01']);
-    up = JSON.parse(result.stdout.toString()) as UpDocument;
+    up = await lab.up({ servers: 2, origin, files: ['a.bin:1', 'b.bin:3', 'c.bin:0.01'], clientRmem: null });
   });
   afterAll(async () => {
-    await wedge(['lab', 'down', '--lab', lab]);
+    await lab.down();
   });
 
   it('downloads every file on one keep-alive connection, byte-exact', async () => {
@@ -41,7 +32,7 @@ describe.skipIf(!IS_ROOT).each(origins)('relay in the lab, %s origin', (origin) 
     let at = 0;
     const connects: string[] = [];
     for (const file of up.files) {
-      expect(sha256(result.stdout.subarray(at, at + file.bytes)), file.path).toBe(file.sha256);
+      await expectSameBytes(result.stdout.subarray(at, at + file.bytes), file, file.path);
       at += file.bytes;
       const line = result.stdout.subarray(at, result.stdout.indexOf('\n', at) + 1).toString();
       connects.push(line.trim());
@@ -53,11 +44,11 @@ describe.skipIf(!IS_ROOT).each(origins)('relay in the lab, %s origin', (origin) 
   it('downloads on several connections at once, byte-exact', async () => {
     const service = up.servers[1]!.service;
     const file = up.files[1]!;
-    const script = `for i in 1 2 3 4 5 6; do curl -fsS ${service}${file.path} | sha256sum & done; wait`;
+    const outs = [1, 2, 3, 4, 5, 6].map((i) => lab.out(`parallel-${i}`));
+    const script = `for out in ${outs.join(' ')}; do curl -fsS -o $out ${service}${file.path} & done; wait`;
     const result = await exec('client', 'sh', '-c', script);
     expect(result.code).toBe(0);
-    const sums = result.stdout.toString().trim().split('\n').map((l) => l.split(' ')[0]);
-    expect(sums).toEqual(Array(6).fill(file.sha256));
+    for (const out of outs) await expectSameBytes(out, file);
   });
 
   it('answers a smuggling attempt with 400 and keeps serving', async () => {
@@ -70,7 +61,7 @@ print(s.recv(4096).decode("latin1"))`;
     expect(reply.stdout.toString()).toMatch(/^HTTP\/1\.1 400 Bad Request[^]*WEDGE_ERR_HTTP_SMUGGLING/);
     const file = up.files[2]!;
     const after = await exec('client', 'curl', '-fsS', `${up.servers[0]!.service}${file.path}`);
-    expect(sha256(after.stdout)).toBe(file.sha256);
+    await expectSameBytes(after.stdout, file);
   });
 
   it("shows a live connection's stream map in `wedge status --json` on its server", async () => {
@@ -85,11 +76,11 @@ for path in ("/c.bin", "/c.bin"):
         got += s.recv(65536)
 print(s.getsockname()[1], flush=True)
 sys.stdin.read()`;
-    const client = spawn(process.execPath, [CLI, 'lab', 'exec', 'client', '--lab', lab, '--', 'python3', '-c', python], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const client = lab.background('client', ['python3', '-c', python], { stdin: true });
     try {
-      const [line] = (await once(createInterface({ input: client.stdout! }), 'line')) as [string];
-      const port = Number(line);
-      const status = JSON.parse((await wedgeOk(['lab', 'exec', 's1', '--lab', lab, '--', 'wedge', 'status', '--json'])).stdout.toString()) as {
+      await until('the client to print its port', async () => client.stdout.includes('\n') || !client.running, 60_000);
+      const port = Number(client.stdout.split('\n')[0]);
+      const status = JSON.parse((await lab.execOk('s1', ['wedge', 'status', '--json'])).stdout.toString()) as {
         connections: Array<{ client: { port: number }; requests: number; streamMap: { exchanges: Array<Record<string, number>> } }>;
       };
       const connection = status.connections.find((c) => c.client.port === port);
@@ -100,7 +91,7 @@ sys.stdin.read()`;
       expect(first!.bodyLength).toBe(up.files[2]!.bytes);
       expect(second!.responseStart).toBe(first!.responseStart! + first!.headerLength! + first!.bodyLength!);
     } finally {
-      client.stdin!.end();
+      client.end();
     }
   });
 });

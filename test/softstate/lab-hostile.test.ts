@@ -5,7 +5,8 @@
  * alive and a download through the wedge is still byte-exact.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IS_ROOT, sha256, uniqueLab, wedge, wedgeOk } from '../lab/lab-cli.js';
+import { expectSameBytes } from '../support/bytes.js';
+import { IS_ROOT, Lab, type UpDocument } from '../support/lab.js';
 
 const ATTACK = `import socket, struct, sys, os
 group = ("239.77.0.1", 7077)
@@ -26,48 +27,40 @@ for _ in range(20):
 print(len(data))
 `;
 
-interface UpDocument {
-  servers: { name: string; service: string; address: string }[];
-  files: { path: string; bytes: number; sha256: string }[];
-}
-
 describe.skipIf(!IS_ROOT)('hostile soft-state datagrams in the lab', () => {
-  const lab = uniqueLab('hostile');
+  const lab = new Lab('hostile');
   let up: UpDocument;
 
   beforeAll(async () => {
-    up = JSON.parse((await wedgeOk(['lab', 'up', '--json', '--lab', lab, '--servers', '3', '--file', 'f.bin:2'])).stdout.toString()) as UpDocument;
+    up = await lab.up({ servers: 3, files: ['f.bin:2'], clientRmem: null });
   });
   afterAll(async () => {
-    await wedge(['lab', 'down', '--lab', lab]);
+    await lab.down();
   });
 
-  const metricsOf = async (server: string): Promise<string> =>
-    (await wedgeOk(['lab', 'exec', server, '--lab', lab, '--', 'curl', '-fsS', 'http://127.0.0.1:9090/metrics'])).stdout.toString();
-  const counter = (text: string, name: string): number => Number(new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
 
   it('drops and counts replayed, truncated and garbage datagrams; the group and the relay keep working', async () => {
     const [s1, s2, s3] = up.servers;
-    const before = await metricsOf('s1');
-    const sent = await wedge(['lab', 'exec', 's2', '--lab', lab, '--', 'python3', '-c', ATTACK, s2!.address, s3!.address]);
+    const before = await lab.metrics('s1');
+    const sent = await lab.exec('s2', ['python3', '-c', ATTACK, s2!.address, s3!.address]);
     expect(sent.code).toBe(0);
     await new Promise((r) => setTimeout(r, 300));
-    const after = await metricsOf('s1');
-    const grew = (name: string) => counter(after, name) - counter(before, name);
-    expect(grew('wedge_softstate_rejected_total{reason="replay"}')).toBeGreaterThanOrEqual(1);
+    const after = await lab.metrics('s1');
+    const grew = (reason: string) => after.value('wedge_softstate_rejected_total', { reason }) - before.value('wedge_softstate_rejected_total', { reason });
+    expect(grew('replay')).toBeGreaterThanOrEqual(1);
     const hostileReasons = ['truncated', 'bad-magic', 'bad-version', 'bad-sender', 'unknown-key', 'auth-failed', 'garbled'];
-    const dropped = hostileReasons.reduce((sum, reason) => sum + grew(`wedge_softstate_rejected_total{reason="${reason}"}`), 0);
+    const dropped = hostileReasons.reduce((sum, reason) => sum + grew(reason), 0);
     expect(dropped).toBeGreaterThanOrEqual(21);
-    expect(counter(after, 'wedge_softstate_peers{state="alive"}')).toBe(2);
-    const body = await wedgeOk(['lab', 'exec', 'client', '--lab', lab, '--', 'curl', '-fsS', `${s1!.service}/f.bin`]);
-    expect(sha256(body.stdout)).toBe(up.files[0]!.sha256);
+    expect(after.value('wedge_softstate_peers', { state: 'alive' })).toBe(2);
+    const body = await lab.execOk('client', ['curl', '-fsS', `${s1!.service}/f.bin`]);
+    await expectSameBytes(body.stdout, up.files[0]!);
   });
 
   it('an erroneous death report is corrected: the group sees the peer alive again', async () => {
-    await wedgeOk(['lab', 'declare-dead', 's3', '--lab', lab]);
+    await lab.declareDead('s3');
     await new Promise((r) => setTimeout(r, 1000));
     for (const server of ['s1', 's2']) {
-      expect(counter(await metricsOf(server), 'wedge_softstate_peers{state="alive"}'), server).toBe(2);
+      expect((await lab.metrics(server)).value('wedge_softstate_peers', { state: 'alive' }), server).toBe(2);
     }
   });
 });

@@ -1,21 +1,20 @@
 /*
  * A throw-away L2 segment for the soft-state network tests: one bridge namespace and one
- * namespace per server, each with a veth into the bridge and a multicast route on it.
- * Names carry a random prefix; destroy() removes every namespace this lab created and ends
- * only the processes it started, by PID.
+ * namespace per server, each with a veth into the bridge and a multicast route on it, built
+ * with the lab's namespace primitives (lab/netns.ts). Not `wedge lab`: these tests run bare
+ * soft-state members (fixtures/member.mjs), not daemons. Names carry a random prefix; destroy()
+ * removes every namespace this lab created and ends only the processes it started, by PID.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { addAddress, addBridge, addNamespace, addRoute, deleteNamespace, plugHost, setLinkDown, setLinkUp } from '../../lab/netns.js';
 
 export const FIXTURE = fileURLToPath(new URL('./fixtures/member.mjs', import.meta.url));
 
-export function ip(...args: string[]): string {
-  return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-export function inNs(ns: string, command: string, args: string[], input?: string): string {
+/* nft reads its rules on stdin, which lab/run.ts does not feed. */
+function inNs(ns: string, command: string, args: string[], input?: string): string {
   return execFileSync('ip', ['netns', 'exec', ns, command, ...args], {
     encoding: 'utf8',
     input,
@@ -107,32 +106,26 @@ export class SegmentLab {
 
   /* Builds the bridge and one namespace per address (addresses in 10.77.0.0/24); on failure
    * removes what it built before rethrowing. */
-  create(addresses: string[]): void {
+  async create(addresses: string[]): Promise<void> {
     try {
-      this.build(addresses);
+      await this.build(addresses);
     } catch (err) {
-      this.removeNamespaces();
+      await this.removeNamespaces();
       throw err;
     }
   }
 
-  private build(addresses: string[]): void {
-    ip('netns', 'add', this.bridge);
-    ip('-n', this.bridge, 'link', 'set', 'lo', 'up');
-    ip('-n', this.bridge, 'link', 'add', 'br0', 'type', 'bridge', 'mcast_snooping', '0');
-    ip('-n', this.bridge, 'link', 'set', 'br0', 'up');
-    addresses.forEach((address, i) => {
+  private async build(addresses: string[]): Promise<void> {
+    await addNamespace(this.bridge);
+    await addBridge(this.bridge, 'br0');
+    for (const [i, address] of addresses.entries()) {
       const ns = `${this.prefix}-s${i}`;
-      ip('netns', 'add', ns);
       this.servers.push({ ns, address });
-      ip('-n', ns, 'link', 'set', 'lo', 'up');
-      ip('-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', `p${i}`, 'netns', this.bridge);
-      ip('-n', ns, 'addr', 'add', `${address}/24`, 'dev', 'eth0');
-      ip('-n', ns, 'link', 'set', 'eth0', 'up');
-      ip('-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', 'eth0');
-      ip('-n', this.bridge, 'link', 'set', `p${i}`, 'master', 'br0');
-      ip('-n', this.bridge, 'link', 'set', `p${i}`, 'up');
-    });
+      await addNamespace(ns);
+      await plugHost(this.bridge, 'br0', `p${i}`, ns, 'eth0');
+      await addAddress(ns, 'eth0', `${address}/24`);
+      await addRoute(ns, '224.0.0.0/4', 'eth0');
+    }
   }
 
   nsOf(address: string): string {
@@ -170,12 +163,12 @@ export class SegmentLab {
     return Number(/counter packets (\d+)/.exec(listing)?.[1] ?? 0);
   }
 
-  linkDown(address: string): void {
-    ip('-n', this.nsOf(address), 'link', 'set', 'eth0', 'down');
+  linkDown(address: string): Promise<void> {
+    return setLinkDown(this.nsOf(address), 'eth0');
   }
 
-  linkUp(address: string): void {
-    ip('-n', this.nsOf(address), 'link', 'set', 'eth0', 'up');
+  linkUp(address: string): Promise<void> {
+    return setLinkUp(this.nsOf(address), 'eth0');
   }
 
   async stopMembers(): Promise<void> {
@@ -193,16 +186,11 @@ export class SegmentLab {
 
   async destroy(): Promise<void> {
     await this.stopMembers();
-    this.removeNamespaces();
+    await this.removeNamespaces();
   }
 
-  private removeNamespaces(): void {
-    for (const ns of [...this.servers.map((s) => s.ns), this.bridge]) {
-      try {
-        ip('netns', 'del', ns);
-      } catch {
-        // Already gone (creation failed half-way).
-      }
-    }
+  /* Also when creation failed half-way (deleting a missing namespace is no error). */
+  private async removeNamespaces(): Promise<void> {
+    for (const ns of [...this.servers.map((s) => s.ns), this.bridge]) await deleteNamespace(ns);
   }
 }

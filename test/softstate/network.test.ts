@@ -27,9 +27,9 @@ const now = () => performance.timeOrigin + performance.now();
 describe.skipIf(!root)('soft state between network namespaces', () => {
   const lab = new SegmentLab();
 
-  beforeAll(() => {
+  beforeAll(async () => {
     if (!built) throw new Error('dist/softstate is missing: run `npm run build` first (npm test does)');
-    lab.create([A, B, C, D, E, F]);
+    await lab.create([A, B, C, D, E, F]);
   });
 
   afterAll(async () => {
@@ -76,11 +76,11 @@ describe.skipIf(!root)('soft state between network namespaces', () => {
     for (const e of seen) expect(e.reason).toBe('silent');
     const killTimes = seen.map((e) => (e.t - killedAt).toFixed(0));
     const downAt = now();
-    lab.linkDown(D);
+    await lab.linkDown(D);
     const seenDown = await Promise.all([a, c].map((m) => m!.waitFor((e) => e.ev === 'peer-dead' && e.peer === D)));
     const downTimes = seenDown.map((e) => (e.t - downAt).toFixed(0));
     console.log(`death detection (heartbeat 100 ms, dead after 400 ms): kill -> ${killTimes.join(', ')} ms; link down -> ${downTimes.join(', ')} ms`);
-    lab.linkUp(D);
+    await lab.linkUp(D);
   });
 
   it("stays alive through its main thread's stall, but not past the heartbeat lease", async () => {

@@ -3,9 +3,9 @@
  * ranges, and a raw socket origin that answers every request with literal bytes (for framings a
  * well-behaved server library would never produce).
  */
-import { createHash } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
+import { sha256 } from './bytes.js';
 
 export interface TestFile {
   path: string;
@@ -24,12 +24,8 @@ export function makeFile(path: string, size: number, seed = 1): TestFile {
     x ^= x << 5; x >>>= 0;
     body[i] = x & 0xff;
   }
-  const sha256 = createHash('sha256').update(body).digest('hex');
-  return { path, body, sha256, etag: `"${sha256.slice(0, 32)}"` };
-}
-
-export function sha256(data: Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
+  const digest = sha256(body);
+  return { path, body, sha256: digest, etag: `"${digest.slice(0, 32)}"` };
 }
 
 export async function startFileOrigin(files: TestFile[]): Promise<{ port: number; close(): Promise<void> }> {

@@ -6,9 +6,10 @@
  *   test:   crash s1; find the adopter with `wedge status --json`; let it serve a while; crash it
  *   check:  curl exit 0, size and sha256 exact; the last server resumed the connection
  */
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IS_ROOT, Lab, sha256, waitForBytes } from './support.js';
+import { expectSameBytes } from '../support/bytes.js';
+import { IS_ROOT, Lab, waitForBytes } from '../support/lab.js';
 
 const MIB = 1024 * 1024;
 
@@ -38,9 +39,7 @@ describe.skipIf(!IS_ROOT)('cascade s1 -> s2 -> s3', () => {
       await lab.crash(second);
 
       expect(await curl.done(), curl.stderr).toBe(0);
-      const got = await readFile(out);
-      expect(got.length).toBe(big.bytes);
-      expect(sha256(got)).toBe(big.sha256);
+      await expectSameBytes(out, big);
       const story = await lab.story();
       const metrics = await lab.metrics(third);
       expect(metrics.value('wedge_takeovers_total', { result: 'resumed' }), story).toBe(1);

@@ -3,7 +3,7 @@
  * the client download through s1; s1 crashes mid-body; s2 adopts s1's address and every byte
  * each client received matches the file. With the built-in origin and with Apache. Each client
  * reads 600 KB/s (below the lab's 32 Mbit/s, so none can hog it), and the client's small receive
- * buffers (support.ts) hold s1's side of each connection mid-body as well.
+ * buffers (test/support/lab.ts) hold s1's side of each connection mid-body as well.
  *
  *   client: curl big.bin, wget big.bin, keepalive-client.py small.bin x3   (all via s1's VIP)
  *   test:   wait until each is mid-body, `wedge lab crash s1`
@@ -13,7 +13,8 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IS_ROOT, Lab, sha256, waitForBytes } from './support.js';
+import { expectSameBytes } from '../support/bytes.js';
+import { IS_ROOT, Lab, waitForBytes } from '../support/lab.js';
 
 const PYTHON_CLIENT = join(import.meta.dirname, 'fixtures', 'keepalive-client.py');
 const MIB = 1024 * 1024;
@@ -51,11 +52,7 @@ describe.skipIf(!IS_ROOT).each(['builtin', 'apache'] as const)('crash mid-body (
       expect(atCrash[1]).toBeLessThan(big.bytes);
       expect(atCrash[2]).toBeLessThan(big.bytes);
 
-      for (const out of [curlOut, wgetOut]) {
-        const got = await readFile(out);
-        expect(got.length, out).toBe(big.bytes);
-        expect(sha256(got), out).toBe(big.sha256);
-      }
+      for (const out of [curlOut, wgetOut]) await expectSameBytes(out, big);
       const report = JSON.parse(python.stdout.trim().split('\n').at(-1)!) as { requests: { status: number; port: number; bytes: number; sha256: string }[] };
       expect(report.requests.map((r) => [r.status, r.bytes, r.sha256])).toEqual(Array(3).fill([200, small.bytes, small.sha256]));
       expect(new Set(report.requests.map((r) => r.port)).size, 'one keep-alive connection for all requests').toBe(1);

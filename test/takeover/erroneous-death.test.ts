@@ -8,9 +8,9 @@
  *   check:  curl exit 0, size and sha256 exact; s1 no longer lists the connection and its
  *           wedge_relinquished_total is 1; s2 resumed it; a new download via s1's VIP is exact
  */
-import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IS_ROOT, Lab, sha256, until, waitForBytes } from './support.js';
+import { expectSameBytes } from '../support/bytes.js';
+import { IS_ROOT, Lab, until, waitForBytes } from '../support/lab.js';
 
 const MIB = 1024 * 1024;
 
@@ -36,9 +36,7 @@ describe.skipIf(!IS_ROOT)('erroneous death report', () => {
       await lab.declareDead('s1');
 
       expect(await curl.done(), curl.stderr).toBe(0);
-      const got = await readFile(out);
-      expect(got.length).toBe(big.bytes);
-      expect(sha256(got)).toBe(big.sha256);
+      await expectSameBytes(out, big);
 
       const story = await lab.story();
       expect((await lab.metrics('s2')).value('wedge_takeovers_total', { result: 'resumed' }), story).toBe(1);
@@ -49,7 +47,7 @@ describe.skipIf(!IS_ROOT)('erroneous death report', () => {
       // One host answers s1's service address again: a new download through it is exact.
       const again = await lab.exec('client', ['curl', '-sS', '--max-time', '20', lab.url('s1', '/big.bin')]);
       expect(again.code, again.stderr).toBe(0);
-      expect(sha256(again.stdout)).toBe(big.sha256);
+      await expectSameBytes(again.stdout, big);
     } finally {
       curl.kill();
     }

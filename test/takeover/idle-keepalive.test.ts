@@ -10,7 +10,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IS_ROOT, Lab, until } from './support.js';
+import { IS_ROOT, Lab, until } from '../support/lab.js';
 
 const PYTHON_CLIENT = join(import.meta.dirname, 'fixtures', 'keepalive-client.py');
 

@@ -13,7 +13,7 @@
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IS_ROOT, Lab, until } from './support.js';
+import { IS_ROOT, Lab, until } from '../support/lab.js';
 
 const MANY_CLIENT = join(import.meta.dirname, 'fixtures', 'many-client.py');
 const COUNT = 200;

@@ -9,10 +9,10 @@
  *   check:  curl exit 0, sha256 exact; s2 resumed the connection; s1 released the address
  *           (only s2 has it) and let the connection go; a new download via the VIP is exact
  */
-import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IS_ROOT, Lab, sha256, until, waitForBytes } from './support.js';
+import { expectSameBytes } from '../support/bytes.js';
+import { IS_ROOT, Lab, until, waitForBytes } from '../support/lab.js';
 
 const MIB = 1024 * 1024;
 const SILENCE = 'table ip silence { chain out { type filter hook output priority 0; udp dport 7077 drop; }; }';
@@ -40,9 +40,7 @@ describe.skipIf(!IS_ROOT)('silent false death', () => {
       expect((await lab.exec('s1', ['nft', 'delete', 'table', 'ip', 'silence'])).code).toBe(0);
 
       expect(await curl.done(), curl.stderr).toBe(0);
-      const got = await readFile(out);
-      expect(got.length).toBe(big.bytes);
-      expect(sha256(got)).toBe(big.sha256);
+      await expectSameBytes(out, big);
 
       const story = await lab.story();
       expect((await lab.logged('s2', 'peer dead')).map((line) => line.reason), story).toContain('silent');
@@ -54,7 +52,7 @@ describe.skipIf(!IS_ROOT)('silent false death', () => {
 
       const again = await lab.exec('client', ['curl', '-sS', '--max-time', '20', lab.url('s1', '/big.bin')]);
       expect(again.code, again.stderr).toBe(0);
-      expect(sha256(again.stdout)).toBe(big.sha256);
+      await expectSameBytes(again.stdout, big);
     } finally {
       curl.kill();
     }
