@@ -108,10 +108,10 @@ export class Lifecycle extends EventEmitter<{ change: [LifecycleChange] }> {
   note(fact: ConnectionFact): void {
     if (this.facts.has(fact) || this.ended) return;
     this.facts.add(fact);
-    if (fact === 'client-finished') this.note('last-request');
-    if (fact === 'handed-off') this.note('move-expected');
     this.log.debug({ fact }, 'fact');
     this.emit('change', { kind: 'fact', fact });
+    if (fact === 'client-finished') this.note('last-request');
+    if (fact === 'handed-off') this.note('move-expected');
   }
 }
 
