@@ -10,7 +10,7 @@ import { createReadStream, mkdirSync, rmSync, statSync, writeFileSync } from 'no
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { Command } from 'commander';
-import { PACKAGE_ROOT } from '../native/load.js';
+import { PACKAGE_ROOT } from '../config/package.js';
 import { WedgeError } from '../errors/codes.js';
 import { timelineSvg, type TimelineMark, type TimelinePoint } from './timeline-svg.js';
 

@@ -8,7 +8,7 @@
  */
 import { join } from 'node:path';
 import { startDetachedIn, type Started } from './procs.js';
-import { compiledCli } from './project.js';
+import { COMPILED_CLI } from '../config/package.js';
 import { AGENT_METRICS, SERVICE_PORT } from './plan.js';
 import { tryRun } from './run.js';
 import { labEnv } from './servers.js';
@@ -38,13 +38,13 @@ export function agentOptions(state: LabState): [string, string][] {
  * `wedge agent` command at all.
  */
 export async function missingAgentOptions(options: readonly string[]): Promise<string[] | null> {
-  const help = await tryRun(process.execPath, [compiledCli(), 'agent', '--help'], { timeoutMs: 20_000 });
+  const help = await tryRun(process.execPath, [COMPILED_CLI, 'agent', '--help'], { timeoutMs: 20_000 });
   if (help === null || !/^Usage: wedge agent\b/m.test(help.stdout)) return null;
   return options.filter((option) => !new RegExp(`${option}(?![\\w-])`).test(help.stdout));
 }
 
 export function startAgent(state: LabState, unsupported: readonly string[] = []): Started {
   const options = agentOptions(state).filter(([option]) => !unsupported.includes(option));
-  const argv = [process.execPath, compiledCli(), 'agent', ...options.flat()];
+  const argv = [process.execPath, COMPILED_CLI, 'agent', ...options.flat()];
   return startDetachedIn(state.client.ns, argv, agentLog(state), labEnv(state.lab));
 }

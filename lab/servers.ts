@@ -8,14 +8,14 @@
 import { join } from 'node:path';
 import { apacheCommand, writeApacheConfig } from '../examples/origins/apache.js';
 import { startDetachedIn, type Started } from './procs.js';
-import { binDir, compiledCli } from './project.js';
+import { BIN_DIR, COMPILED_CLI } from '../config/package.js';
 import { ADMIN_PORT, ORIGIN_PORT, SERVICE_PORT } from './plan.js';
 import { tryRun } from './run.js';
 import type { LabState, OriginKind, ServerState } from './state.js';
 
 /** The environment of every process the lab starts: the project's bin/ first on PATH. */
 export function labEnv(lab: string): NodeJS.ProcessEnv {
-  return { ...process.env, PATH: `${binDir()}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`, WEDGE_LAB: lab };
+  return { ...process.env, PATH: `${BIN_DIR}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`, WEDGE_LAB: lab };
 }
 
 export function originUrl(): string {
@@ -24,7 +24,7 @@ export function originUrl(): string {
 
 /** Of `options`, those this build's `wedge serve --help` does not list. */
 export async function missingServeOptions(options: readonly string[]): Promise<string[]> {
-  const help = await tryRun(process.execPath, [compiledCli(), 'serve', '--help'], { timeoutMs: 20_000 });
+  const help = await tryRun(process.execPath, [COMPILED_CLI, 'serve', '--help'], { timeoutMs: 20_000 });
   if (help === null) return [...options];
   return options.filter((option) => !new RegExp(`${option}(?![\\w-])`).test(help.stdout));
 }
@@ -41,7 +41,7 @@ export async function startOrigin(state: LabState, server: ServerState, kind: Or
     });
     return startDetachedIn(server.ns, apacheCommand(config), log, labEnv(state.lab));
   }
-  const argv = [process.execPath, compiledCli(), 'origin', '--root', server.root, '--listen', `127.0.0.1:${ORIGIN_PORT}`];
+  const argv = [process.execPath, COMPILED_CLI, 'origin', '--root', server.root, '--listen', `127.0.0.1:${ORIGIN_PORT}`];
   return startDetachedIn(server.ns, argv, log, labEnv(state.lab));
 }
 
@@ -83,6 +83,6 @@ function wedgeLog(state: LabState, server: ServerState): string {
  */
 export function startWedge(state: LabState, server: ServerState, keyFile: string, unsupported: readonly string[] = []): Started {
   const options = wedgeServeOptions(state, server, keyFile).filter(([option]) => !unsupported.includes(option));
-  const argv = [process.execPath, compiledCli(), 'serve', ...options.flat()];
+  const argv = [process.execPath, COMPILED_CLI, 'serve', ...options.flat()];
   return startDetachedIn(server.ns, argv, wedgeLog(state, server), labEnv(state.lab));
 }

@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { projectRoot } from '../../lab/project.js';
+import { PACKAGE_ROOT } from '../../config/package.js';
 
 export const APACHE_BINARY = '/usr/sbin/apache2';
 export const APACHE_MODULES = '/usr/lib/apache2/modules';
@@ -36,7 +36,7 @@ function render(template: string, values: Record<string, string>): string {
 
 /** Writes the site's config file and run directory; returns the config file's path. */
 export async function writeApacheConfig(site: ApacheSite): Promise<string> {
-  const template = await readFile(join(projectRoot(), 'examples', 'origins', 'apache.conf.template'), 'utf8');
+  const template = await readFile(join(PACKAGE_ROOT, 'examples', 'origins', 'apache.conf.template'), 'utf8');
   const runDir = join(site.serverRoot, 'run');
   await mkdir(runDir, { recursive: true, mode: 0o755 });
   let typesConfig = '/etc/mime.types';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PACKAGE_ROOT } from '../../native/load.js';
+import { PACKAGE_ROOT } from '../../config/package.js';
 import { TCP_SYN } from '../../native/migrate.js';
 import { encodeMigrateOption, migrateSynOptions, type Endpoint } from '../../migrate/option.js';
 import { assertBuilt, Lab, NsProcess } from '../native/lab.js';

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PACKAGE_ROOT } from '../../native/load.js';
+import { PACKAGE_ROOT } from '../../config/package.js';
 import { TCP_ACK, TCP_RST, TCP_SYN } from '../../native/migrate.js';
 import { assertBuilt, Lab, NsProcess } from '../native/lab.js';
 

@@ -27,7 +27,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PACKAGE_ROOT } from '../../native/load.js';
+import { PACKAGE_ROOT } from '../../config/package.js';
 import { Lab, type Background, type LogLine as Line } from '../support/lab.js';
 import type { BenchRow } from './report.js';
 

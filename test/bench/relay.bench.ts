@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PACKAGE_ROOT } from '../../native/load.js';
+import { PACKAGE_ROOT } from '../../config/package.js';
 import type { BenchRow } from './report.js';
 
 const BIG_MIB = 256;

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAddress, addNamespace, addRoute, addVethPair, deleteNamespace, killNamespaceProcesses, sysctl } from '../../lab/netns.js';
-import { PACKAGE_ROOT } from '../../native/load.js';
+import { PACKAGE_ROOT } from '../../config/package.js';
 
 /*
  * `wedge serve --address` checks the host once at start-up and says what it verified. One

@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { addAddress, addBridge, addNamespace, deleteNamespace, plugHost, sysctl } from '../../lab/netns.js';
 import { run } from '../../lab/run.js';
-import { PACKAGE_ROOT } from '../../native/load.js';
+import { PACKAGE_ROOT } from '../../config/package.js';
 
 /* From the package root, so the compiled copy of this file (dist/, used by the bench) finds them too. */
 export const FIXTURES = join(PACKAGE_ROOT, 'test', 'native', 'fixtures') + '/';

@@ -11,11 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ADMIN_PORT, AGENT_METRICS, CLIENT_HOST, nsPrefix, ROUTER_HOST } from '../../lab/plan.js';
-import { compiledCli } from '../../lab/project.js';
+import { COMPILED_CLI } from '../../config/package.js';
 import { runIn } from '../../lab/run.js';
 import { linksOf, type LabState, type ServerState } from '../../lab/state.js';
 
-export const CLI = compiledCli();
+export const CLI = COMPILED_CLI;
 export const IS_ROOT = process.getuid?.() === 0;
 
 export interface Result {
