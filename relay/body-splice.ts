@@ -5,8 +5,9 @@
  * client have drained (nothing may overtake them), and the origin is read again after it.
  */
 import type { Socket } from 'node:net';
+import { socketFd } from '../native/index.js';
 import type { Splicer, SpliceJob } from './options.js';
-import { socketFd, startReading, stopReading } from './socket-handle.js';
+import { startReading, stopReading } from './socket-handle.js';
 
 export interface SpliceHooks {
   /* The splice is about to start; false: the exchange is gone, do not start. */

@@ -1,12 +1,11 @@
 import type { Socket } from 'node:net';
 
 /*
- * The relay hands a socket's file descriptor to the kernel (splice) or to the native helper
- * (dump, quiet close) while Node still owns it. Node exposes neither the fd nor a way to stop
- * libuv from reading in its public API, so the two accesses live here, in one place.
+ * While the kernel splices a body out of the origin's socket, libuv must not read it. Node's
+ * public API has no way to stop libuv reading (the fd itself comes from native/repair.ts), so
+ * that access lives here, in one place.
  */
 interface StreamHandle {
-  fd: number;
   reading: boolean;
   readStart(): number;
   readStop(): number;
@@ -16,10 +15,6 @@ function handleOf(socket: Socket): StreamHandle {
   const handle = (socket as unknown as { _handle: StreamHandle | null })._handle;
   if (!handle) throw new Error('socket has no handle (closed)');
   return handle;
-}
-
-export function socketFd(socket: Socket): number {
-  return handleOf(socket).fd;
 }
 
 /*
