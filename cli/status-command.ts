@@ -7,6 +7,8 @@ interface ConnectionRow {
   state: string;
   requests: number;
   bytes: { fromClient: number; toClient: number };
+  protected: boolean;
+  unprotectedReason?: string;
 }
 
 export function registerStatusCommand(program: Command): void {
@@ -33,7 +35,8 @@ export function registerStatusCommand(program: Command): void {
       }
       process.stdout.write(`server ${body.server}: ${body.connections.length} connection(s)\n`);
       for (const c of body.connections) {
-        process.stdout.write(`  ${c.id}  ${c.state}  requests=${c.requests}  in=${c.bytes.fromClient}  out=${c.bytes.toClient}\n`);
+        const protection = c.protected ? 'protected' : `unprotected (${c.unprotectedReason})`;
+        process.stdout.write(`  ${c.id}  ${c.state}  requests=${c.requests}  in=${c.bytes.fromClient}  out=${c.bytes.toClient}  ${protection}\n`);
       }
     });
 }

@@ -80,6 +80,7 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
   });
   const replication = new Replication(member, self, () => server.metrics.relinquished.inc(), logger);
   server.on('connection', (connection) => replication.accepted(connection));
+  server.setProtection((id) => replication.protection(id));
   const guard = new RstGuard();
   const probe = { probeTimeoutMs: 100, probeRetries: 4 };
   const serving = flags.migrateKey

@@ -30,6 +30,7 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
   private admin: FastifyInstance | undefined;
   private reportPeerDead: ((peer: string, reason: string) => void) | undefined;
   private shedder: ((count: number) => number) | undefined;
+  private protection: (id: string) => Protection = () => ({ protected: false, reason: 'failover is off (no --address)' });
 
   constructor(readonly config: ServeConfig) {
     super();
@@ -46,7 +47,7 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
     this.admin = await startAdmin(
       {
         name: this.config.name,
-        connections: () => [...this.connections.values()].map(describeConnection),
+        connections: () => [...this.connections.values()].map((c) => describeConnection(c, this.protection(c.id))),
         metricsText: () => this.metrics.registry.metrics(),
         metricsContentType: this.metrics.registry.contentType,
         ...(this.reportPeerDead ? { declarePeerDead: this.reportPeerDead } : {}),
@@ -60,6 +61,11 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
   /* Where the admin API's death reports go (the soft-state member), when failover is on. */
   setPeerReporter(report: (peer: string, reason: string) => void): void {
     this.reportPeerDead = report;
+  }
+
+  /* Whether each connection could be taken over now (the replication knows), when failover is on. */
+  setProtection(protection: (id: string) => Protection): void {
+    this.protection = protection;
   }
 
   /* Where the admin API's load-shedding calls go (TCP Migrate handoffs), when failover is on. */
@@ -126,7 +132,9 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
   }
 }
 
-function describeConnection(connection: RelayConnection): unknown {
+export type Protection = { protected: true } | { protected: false; reason: string };
+
+function describeConnection(connection: RelayConnection, protection: Protection): unknown {
   const { client } = connection;
   return {
     id: connection.id,
@@ -138,6 +146,8 @@ function describeConnection(connection: RelayConnection): unknown {
     openedAt: new Date(connection.openedAt).toISOString(),
     requests: connection.requests,
     bytes: { fromClient: connection.bytesFromClient, toClient: connection.bytesToClient },
+    protected: protection.protected,
+    ...(protection.protected ? {} : { unprotectedReason: protection.reason }),
     streamMap: connection.streamMap.toJSON(),
   };
 }

@@ -4,6 +4,7 @@
 export { NativeError } from './errors.js';
 export {
   dump,
+  bytesAcked,
   restore,
   setRepair,
   quietClose,

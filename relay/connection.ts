@@ -36,6 +36,7 @@ import { errorResponse, originError } from './error-page.js';
 import { Lifecycle, type ConnectionState, type LifecycleChange } from './lifecycle.js';
 import { RequestQueue, type PendingRequest } from './request-queue.js';
 import { ResponseFraming, type FramingSink } from './response-framing.js';
+import { bytesAcked, socketFd } from '../native/index.js';
 import { BodySplice } from './body-splice.js';
 import type { RelayOptions, Splicer } from './options.js';
 import { OriginLink } from './origin-link.js';
@@ -56,6 +57,9 @@ interface Exchange {
   splice?: BodySplice;
 }
 
+/* Acknowledged exchanges kept in the map, at most (every unacknowledged one stays). */
+const RETAINED_EXCHANGES = 8;
+
 /* 'change': every lifecycle and stream-map change, in order; 'ended': once, with the final state. */
 export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; ended: [EndState] }> {
   readonly id: string;
@@ -71,6 +75,9 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   private readonly lifecycle: Lifecycle;
   private readonly queue: RequestQueue;
   private readonly origin: OriginLink;
+  /* Server-to-client offset where this socket's own acknowledgement count starts (the restore
+   * point after a takeover). */
+  private readonly ackBase: number;
   private exchange: Exchange | undefined;
 
   constructor(client: Socket, options: RelayOptions) {
@@ -91,7 +98,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.streamMap = adopted?.streamMap ?? new StreamMap();
     this.streamMap.onChange = (change) => this.emit('change', { kind: 'map', change });
     this.bytesFromClient = adopted?.bytesFromClient ?? 0;
-    this.bytesToClient = adopted?.bytesToClient ?? 0;
+    this.bytesToClient = this.ackBase = adopted?.bytesToClient ?? 0;
     const forwarding = {
       forwardBody: (data: Buffer) => this.writeToOrigin(data),
       forwardedRequestEnded: (end: number) => this.streamMap.endRequest(end),
@@ -116,6 +123,16 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
 
   get state(): ConnectionState {
     return this.lifecycle.state;
+  }
+
+  /* The server-to-client offset up to which the client's kernel has acknowledged the stream (it
+   * can never resume before it); undefined once the socket is gone. */
+  acknowledged(): number | undefined {
+    try {
+      return this.ackBase + bytesAcked(socketFd(this.client));
+    } catch {
+      return undefined;
+    }
   }
 
   get handedOff(): boolean {
@@ -244,6 +261,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
 
   private startExchange(request: PendingRequest): void {
     this.requests++;
+    this.trimAcknowledged();
     this.exchange = { framing: new ResponseFraming(request.head.method, this.framingSink()), keepAlive: request.head.keepAlive, interim: [] };
     if (!request.recorded) {
       this.streamMap.beginRequest(request.start, request.head);
@@ -300,6 +318,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     if (!exchange) return;
     // A resumed response the old owner had finished writing is already complete in the map.
     if (exchange.resume?.exchange.responseEnd === undefined) this.streamMap.endResponse(this.bytesToClient);
+    this.trimAcknowledged();
     this.exchange = undefined;
     if (originSentExtra) {
       this.log.warn('origin sent bytes beyond the response; dropping the origin connection');
@@ -311,6 +330,13 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     }
     this.lifecycle.enter('idle');
     this.pump();
+  }
+
+  /* Exchanges the client has acknowledged whole leave the map, but for the latest few (for
+   * `wedge status`): the map stays bounded however long the connection lives. */
+  private trimAcknowledged(): void {
+    const acknowledged = this.acknowledged();
+    if (acknowledged !== undefined) this.streamMap.trim(acknowledged, RETAINED_EXCHANGES);
   }
 
   /* Before any response byte reached the client a clear 502 is possible; after, only a reset. */

@@ -41,6 +41,8 @@ interface Tracked {
   /* bytesToClient in the last advert. */
   advertisedSent: number;
   migrate?: MigrateSecrets;
+  /* Why the last advert could not go out: the connection is served but not protected. */
+  unprotected?: string;
 }
 
 /* A change is advertised at once and once more shortly after: multicast has no retransmission,
@@ -98,6 +100,13 @@ export class Replication {
     if (migrate) this.setMigrate(entry, migrate);
     connection.on('change', (change) => this.follow(entry, actionOf(change)));
     this.advertiseChange(entry);
+  }
+
+  /* Whether the group could take the connection over now, and if not why (for `wedge status`). */
+  protection(id: string): { protected: true } | { protected: false; reason: string } {
+    const entry = this.tracked.get(id);
+    if (!entry) return { protected: false, reason: 'not replicated (its TCP state could not be read)' };
+    return entry.unprotected === undefined ? { protected: true } : { protected: false, reason: entry.unprotected };
   }
 
   /* Sequence anchors (ISN+1 of each side) of a connection served here. */
@@ -203,7 +212,8 @@ export class Replication {
     const { connection } = entry;
     const client = { address: connection.client.remoteAddress!, port: connection.client.remotePort! };
     const service = { address: connection.client.localAddress!, port: connection.client.localPort! };
-    const stream: ReplicatedStream = { map: connection.streamMap.toJSON(), sent: connection.bytesToClient, received: connection.bytesFromClient };
+    // Only what a resume can still need: exchanges the client acknowledged whole are left out.
+    const stream: ReplicatedStream = { map: connection.streamMap.toJSON(connection.acknowledged()), sent: connection.bytesToClient, received: connection.bytesFromClient };
     entry.advertisedSent = stream.sent;
     const record: ConnectionRecord = {
       id: connection.id,
@@ -220,8 +230,12 @@ export class Replication {
     try {
       // A false return means a newer version exists; the member reports it as 'superseded'.
       this.group.upsert(record);
+      if (entry.unprotected !== undefined) this.logger.info({ conn: connection.id }, 'connection advertised again: protected');
+      delete entry.unprotected;
     } catch (err) {
-      this.logger.warn({ conn: connection.id, err: (err as Error).message }, 'connection not advertised');
+      // Served on, unprotected until a later advert fits; said once, counted by the member, shown by `wedge status`.
+      if (entry.unprotected === undefined) this.logger.warn({ conn: connection.id, err: (err as Error).message }, 'connection not advertised: unprotected');
+      entry.unprotected = (err as Error).message;
     }
   }
 }

@@ -40,8 +40,9 @@
  *   unresumable   inside (or at the first byte of) a response that is not resumable
  *   out-of-range  before the retained map, beyond the last byte it knows was sent, or not an
  *                 offset at all
- * trim(offset) drops exchanges that end at or before offset (the client has acknowledged
- * them), keeping the latest responded exchange so that `between` can still name it.
+ * trim(offset, keep) drops exchanges that end at or before offset (the client has acknowledged
+ * them), keeping the latest `keep` responded exchanges (at least one, so that `between` can still
+ * name it).
  */
 
 import { WedgeError } from '../errors/codes.js';
@@ -221,14 +222,10 @@ export class StreamMap {
     return { kind: 'body', exchange, bodyOffset: offset - headEnd };
   }
 
-  /** Drops exchanges whose response ended at or before `offset`, keeping the latest responded one. */
-  trim(offset: number): number {
-    let drop = 0;
-    while (drop < this.respondedCount - 1) {
-      const end = this.exchanges[drop]!.responseEnd;
-      if (end === undefined || end > offset) break;
-      drop++;
-    }
+  /** Drops exchanges whose response ended at or before `offset`, keeping the latest `keep`
+   * responded ones (at least one). */
+  trim(offset: number, keep = 1): number {
+    const drop = this.droppable(offset, keep);
     if (drop > 0) {
       this.base = this.exchanges[drop - 1]!.responseEnd!;
       this.exchanges.splice(0, drop);
@@ -238,12 +235,26 @@ export class StreamMap {
     return drop;
   }
 
-  toJSON(): StreamMapJSON {
+  /** How many exchanges from the front trim(offset, keep) would drop. */
+  private droppable(offset: number, keep: number): number {
+    let drop = 0;
+    while (drop < this.respondedCount - Math.max(1, keep)) {
+      const end = this.exchanges[drop]!.responseEnd;
+      if (end === undefined || end > offset) break;
+      drop++;
+    }
+    return drop;
+  }
+
+  /** The map as data; with `acknowledged`, as trim(acknowledged) would leave it (what a resume
+   * can still need), without changing the map itself. */
+  toJSON(acknowledged?: number): StreamMapJSON {
+    const drop = acknowledged === undefined ? 0 : this.droppable(acknowledged, 1);
     return {
       version: 1,
-      base: this.base,
+      base: drop > 0 ? this.exchanges[drop - 1]!.responseEnd! : this.base,
       nextIndex: this.nextIndex,
-      exchanges: this.exchanges.map((exchange) => {
+      exchanges: this.exchanges.slice(drop).map((exchange) => {
         const { requestHead, head, validator, contentRange, ...rest } = exchange;
         const json: ExchangeJSON = { ...rest, validator: { ...validator }, requestHead: requestHead.toString('base64') };
         if (contentRange) json.contentRange = { ...contentRange };

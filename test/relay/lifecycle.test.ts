@@ -56,6 +56,9 @@ class Subject extends EventEmitter {
   get handedOff(): boolean {
     return this.lifecycle.has('handed-off');
   }
+  acknowledged(): number | undefined {
+    return undefined;
+  }
 }
 
 function tracked(): { subject: Subject; sent: () => Promise<Array<{ op: 'upsert'; record: ConnectionRecord } | { op: 'remove'; id: string }>> } {

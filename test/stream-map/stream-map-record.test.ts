@@ -124,6 +124,24 @@ describe('StreamMap.trim', () => {
     expect(map.retained.map((e) => e.index)).toEqual([2, 3]);
   });
 
+  it('keeps the latest `keep` responded exchanges however far the offset goes', () => {
+    const { map, ends } = threeExchanges();
+    expect(map.trim(ends[2]! + 1000, 2)).toBe(1);
+    expect(map.retained.map((e) => e.index)).toEqual([1, 2]);
+  });
+
+  it('serialises as trimmed at the acknowledged offset without trimming itself', () => {
+    const { map, ends } = threeExchanges();
+    const json = map.toJSON(ends[1]!);
+    expect(json.exchanges.map((e) => e.index)).toEqual([2]);
+    expect(json.base).toBe(ends[1]);
+    expect(map.retained).toHaveLength(3);
+    const rebuilt = StreamMap.fromJSON(json);
+    expect(rebuilt.locate(ends[1]!)).toMatchObject({ kind: 'headers', offset: 0, exchange: { index: 2 } });
+    expect(rebuilt.locate(ends[1]! - 1).kind).toBe('out-of-range');
+    expect(map.toJSON(ends[0]! - 1)).toEqual(map.toJSON());
+  });
+
   it('a long keep-alive connection stays bounded when trimmed as it goes', () => {
     const map = new StreamMap();
     let requestOffset = 0;

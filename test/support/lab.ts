@@ -363,7 +363,7 @@ const STORY = [
   'won the Migrate race',
   'Migrate race over',
   'peer dead: racing for its connections',
-  'connection not advertised',
+  'connection not advertised: unprotected',
   'connection aborted',
   'shedding load: connections handed to the group',
 ];
@@ -374,6 +374,8 @@ export interface ConnectionRow {
   state: string;
   requests: number;
   bytes: { fromClient: number; toClient: number };
+  protected: boolean;
+  unprotectedReason?: string;
 }
 
 export interface Sample {
