@@ -3,7 +3,7 @@
  *
  * A ConnectionRecord describes one live client connection well enough for another member to
  * take it over: the 4-tuple, the owner, the migration number, the TCP state dumped by the native
- * helper, the TCP Migrate secrets, and the stream map (opaque here: parsers/ owns its shape).
+ * helper, the TCP Migrate secrets, and the stream map (opaque here: stream-map/ and replication/records.ts own its shape).
  * Heartbeats carry a member's load; death notices carry an operator's (or monitor's) report
  * that a peer is dead.
  *

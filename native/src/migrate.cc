@@ -2,7 +2,7 @@
  * Theory of operation: the raw packet plumbing of TCP Migrate.
  *
  * Goal: let a candidate server send a Migrate SYN (and the client agent its SYN-ACK or RST
- * answers) with exactly the TCP options TypeScript built (wedge/migrate/option.ts), and let the
+ * answers) with exactly the TCP options TypeScript built (migrate/option.ts), and let the
  * agent see every Migrate SYN and handshake SYN-ACK addressed to its host without blocking the
  * event loop. Policy (what the option says, whether it is valid, what to answer) stays in
  * TypeScript.
