@@ -29,6 +29,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { WedgeError } from '../errors/codes.js';
 import type { AbortReason } from '../errors/reasons.js';
+import type { RequestHead } from '../parsers/http-request.js';
 import type { ResponseHead } from '../parsers/http-response.js';
 import { requestKeepsAlive, type ResumeStep } from '../stream-map/resume-plan.js';
 import { StreamMap, type StreamMapChange } from '../stream-map/stream-map.js';
@@ -99,12 +100,13 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.streamMap.onChange = (change) => this.emit('change', { kind: 'map', change });
     this.bytesFromClient = adopted?.bytesFromClient ?? 0;
     this.bytesToClient = this.ackBase = adopted?.bytesToClient ?? 0;
-    const forwarding = {
+    const requests = {
+      requestBegun: (start: number, head: RequestHead) => this.streamMap.beginRequest(start, head),
+      requestEnded: (end: number) => this.streamMap.endRequest(end),
       forwardBody: (data: Buffer) => this.writeToOrigin(data),
-      forwardedRequestEnded: (end: number) => this.streamMap.endRequest(end),
       forwardedRequestFailed: (error: WedgeError) => this.exchange?.framing.abandon('client-request-malformed', error),
     };
-    this.queue = new RequestQueue(this.bytesFromClient, this.options.maxHeaderBytes, this.options.maxPipelineBytes, this.lifecycle, forwarding, (method) =>
+    this.queue = new RequestQueue(this.bytesFromClient, this.options.maxHeaderBytes, this.options.maxPipelineBytes, this.lifecycle, requests, (method) =>
       this.options.observer.request(method),
     );
     if (adopted) {
@@ -263,10 +265,6 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.requests++;
     this.trimAcknowledged();
     this.exchange = { framing: new ResponseFraming(request.head.method, this.framingSink()), keepAlive: request.head.keepAlive, interim: [] };
-    if (!request.recorded) {
-      this.streamMap.beginRequest(request.start, request.head);
-      if (request.end !== undefined) this.streamMap.endRequest(request.end);
-    }
     this.lifecycle.enter('forwarding');
     this.origin.open();
     for (const chunk of this.queue.forward(request)) this.writeToOrigin(chunk);

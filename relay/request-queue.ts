@@ -1,11 +1,12 @@
 /*
  * The client's side of a connection: bytes in, requests out, strictly in order.
  *
- * In: the client's bytes (push) and its FIN (clientFinished). Out: the queue of what to answer
- * next (next()): parsed requests with their buffered bodies, error answers for requests that
- * failed to parse (each in its turn), and, after a takeover, the resume steps and the replayed
- * requests of the old owner. A request whose exchange has started streams its remaining body
- * straight to the origin through the sink.
+ * In: the client's bytes (push) and its FIN (clientFinished). Out: every request into the stream
+ * map as soon as it is parsed (so that a takeover replays pipelined requests instead of losing
+ * them), and the queue of what to answer next (next()): parsed requests with their buffered
+ * bodies, error answers for requests that failed to parse (each in its turn), and, after a
+ * takeover, the resume steps and the replayed requests of the old owner. A request whose exchange
+ * has started streams its remaining body straight to the origin through the sink.
  *
  * Nothing after a rejected request or a `Connection: close` request is parsed (RFC 9112 §9.6):
  * the lifecycle notes last-request. Held bytes (parsed but not yet forwarded) are bounded by
@@ -24,8 +25,8 @@ export interface PendingRequest {
   end?: number;
   bodyChunks: Buffer[];
   forwarded: boolean;
-  /* Already in the stream map (replayed after a takeover). */
-  recorded?: boolean;
+  /* Replayed after a takeover: its bytes were never held here. */
+  replayed?: boolean;
 }
 export interface PendingReject {
   kind: 'reject';
@@ -37,10 +38,11 @@ export interface PendingResume {
 }
 export type PendingItem = PendingRequest | PendingReject | PendingResume;
 
-/* Where the request that is already at the origin goes on. */
-export interface ForwardingSink {
+/* Where parsed requests go: the stream map, and the origin once their exchange has started. */
+export interface RequestSink {
+  requestBegun(start: number, head: RequestHead): void;
+  requestEnded(end: number): void;
   forwardBody(data: Buffer): void;
-  forwardedRequestEnded(end: number): void;
   forwardedRequestFailed(error: WedgeError): void;
 }
 
@@ -57,7 +59,7 @@ export class RequestQueue {
     maxHeaderBytes: number,
     private readonly maxPipelineBytes: number,
     private readonly lifecycle: Lifecycle,
-    private readonly sink: ForwardingSink,
+    private readonly sink: RequestSink,
     private readonly countRequest: (method: string) => void,
   ) {
     this.parser = new RequestParser({ maxHeaderBytes });
@@ -106,7 +108,7 @@ export class RequestQueue {
     request.forwarded = true;
     const chunks = [request.head.rawHead, ...request.bodyChunks];
     request.bodyChunks = [];
-    if (!request.recorded) for (const chunk of chunks) this.heldBytes -= chunk.length;
+    if (!request.replayed) for (const chunk of chunks) this.heldBytes -= chunk.length;
     return chunks;
   }
 
@@ -126,6 +128,7 @@ export class RequestQueue {
       return;
     }
     const request: PendingRequest = { kind: 'request', head, start, bodyChunks: [], forwarded: false };
+    this.sink.requestBegun(start, head);
     this.parsing = request;
     this.items.push(request);
     this.heldBytes += head.rawHead.length;
@@ -147,7 +150,7 @@ export class RequestQueue {
     if (!request) return;
     request.end = end;
     this.parsing = undefined;
-    if (request.forwarded) this.sink.forwardedRequestEnded(end);
+    this.sink.requestEnded(end);
     // After a request that closes the connection, further bytes are not requests (RFC 9112 §9.6).
     if (!request.head.keepAlive) this.lifecycle.note('last-request');
   }
@@ -155,5 +158,5 @@ export class RequestQueue {
 
 /* A request from the stream map, to send to the origin again (already recorded there). */
 function recordedRequest(exchange: Exchange): PendingRequest {
-  return { kind: 'request', head: requestOf(exchange), start: exchange.requestStart, end: exchange.requestEnd!, bodyChunks: [], forwarded: false, recorded: true };
+  return { kind: 'request', head: requestOf(exchange), start: exchange.requestStart, end: exchange.requestEnd!, bodyChunks: [], forwarded: false, replayed: true };
 }
