@@ -18,8 +18,14 @@ import type { AgentConnection } from './agent.js';
  * without a migrate key) leaves the connection unnegotiated: counted and logged, never an error.
  * The client's connection itself is never touched either way; the agent only watches.
  * Connections are keyed by their 4-tuple: a SYN-ACK with the ISNs of a known connection is a
- * retransmission (the client's ACK was lost) and starts nothing;
- * one with other ISNs means the 4-tuple was reused, so the old connection is over.
+ * retransmission (the client's ACK was lost) and starts nothing.
+ *
+ * A SYN-ACK is only a claim (anyone on the path can send one), so it is checked before it moves
+ * anything: a 4-tuple the client has no socket for starts nothing (else a spoofed SYN-ACK would
+ * make the agent send key-exchange datagrams to whatever address it names: an amplifier), and one
+ * with other ISNs than a known connection replaces it only once its server has answered the key
+ * exchange for exactly those ISNs (a reused 4-tuple): a forged one must not make the agent forget
+ * a live connection or drop its rewrite. Both are reported as ignored, with the reason.
  *
  * End: every pollMs the agent reads the client's own sockets (/proc/net/tcp, client-sockets.ts)
  * and forgets each connection whose socket is gone or in TIME_WAIT / CLOSE, which removes its
@@ -33,6 +39,7 @@ export type LearnerEvent =
   | { kind: 'negotiated'; binding: ConnectionBinding; keys: ConnectionKeys }
   | { kind: 'unnegotiated'; binding: ConnectionBinding; error: Error }
   | { kind: 'forgotten'; binding: ConnectionBinding; keys: ConnectionKeys }
+  | { kind: 'ignored'; binding: ConnectionBinding; reason: 'no-socket' | 'not-a-reuse' }
   | { kind: 'error'; error: Error };
 
 /** Where negotiated connections go (the MigrateAgent). */
@@ -75,6 +82,8 @@ export function bindingFromSynAck(synAck: CapturedSegment): ConnectionBinding {
 
 export class ConnectionLearner {
   private readonly learned = new Map<string, LearnedConnection>();
+  /* SYN-ACKs (4-tuple and ISNs) being checked now. */
+  private readonly checking = new Set<string>();
   private capture: SynAckCapture | undefined;
   private poller: NodeJS.Timeout | undefined;
   private polling: Promise<void> = Promise.resolve();
@@ -113,26 +122,49 @@ export class ConnectionLearner {
     const key = socketKey(binding.client, binding.server);
     const known = this.learned.get(key);
     if (known && known.binding.clientIsn === binding.clientIsn && known.binding.serverIsn === binding.serverIsn) return;
-    if (known) this.end(key, known).catch((error: Error) => this.options.onEvent({ kind: 'error', error }));
-    const connection: LearnedConnection = { binding, learnedAtMs: performance.now() };
-    this.learned.set(key, connection);
-    this.options.onEvent({ kind: 'learned', binding });
-    void this.negotiate(key, connection);
+    // A retransmission of a SYN-ACK still being checked starts nothing either.
+    const claim = `${key}#${binding.clientIsn}#${binding.serverIsn}`;
+    if (this.checking.has(claim)) return;
+    this.checking.add(claim);
+    this.learn(key, binding, known)
+      .catch((error: Error) => this.options.onEvent({ kind: 'error', error }))
+      .finally(() => this.checking.delete(claim));
   }
 
-  private async negotiate(key: string, connection: LearnedConnection): Promise<void> {
-    let keys: ConnectionKeys;
-    try {
-      keys = await negotiateConnectionKey({ connection: connection.binding, trusted: this.options.trusted });
-    } catch (error) {
-      this.options.onEvent({ kind: 'unnegotiated', binding: connection.binding, error: error as Error });
+  private async learn(key: string, binding: ConnectionBinding, known: LearnedConnection | undefined): Promise<void> {
+    if (!(await readOpenSockets()).has(key)) {
+      this.options.onEvent({ kind: 'ignored', binding, reason: 'no-socket' });
       return;
     }
+    const connection: LearnedConnection = { binding, learnedAtMs: performance.now() };
+    if (!known) this.learned.set(key, connection);
+    this.options.onEvent({ kind: 'learned', binding });
+    const keys = await this.negotiate(connection, !known);
+    if (known) {
+      // A reuse only if the server vouches for the new ISNs; and only if nothing newer came meanwhile.
+      if (!keys) {
+        this.options.onEvent({ kind: 'ignored', binding, reason: 'not-a-reuse' });
+        return;
+      }
+      if (this.learned.get(key) !== known) return;
+      await this.end(key, known);
+      this.learned.set(key, connection);
+    }
     // The connection may have ended while the exchange ran: then there is nothing to register.
-    if (this.learned.get(key) !== connection) return;
+    if (!keys || this.learned.get(key) !== connection) return;
     connection.keys = keys;
     this.options.registry.register({ binding: connection.binding, keys });
     this.options.onEvent({ kind: 'negotiated', binding: connection.binding, keys });
+  }
+
+  /* `report`: a failure is the connection's (unnegotiated), not a refuted reuse (reported as ignored). */
+  private async negotiate(connection: LearnedConnection, report: boolean): Promise<ConnectionKeys | undefined> {
+    try {
+      return await negotiateConnectionKey({ connection: connection.binding, trusted: this.options.trusted });
+    } catch (error) {
+      if (report) this.options.onEvent({ kind: 'unnegotiated', binding: connection.binding, error: error as Error });
+      return undefined;
+    }
   }
 
   private async forgetEnded(): Promise<void> {

@@ -91,6 +91,9 @@ export async function runAgent(flags: AgentFlags): Promise<void> {
       // Most servers on the service ports may well not be Wedges: not an error.
       metrics.negotiations.inc({ result: 'unnegotiated' });
       logger.debug({ ...connection, reason: event.error.message }, 'unnegotiated');
+    } else if (event.kind === 'ignored') {
+      metrics.ignoredSynAcks.inc({ reason: event.reason });
+      logger.warn({ ...connection, reason: event.reason }, 'SYN-ACK ignored');
     } else {
       mover.forget(event.keys.token);
       logger.info({ token: event.keys.token.toString('hex'), ...connection }, 'forgotten');

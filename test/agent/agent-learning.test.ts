@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PACKAGE_ROOT } from '../../config/package.js';
-import { TCP_SYN } from '../../native/migrate.js';
+import { TCP_ACK, TCP_SYN } from '../../native/migrate.js';
 import { encodeMigrateOption, migrateSynOptions, type Endpoint } from '../../migrate/option.js';
 import { assertBuilt, Lab, NsProcess } from '../native/lab.js';
 
@@ -107,6 +107,20 @@ describe('wedge agent', () => {
     expect(await logged('migrated', (e) => e.token === token)).toMatchObject({ request: 1, from: `${a.address}:80`, to: `${b.address}:8081` });
     expect(await listTable()).toContain(`chain pre_t${token}`);
     expect(await metric('wedge_agent_migrations_total')).toBe(1);
+
+    // Spoofed SYN-ACKs in A's name: other ISNs for this live connection (A does not vouch for
+    // them, so the connection and its rewrite stay), and one for a port the client has no socket
+    // on (nothing is sent anywhere for it).
+    const spoof = (port: number, seq: number) => ({ localAddress: a.address, localPort: a.port, remoteAddress: client_.address, remotePort: port, seq, ack: 777, flags: TCP_SYN | TCP_ACK, options: '' });
+    const unused = client_.port === 65000 ? 65001 : 65000;
+    await lab.start(lab.serverA, 'migrate-raw.mjs', 'send', JSON.stringify([spoof(client_.port, 123456), spoof(unused, 654321)])).event('sent');
+    expect(await logged('SYN-ACK ignored', (e) => e.client === clientEndpoint(unused))).toMatchObject({ reason: 'no-socket' });
+    expect(await logged('SYN-ACK ignored', (e) => e.client === clientEndpoint(localPort), 10_000)).toMatchObject({ reason: 'not-a-reuse' });
+    expect(await listTable()).toContain(`chain pre_t${token}`);
+    expect(agent.events.some((e) => e.msg === 'forgotten' && e.token === token)).toBe(false);
+    expect(agent.events.some((e) => e.msg === 'connection learned' && e.client === clientEndpoint(unused))).toBe(false);
+    expect(await metric('wedge_agent_ignored_synacks_total{reason="no-socket"}')).toBe(1);
+    expect(await metric('wedge_agent_connections')).toBe(1);
 
     client.child.stdin!.end();
     await client.event('closed');
