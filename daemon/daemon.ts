@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
-import { splice } from '../native/index.js';
+import { raiseOpenFileLimit, splice } from '../native/index.js';
 import { preflight, preflightTarget } from './preflight.js';
 import { loadKeyRing, SoftStateMember } from '../softstate/index.js';
 import { parseAddress, parseEndpoint, parseOriginUrl, type Endpoint } from '../config/endpoints.js';
@@ -33,6 +33,8 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
   );
   const listen = parseEndpoint(flags.listen, '--listen');
   if (flags.address) await preflight(preflightTarget(flags), logger);
+  // Each connection holds 2 descriptors, 6 while its body is spliced: a shell's 1024 is far too few.
+  logger.info(raiseOpenFileLimit(), 'open file limit');
   const server = new WedgeServer({
     name: flags.name,
     listen,

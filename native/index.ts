@@ -26,6 +26,7 @@ export {
 } from './probe.js';
 export { probeAndRestore, type RestoreRequest, type RestoredProbe, type RestoredSocket, type ProbeRestoreResult } from './probe-restore.js';
 export { addAddress, removeAddress, gratuitousArp } from './addr.js';
+export { raiseOpenFileLimit } from './limits.js';
 export { splice, type SpliceJob, type SpliceResult } from './splice.js';
 export {
   sendTcpSegment,
