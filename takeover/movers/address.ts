@@ -12,7 +12,7 @@
  *            its death leaves s1's address orphaned still, and the next candidate takes it;
  *   with it  go the connections on that address whose owner is dead and that are not served
  *            here: the dead holder's, and those a dead adopter took and published already (the
- *            table keeps the newer version). Records outlive their owner by the soft-state
+ *            table keeps the newer version). Records outlive their owner by up to the soft-state
  *            expiry (10 s), so a cascade finds them. A holder takes such connections on the
  *            addresses it holds, too; each record version is tried once;
  *   claim    once the clients are guarded, the adopter adds the address and announces it with
