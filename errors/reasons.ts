@@ -33,6 +33,7 @@ export const TAKEOVER_RESULTS = {
   'lost-race': { outcome: 'elsewhere', meaning: 'TCP Migrate: the client agent accepted another candidate' },
   'stood-down': { outcome: 'elsewhere', meaning: 'TCP Migrate: another candidate won before this one\'s turn came' },
   'not-movable': { outcome: 'aborted', meaning: 'TCP Migrate: the client runs no agent, so its connection cannot move' },
+  'not-service-address': { outcome: 'aborted', meaning: 'address takeover: the connection\'s address is not a service address of its owner (a server\'s own): not moved' },
   'bad-record': { outcome: 'aborted', meaning: 'the advertised stream map does not parse' },
   'address-failed': { outcome: 'aborted', meaning: 'the service address could not be adopted (guard or ip addr failed)' },
   'client-gone': { outcome: 'aborted', meaning: 'the client answered the probe with RST' },
