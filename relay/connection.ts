@@ -17,6 +17,11 @@
  * kernel (splice, via the native helper) when one is available: JavaScript only sees the header
  * bytes. After a takeover the connection first carries out its resume steps (relay/resume.ts).
  *
+ * Every connection, adopted ones too, keeps to the front-end limits (RelayLimits in
+ * relay/options.ts): request-line and header sizes in the parser, and one timer for the header,
+ * idle, body and response time limits (relay/deadlines.ts), which end it through the endings
+ * below: a 408 or 504 while no response byte is out, a counted reset after, a quiet close idle.
+ *
  * Invariants: bytesToClient is the offset, in the server-to-client stream, of the next byte the
  * wedge hands to the client socket; bytesFromClient likewise for the other direction. Nothing is
  * written to the client while a splice owns its fd. A response that cannot be completed (origin
@@ -37,7 +42,8 @@ import { Lifecycle, type ConnectionState, type LifecycleChange } from './lifecyc
 import { RequestQueue, type PendingRequest } from './request-queue.js';
 import { ResponseFraming, type FramingSink } from './response-framing.js';
 import { BodySplice } from './body-splice.js';
-import type { RelayOptions, Splicer } from './options.js';
+import { Deadlines, type Deadline } from './deadlines.js';
+import { RELAY_LIMITS, type RelayOptions, type Splicer } from './options.js';
 import { OriginLink } from './origin-link.js';
 import { rangeRequest } from './resume.js';
 
@@ -71,16 +77,22 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   private readonly lifecycle: Lifecycle;
   private readonly queue: RequestQueue;
   private readonly origin: OriginLink;
+  private readonly deadlines: Deadlines;
   private exchange: Exchange | undefined;
 
   constructor(client: Socket, options: RelayOptions) {
     super();
     this.client = client;
-    this.options = { maxHeaderBytes: 16384, maxPipelineBytes: 1 << 20, spliceThreshold: 64 * 1024, ...options };
+    this.options = { ...RELAY_LIMITS, spliceThreshold: 64 * 1024, ...options };
     this.id = options.id ?? `${client.remoteAddress}:${client.remotePort}>${client.localAddress}:${client.localPort}`;
     this.log = options.logger.child({ conn: this.id });
     this.lifecycle = new Lifecycle(this.log);
-    this.lifecycle.on('change', (change) => this.emit('change', change));
+    const watched = { lifecycle: this.lifecycle, client, exchange: () => this.exchange, queue: () => this.queue };
+    this.deadlines = new Deadlines(this.options, watched, (deadline, error) => this.expired(deadline, error), (handle) => this.guard(handle));
+    this.lifecycle.on('change', (change) => {
+      this.emit('change', change);
+      this.deadlines.update();
+    });
     const originEvents = {
       data: (socket: Socket, chunk: Buffer) => this.onOriginData(socket, chunk),
       end: () => this.exchange?.framing.originEnded(),
@@ -95,11 +107,11 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     const forwarding = {
       forwardBody: (data: Buffer) => this.writeToOrigin(data),
       forwardedRequestEnded: (end: number) => this.streamMap.endRequest(end),
-      forwardedRequestFailed: (error: WedgeError) => this.exchange?.framing.abandon('client-request-malformed', error),
+      forwardedRequestFailed: (error: WedgeError, reason: AbortReason) => this.exchange?.framing.abandon(reason, error),
     };
-    this.queue = new RequestQueue(this.bytesFromClient, this.options.maxHeaderBytes, this.options.maxPipelineBytes, this.lifecycle, forwarding, (method) =>
-      this.options.observer.request(method),
-    );
+    const { maxHeaderBytes, maxRequestLineBytes, maxEmptyLines } = this.options;
+    const limits = { maxHeaderBytes, maxRequestLineBytes, maxEmptyLines };
+    this.queue = new RequestQueue(this.bytesFromClient, limits, this.options.maxPipelineBytes, this.lifecycle, forwarding, (method) => this.options.observer.request(method));
     if (adopted) {
       this.queue.adopt(adopted.steps, adopted.replay);
       if (adopted.clientFinished) this.lifecycle.note('client-finished');
@@ -112,6 +124,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     // An adopted connection has work before the client says anything; start it once the owner
     // has registered its listeners.
     if (adopted) process.nextTick(() => this.guard(() => this.pump()));
+    this.deadlines.update();
   }
 
   get state(): ConnectionState {
@@ -170,6 +183,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
 
   private end(state: EndState, reason?: string): void {
     if (this.lifecycle.ended) return;
+    this.deadlines.stop();
     this.exchange?.splice?.cancel();
     this.exchange = undefined;
     this.origin.drop();
@@ -198,14 +212,27 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.closeGracefully();
   }
 
+  /* A time limit expired (relay/deadlines.ts): idle ends quietly, the others with their error. */
+  private expired(deadline: Deadline, error: WedgeError | undefined): void {
+    this.options.observer.timeout(deadline);
+    this.log.info({ deadline, state: this.lifecycle.state }, 'time limit expired');
+    if (deadline === 'response') this.exchange?.framing.abandon('response-timeout', error);
+    else if (error) this.queue.expire(error, 'client-timeout');
+    else if (this.lifecycle.state === 'closing') this.end('closed');
+    else this.closeGracefully();
+    this.pump();
+  }
+
   /* ---- client side ---- */
 
   private onClientData(chunk: Buffer): void {
+    this.deadlines.client();
     this.bytesFromClient += chunk.length;
     this.options.observer.bytes('client-to-origin', chunk.length);
     this.queue.push(chunk);
     if (this.queue.full) this.client.pause();
     this.pump();
+    this.deadlines.update();
   }
 
   private onClientEnd(): void {
@@ -215,6 +242,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
 
   private resumeReading(): void {
     if (!this.queue.full && (!this.lifecycle.has('last-request') || this.queue.arriving)) this.client.resume();
+    this.deadlines.update();
   }
 
   private writeToClient(data: Buffer): void {
@@ -333,6 +361,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   }
 
   private onOriginData(origin: Socket, chunk: Buffer): void {
+    this.deadlines.origin();
     const exchange = this.exchange;
     if (!exchange) {
       // Bytes from the origin with no request outstanding: it is broken; never relay them.
