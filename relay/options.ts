@@ -59,6 +59,9 @@ export const RELAY_LIMITS: Readonly<RelayLimits> = {
   responseTimeoutMs: 60_000,
 };
 
+/* Client connections a server serves at once (daemon/server.ts refuses more with a 503). */
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
+
 export interface RelayOptions extends Partial<RelayLimits> {
   origin: { host: string; port: number };
   logger: Logger;
