@@ -17,9 +17,8 @@
  * kernel (splice, via the native helper) when one is available: JavaScript only sees the header
  * bytes. After a takeover the connection first carries out its resume steps (relay/resume.ts).
  *
- * Every connection, adopted ones too, keeps to the front-end limits (RelayLimits in
- * relay/options.ts): request-line and header sizes in the parser, and one timer for the header,
- * idle, body and response time limits (relay/deadlines.ts), which end it through the endings
+ * Every connection, adopted ones too, keeps to the front-end limits (relay/options.ts): sizes in
+ * the parser, and time limits on one timer (relay/deadlines.ts) that end it through the endings
  * below: a 408 or 504 while no response byte is out, a counted reset after, a quiet close idle.
  *
  * Invariants: bytesToClient is the offset, in the server-to-client stream, of the next byte the
@@ -87,8 +86,6 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.id = options.id ?? `${client.remoteAddress}:${client.remotePort}>${client.localAddress}:${client.localPort}`;
     this.log = options.logger.child({ conn: this.id });
     this.lifecycle = new Lifecycle(this.log);
-    const watched = { lifecycle: this.lifecycle, client, exchange: () => this.exchange, queue: () => this.queue };
-    this.deadlines = new Deadlines(this.options, watched, (deadline, error) => this.expired(deadline, error), (handle) => this.guard(handle));
     this.lifecycle.on('change', (change) => {
       this.emit('change', change);
       this.deadlines.update();
@@ -109,9 +106,9 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
       forwardedRequestEnded: (end: number) => this.streamMap.endRequest(end),
       forwardedRequestFailed: (error: WedgeError, reason: AbortReason) => this.exchange?.framing.abandon(reason, error),
     };
-    const { maxHeaderBytes, maxRequestLineBytes, maxEmptyLines } = this.options;
-    const limits = { maxHeaderBytes, maxRequestLineBytes, maxEmptyLines };
-    this.queue = new RequestQueue(this.bytesFromClient, limits, this.options.maxPipelineBytes, this.lifecycle, forwarding, (method) => this.options.observer.request(method));
+    this.queue = new RequestQueue(this.bytesFromClient, this.options, this.lifecycle, forwarding, (method) => this.options.observer.request(method));
+    const watched = { lifecycle: this.lifecycle, client, queue: this.queue, exchange: () => this.exchange };
+    this.deadlines = new Deadlines(this.options, watched, (deadline, error) => this.expired(deadline, error), (handle) => this.guard(handle));
     if (adopted) {
       this.queue.adopt(adopted.steps, adopted.replay);
       if (adopted.clientFinished) this.lifecycle.note('client-finished');

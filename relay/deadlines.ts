@@ -8,7 +8,8 @@
  *
  *   idle      nothing to do until the client's next request (or, closing, until it closes):
  *             from the moment the wait began (keep-alive idle timeout; not an error)
- *   header    a request head has begun: from the wait's start to its end, whatever trickles in
+ *   header    a request head has begun: from its first byte to its end, whatever trickles in
+ *             (a head pipelined behind a response is timed from when that response ends)
  *   body      the request at the origin is still arriving: since the client's last byte
  *   response  a response is owed: since its last byte moved (origin silent, or the client not
  *             reading it); during a kernel splice JavaScript sees no byte, so the splice's own
@@ -43,7 +44,7 @@ interface Waiting {
 export interface Watched {
   lifecycle: Lifecycle;
   client: Socket;
-  queue(): RequestQueue;
+  queue: RequestQueue;
   /* The exchange in progress, if any (and its kernel splice). */
   exchange(): { splice?: { readonly moved: number } } | undefined;
 }
@@ -54,8 +55,8 @@ function waitingOf({ lifecycle, client, queue, exchange }: Watched): Waiting | u
   if (lifecycle.ended) return undefined;
   if (lifecycle.state === 'closing') return { deadline: 'idle' };
   const current = exchange();
-  if (!current) return { deadline: queue().headPending ? 'header' : 'idle' };
-  if (queue().streaming && !client.isPaused()) return { deadline: 'body' };
+  if (!current) return { deadline: queue.headPending ? 'header' : 'idle' };
+  if (queue.streaming && !client.isPaused()) return { deadline: 'body' };
   return current.splice ? { deadline: 'response', hiddenProgress: current.splice.moved } : { deadline: 'response' };
 }
 

@@ -50,6 +50,7 @@ export interface ForwardingSink {
 export class RequestQueue {
   private readonly parser: RequestParser;
   private readonly items: PendingItem[] = [];
+  private readonly maxPipelineBytes: number;
   private heldBytes = 0;
   /* The request whose bytes are arriving now. */
   private parsing: PendingRequest | undefined;
@@ -57,13 +58,14 @@ export class RequestQueue {
   constructor(
     /* Client-to-server offset where the parser starts (non-zero after a takeover). */
     private readonly base: number,
-    limits: RequestParserOptions,
-    private readonly maxPipelineBytes: number,
+    limits: RequestParserOptions & { maxPipelineBytes: number },
     private readonly lifecycle: Lifecycle,
     private readonly sink: ForwardingSink,
     private readonly countRequest: (method: string) => void,
   ) {
-    this.parser = new RequestParser(limits);
+    const { maxHeaderBytes, maxRequestLineBytes, maxEmptyLines } = limits;
+    this.parser = new RequestParser({ maxHeaderBytes, maxRequestLineBytes, maxEmptyLines });
+    this.maxPipelineBytes = limits.maxPipelineBytes;
   }
 
   /* More bytes are held than the pipeline allows: stop reading the client. */
