@@ -9,9 +9,10 @@
  *
  * Nothing after a rejected request or a `Connection: close` request is parsed (RFC 9112 §9.6):
  * the lifecycle notes last-request. A request that fails while it arrives (a malformed chunked
- * body, the client's FIN inside its head or body) never reaches the origin if it has not yet:
- * its error takes its place in the queue; if the origin has part of it, the sink hears so. Held bytes (parsed but not yet forwarded) are bounded by
- * maxPipelineBytes: beyond it the connection stops reading the client.
+ * body, the client's FIN inside its head or body, a time limit) never reaches the origin if it
+ * has not yet: its error takes its place in the queue; if the origin has part of it, the sink
+ * hears so. Held bytes (parsed but not yet forwarded) are bounded by maxPipelineBytes: beyond it
+ * the connection stops reading the client.
  */
 import { WedgeError } from '../errors/codes.js';
 import type { AbortReason } from '../errors/reasons.js';
