@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { ServeFlags } from '../daemon/serve-flags.js';
+import { DEFAULT_MAX_CONNECTIONS, RELAY_LIMITS } from '../relay/options.js';
 
 export function registerServeCommand(program: Command): void {
   program
@@ -25,6 +26,13 @@ export function registerServeCommand(program: Command): void {
     .option('--heartbeat-interval <ms>', 'heartbeat period', '100')
     .option('--dead-after <ms>', 'a peer silent this long is dead (detection bound ~ this + 50 ms)', '400')
     .option('--heartbeat-lease <ms>', 'heartbeats (sent by their own thread) stop this long after the main event loop last ran, so a hung daemon is found dead', '1000')
+    .option('--max-connections <n>', 'client connections served at once; beyond it a new client gets 503 (WEDGE_ERR_TOO_MANY_CONNECTIONS) and is closed', String(DEFAULT_MAX_CONNECTIONS))
+    .option('--header-timeout <ms>', 'from the first byte of a request head to its end; then 408 and close', String(RELAY_LIMITS.headerTimeoutMs))
+    .option('--idle-timeout <ms>', 'a keep-alive connection with no request (or closing, with nothing left to send) is closed quietly after this', String(RELAY_LIMITS.idleTimeoutMs))
+    .option('--body-timeout <ms>', 'longest pause between two bytes of a request body; then 408 (or a reset once the response began)', String(RELAY_LIMITS.bodyTimeoutMs))
+    .option('--response-timeout <ms>', 'longest pause in a response (origin silent, or client not reading); then 504 (or a reset once the response began)', String(RELAY_LIMITS.responseTimeoutMs))
+    .option('--max-request-line <bytes>', 'longest request line; beyond it 414 (WEDGE_ERR_HTTP_URI_TOO_LONG)', String(RELAY_LIMITS.maxRequestLineBytes))
+    .option('--max-empty-lines <n>', 'empty lines (CRLF) ignored before a request line; more get 400', String(RELAY_LIMITS.maxEmptyLines))
     .option('--log-file <path>', 'write JSON logs here instead of stderr')
     .option('--log-level <level>', 'trace, debug, info, warn or error', process.env.WEDGE_LOG_LEVEL ?? 'info')
     .addHelpText(
@@ -45,6 +53,12 @@ Example (replica s1 of a cluster on 10.0.0.0/24, service address 10.0.0.101):
   wedge serve --name s1 --address 10.0.0.11 --service 10.0.0.101:80 \\
               --origin http://127.0.0.1:8080 --state-key-file /etc/wedge/cluster.key
 Then: curl http://10.0.0.101/file   and   wedge status
+
+Front-end limits (nginx and HAProxy defaults as the reference): request heads are parsed strictly
+and bounded (16 KB head, --max-request-line, --max-empty-lines; HTTP/0.9 and malformed chunked
+request bodies get 400 and are closed before the origin waits on them); each connection has one
+timer for --header-timeout, --idle-timeout, --body-timeout and --response-timeout. Metrics:
+wedge_rejects_total{code}, wedge_timeouts_total{deadline}, wedge_aborts_total{reason}.
 
 TCP Migrate (replicas on different subnets; the client host runs \`wedge agent\` with the public
 half of the service key): add  --takeover migrate --migrate-key /etc/wedge/service.key

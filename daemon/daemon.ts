@@ -42,6 +42,15 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
     admin: { ...parseEndpoint(flags.admin, '--admin'), ...(flags.adminToken ? { token: flags.adminToken } : {}) },
     logger,
     ...(flags.splice ? { splicer: { splice } } : {}),
+    maxConnections: positive(flags.maxConnections, '--max-connections'),
+    limits: {
+      headerTimeoutMs: positive(flags.headerTimeout, '--header-timeout'),
+      idleTimeoutMs: positive(flags.idleTimeout, '--idle-timeout'),
+      bodyTimeoutMs: positive(flags.bodyTimeout, '--body-timeout'),
+      responseTimeoutMs: positive(flags.responseTimeout, '--response-timeout'),
+      maxRequestLineBytes: positive(flags.maxRequestLine, '--max-request-line'),
+      maxEmptyLines: positive(flags.maxEmptyLines, '--max-empty-lines'),
+    },
   });
   watchEventLoop(logger);
   const failover = flags.address ? await startFailover(flags, listen, server, logger) : undefined;

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RelayObserver } from '../relay/connection.js';
+import type { Deadline } from '../relay/deadlines.js';
 import type { SoftStateMetrics } from '../softstate/index.js';
 import type { WedgeErrorCode } from '../errors/codes.js';
 import { takeoverOutcome, type AbortReason, type TakeoverAbort, type TakeoverResult } from '../errors/reasons.js';
@@ -15,6 +16,7 @@ export class WedgeMetrics implements RelayObserver, TakeoverObserver {
   readonly bytesTotal = new Counter({ name: 'wedge_bytes_total', help: 'Bytes relayed, by direction', labelNames: ['direction'], registers: [this.registry] });
   readonly splicedBytesTotal = new Counter({ name: 'wedge_spliced_bytes_total', help: 'Response body bytes moved in the kernel by splice(2)', registers: [this.registry] });
   readonly abortsTotal = new Counter({ name: 'wedge_aborts_total', help: 'Connections reset because they could not be completed exactly, by reason', labelNames: ['reason'], registers: [this.registry] });
+  readonly timeoutsTotal = new Counter({ name: 'wedge_timeouts_total', help: 'Client connection time limits that expired, by deadline: header (408), idle (closed quietly), body (408 or client-timeout abort), response (504 or response-timeout abort)', labelNames: ['deadline'], registers: [this.registry] });
 
   readonly takeovers = new Counter({ name: 'wedge_takeovers_total', help: 'Takeover attempts of dead (or handing-off) peers\' connections, by result: resumed, finished, aborted, lost-race and stood-down (TCP Migrate: another candidate took it)', labelNames: ['result'], registers: [this.registry] });
   readonly takeoverSeconds = new Histogram({ name: 'wedge_takeover_seconds', help: 'Probe, restore and resume of one connection', buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2], registers: [this.registry] });
@@ -41,6 +43,9 @@ export class WedgeMetrics implements RelayObserver, TakeoverObserver {
   }
   spliced(count: number): void {
     this.splicedBytesTotal.inc(count);
+  }
+  timeout(deadline: Deadline): void {
+    this.timeoutsTotal.inc({ deadline });
   }
   /* `seconds`: probe, restore and resume of the connection, when this server did them. */
   takeover(result: TakeoverResult, seconds: number | undefined): void {

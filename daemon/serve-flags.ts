@@ -20,6 +20,13 @@ export interface ServeFlags {
   heartbeatInterval: string;
   deadAfter: string;
   heartbeatLease: string;
+  maxConnections: string;
+  headerTimeout: string;
+  idleTimeout: string;
+  bodyTimeout: string;
+  responseTimeout: string;
+  maxRequestLine: string;
+  maxEmptyLines: string;
   logFile?: string;
   logLevel: string;
 }

@@ -4,13 +4,19 @@
  * It accepts client connections on the service address and gives each one to a
  * RelayConnection (relay/connection.ts) that relays it to the local origin and keeps its stream
  * map. It owns the registry of live connections, the metrics and the admin API. Takeover and
- * soft state plug in here: they see the same registry.
+ * soft state plug in here: they see the same registry. Every connection, accepted or adopted,
+ * gets the same front-end limits; beyond `maxConnections` served at once a new client is told
+ * 503 (WEDGE_ERR_TOO_MANY_CONNECTIONS, counted as a reject) and closed unread. Adopted
+ * connections are never refused: their clients are mid-download.
  */
 import { EventEmitter } from 'node:events';
 import net, { type Server, type Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { WedgeError } from '../errors/codes.js';
 import { RelayConnection, type AdoptedStream, type Splicer } from '../relay/connection.js';
+import { errorResponse } from '../relay/error-page.js';
+import { DEFAULT_MAX_CONNECTIONS, type RelayLimits } from '../relay/options.js';
 import { startAdmin } from './admin.js';
 import { WedgeMetrics } from './metrics.js';
 
@@ -21,7 +27,12 @@ export interface ServeConfig {
   admin: { host: string; port: number; token?: string };
   splicer?: Splicer;
   logger: Logger;
+  limits?: Partial<RelayLimits>;
+  maxConnections?: number;
 }
+
+/* How long a refused client may take to read its 503 before its socket is closed anyway. */
+const REFUSAL_LINGER_MS = 2000;
 
 export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }> {
   readonly metrics = new WedgeMetrics();
@@ -102,7 +113,23 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
       socket.destroy();
       return;
     }
+    if (this.connections.size >= (this.config.maxConnections ?? DEFAULT_MAX_CONNECTIONS)) {
+      this.refuse(socket);
+      return;
+    }
     this.register(socket);
+  }
+
+  /* Answered before anything is read; what the client sends meanwhile is read and dropped, so
+   * that closing does not reset the 503 away. */
+  private refuse(socket: Socket): void {
+    const error = new WedgeError('WEDGE_ERR_TOO_MANY_CONNECTIONS', `${this.connections.size} open`);
+    this.metrics.reject(error.code);
+    socket.on('error', () => socket.destroy());
+    socket.on('end', () => socket.destroy());
+    socket.setTimeout(REFUSAL_LINGER_MS, () => socket.destroy());
+    socket.resume();
+    socket.end(errorResponse(error));
   }
 
   /* A connection taken over from another server (its socket restored here); `id` names it when
@@ -116,6 +143,7 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
       origin: this.config.origin,
       logger: this.config.logger,
       observer: this.metrics,
+      ...this.config.limits,
       ...(this.config.splicer ? { splicer: this.config.splicer } : {}),
       ...(adopted ? { adopted } : {}),
       ...(id ? { id } : {}),

@@ -17,6 +17,8 @@ export const ABORT_REASONS = {
   'origin-closed-early': 'the origin closed before its response was complete',
   'origin-closed-mid-body': 'the origin closed in the middle of a body being spliced',
   'origin-data-during-splice': 'the origin sent bytes outside the body being spliced',
+  'client-timeout': 'the client sent no byte of the request body the origin was receiving for --body-timeout, after its response had begun',
+  'response-timeout': 'no byte of the response moved for --response-timeout (the origin went silent, or the client stopped reading it), after it had begun',
   'representation-changed': 'on resume, the local origin did not answer with the rest of the same representation (changed file, no ranges)',
 } as const satisfies Record<string, string>;
 

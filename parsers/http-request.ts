@@ -11,8 +11,12 @@
  *
  * Invariants:
  * - Offsets count every byte pushed since construction (plain numbers, never wrapped).
- *   Empty lines (CRLF) before a request line are skipped (RFC 9112 §2.2); `start` is the offset
- *   of the request line, so skipped bytes sit between one request's `end` and the next `start`.
+ *   Empty lines (CRLF) before a request line are skipped (RFC 9112 §2.2), at most
+ *   `maxEmptyLines` of them; `start` is the offset of the request line, so skipped bytes sit
+ *   between one request's `end` and the next `start`.
+ * - The request line is checked as soon as its CRLF arrives, so a line without a version
+ *   (HTTP/0.9, whose client waits for an answer without sending a header section) is refused at
+ *   once; a request line longer than `maxRequestLineBytes` is refused while it arrives.
  * - At most `maxHeaderBytes` bytes of a head (counted from the end of the previous message,
  *   skipped empty lines included) are ever buffered; the 431 error is raised as soon as the
  *   head would exceed the limit.
@@ -21,9 +25,11 @@
  *   message, so a relay that lets the origin switch protocols (101) must stop pushing bytes.
  *
  * Failure: every protocol violation is a WedgeError (see docs/errors.md):
- *   WEDGE_ERR_HTTP_MALFORMED        bad request line / characters / bare CR or LF / obs-fold /
+ *   WEDGE_ERR_HTTP_MALFORMED        bad request line (HTTP/0.9 included) / too many empty lines
+ *                                   before it / characters / bare CR or LF / obs-fold /
  *                                   missing or repeated Host in 1.1 / bad chunk framing
  *   WEDGE_ERR_HTTP_HEADER_TOO_LARGE header section (or chunk trailer section) over the limit
+ *   WEDGE_ERR_HTTP_URI_TOO_LONG     request line over its limit
  *   WEDGE_ERR_HTTP_SMUGGLING        ambiguous framing: CL with TE, any repeated or invalid CL,
  *                                   TE not ending in a single exactly-understood `chunked`,
  *                                   TE in HTTP/1.0, repeated TE fields
@@ -76,6 +82,16 @@ export type RequestEvent =
 
 export interface RequestParserOptions {
   maxHeaderBytes?: number;
+  /** Longest request line (without its CRLF); by default only maxHeaderBytes bounds it. */
+  maxRequestLineBytes?: number;
+  /** Empty lines allowed before a request line; by default only maxHeaderBytes bounds them. */
+  maxEmptyLines?: number;
+}
+
+interface RequestLine {
+  method: string;
+  target: string;
+  version: '1.0' | '1.1';
 }
 
 const enum Phase {
@@ -93,6 +109,8 @@ const HOST_VALUE = /^[A-Za-z0-9\-._~!$&'()*+,;=%:[\]]*$/;
 
 export class RequestParser {
   private readonly maxHeaderBytes: number;
+  private readonly maxRequestLineBytes: number;
+  private readonly maxEmptyLines: number;
   private failure: WedgeError | undefined;
   private phase = Phase.Head;
   /** Stream offset of the first byte of the current push. */
@@ -107,7 +125,8 @@ export class RequestParser {
   private scannedBytes = 0;
   private lineStart = 0;
   private requestLineStart = 0;
-  private seenRequestLine = false;
+  private emptyLines = 0;
+  private requestLine: RequestLine | undefined;
 
   private bodyRemaining = 0;
   private framer: ChunkedBodyFramer | undefined;
@@ -117,6 +136,13 @@ export class RequestParser {
     if (!Number.isSafeInteger(this.maxHeaderBytes) || this.maxHeaderBytes < 16) {
       throw new WedgeError('WEDGE_ERR_CONFIG', 'maxHeaderBytes must be an integer >= 16');
     }
+    this.maxRequestLineBytes = options.maxRequestLineBytes ?? this.maxHeaderBytes;
+    this.maxEmptyLines = options.maxEmptyLines ?? Infinity;
+  }
+
+  /** Bytes of a request head have arrived (beyond skipped empty lines), but not its end. */
+  get headPending(): boolean {
+    return this.phase === Phase.Head && !this.failure && this.chunkOffset - this.boundaryOffset > this.requestLineStart;
   }
 
   push(chunk: Buffer): RequestEvent[] {
@@ -210,44 +236,55 @@ export class RequestParser {
     for (;;) {
       let lf = view.indexOf(LF, searchFrom);
       if (lf >= to) lf = -1;
+      const lineStart = boundary + this.lineStart;
       if (lf === -1) {
         this.scannedBytes = to - boundary;
         if (this.scannedBytes > this.maxHeaderBytes) {
           throw new WedgeError('WEDGE_ERR_HTTP_HEADER_TOO_LARGE', `over ${this.maxHeaderBytes} bytes`);
         }
+        // The CR of a line's end may be the last byte here: it is not part of the line.
+        if (!this.requestLine && to - lineStart - 1 > this.maxRequestLineBytes) this.requestLineTooLong();
         return -1;
       }
-      const lineStart = boundary + this.lineStart;
       if (lf === lineStart || view[lf - 1] !== CR) throw new WedgeError('WEDGE_ERR_HTTP_MALFORMED', 'bare LF');
       const next = lf + 1;
       if (next - boundary > this.maxHeaderBytes) {
         throw new WedgeError('WEDGE_ERR_HTTP_HEADER_TOO_LARGE', `over ${this.maxHeaderBytes} bytes`);
       }
       if (lf - 1 === lineStart) {
-        if (this.seenRequestLine) {
+        if (this.requestLine) {
           this.resetHeadSearch();
           return next;
         }
+        if (++this.emptyLines > this.maxEmptyLines) {
+          throw new WedgeError('WEDGE_ERR_HTTP_MALFORMED', `more than ${this.maxEmptyLines} empty lines before a request line`);
+        }
         this.requestLineStart = next - boundary;
-      } else {
-        this.seenRequestLine = true;
+      } else if (!this.requestLine) {
+        if (lf - 1 - lineStart > this.maxRequestLineBytes) this.requestLineTooLong();
+        this.requestLine = parseRequestLine(view, lineStart, lf - 1);
       }
       this.lineStart = next - boundary;
       searchFrom = next;
     }
   }
 
+  private requestLineTooLong(): never {
+    throw new WedgeError('WEDGE_ERR_HTTP_URI_TOO_LONG', `request line over ${this.maxRequestLineBytes} bytes`);
+  }
+
   private resetHeadSearch(): void {
     this.scannedBytes = 0;
     this.lineStart = 0;
-    this.seenRequestLine = false;
+    this.emptyLines = 0;
   }
 
   private emitHead(view: Buffer, boundary: number, headEnd: number, events: RequestEvent[]): void {
     const headStart = boundary + this.requestLineStart;
     const start = this.boundaryOffset + this.requestLineStart;
     this.requestLineStart = 0;
-    const head = parseRequestHead(view, headStart, headEnd);
+    const head = parseRequestHead(this.requestLine!, view, headStart, headEnd);
+    this.requestLine = undefined;
     events.push({ type: 'head', head, start });
     if (head.body.kind === 'chunked') {
       this.phase = Phase.ChunkedBody;
@@ -269,10 +306,8 @@ export class RequestParser {
   }
 }
 
-/** Parses a complete head in buf[from, to) (to is just after CRLFCRLF). */
-function parseRequestHead(buf: Buffer, from: number, to: number): RequestHead {
-  const lineEnd = buf.indexOf(LF, from) - 1;
-
+/** Parses the request line in buf[from, lineEnd) (lineEnd is its CR). */
+function parseRequestLine(buf: Buffer, from: number, lineEnd: number): RequestLine {
   let i = from;
   while (i < lineEnd && IS_TCHAR[buf[i]!]) i++;
   if (i === from || buf[i] !== SP) throw new WedgeError('WEDGE_ERR_HTTP_MALFORMED', 'invalid method');
@@ -281,6 +316,9 @@ function parseRequestHead(buf: Buffer, from: number, to: number): RequestHead {
   const targetStart = i + 1;
   i = targetStart;
   while (i < lineEnd && IS_TARGET_CHAR[buf[i]!]) i++;
+  // RFC 9112 §2.3: an HTTP/0.9 request (no version) may be refused; it is, like any other
+  // request line that is not HTTP/1.x.
+  if (i === lineEnd && i > targetStart) throw new WedgeError('WEDGE_ERR_HTTP_MALFORMED', 'HTTP/0.9 request (no HTTP version)');
   if (i === targetStart || buf[i] !== SP) throw new WedgeError('WEDGE_ERR_HTTP_MALFORMED', 'invalid request target');
   const target = buf.toString('latin1', targetStart, i);
 
@@ -298,7 +336,13 @@ function parseRequestHead(buf: Buffer, from: number, to: number): RequestHead {
   } else if (target.charCodeAt(0) !== 0x2f /* / */ && !ABSOLUTE_FORM.test(target)) {
     throw new WedgeError('WEDGE_ERR_HTTP_MALFORMED', 'request target is neither origin-form nor absolute-form');
   }
+  return { method, target, version };
+}
 
+/** Parses a complete head in buf[from, to) (to is just after CRLFCRLF) whose request line is `line`. */
+function parseRequestHead(line: RequestLine, buf: Buffer, from: number, to: number): RequestHead {
+  const { method, target, version } = line;
+  const lineEnd = buf.indexOf(LF, from) - 1;
   const headers = parseFieldLines(buf, lineEnd + 2, to - 2, 'WEDGE_ERR_HTTP_MALFORMED');
   const framing = interpretHeaders(headers, version);
 

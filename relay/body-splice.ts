@@ -39,6 +39,11 @@ export class BodySplice {
     else client.write(Buffer.alloc(0), () => guard(start));
   }
 
+  /* Bytes the kernel has moved so far. */
+  get moved(): number {
+    return this.job?.bytes ?? 0;
+  }
+
   cancel(): void {
     this.cancelled = true;
     this.job?.cancel();

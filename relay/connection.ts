@@ -17,6 +17,10 @@
  * kernel (splice, via the native helper) when one is available: JavaScript only sees the header
  * bytes. After a takeover the connection first carries out its resume steps (relay/resume.ts).
  *
+ * Every connection, adopted ones too, keeps to the front-end limits (relay/options.ts): sizes in
+ * the parser, and time limits on one timer (relay/deadlines.ts) that end it through the endings
+ * below: a 408 or 504 while no response byte is out, a counted reset after, a quiet close idle.
+ *
  * Invariants: bytesToClient is the offset, in the server-to-client stream, of the next byte the
  * wedge hands to the client socket; bytesFromClient likewise for the other direction. Nothing is
  * written to the client while a splice owns its fd. A response that cannot be completed (origin
@@ -39,7 +43,8 @@ import { RequestQueue, type PendingRequest } from './request-queue.js';
 import { ResponseFraming, type FramingSink } from './response-framing.js';
 import { bytesAcked, socketFd } from '../native/index.js';
 import { BodySplice } from './body-splice.js';
-import type { RelayOptions, Splicer } from './options.js';
+import { Deadlines, type Deadline } from './deadlines.js';
+import { RELAY_LIMITS, type RelayOptions, type Splicer } from './options.js';
 import { OriginLink } from './origin-link.js';
 import { rangeRequest } from './resume.js';
 
@@ -79,16 +84,20 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   /* Server-to-client offset where this socket's own acknowledgement count starts (the restore
    * point after a takeover). */
   private readonly ackBase: number;
+  private readonly deadlines: Deadlines;
   private exchange: Exchange | undefined;
 
   constructor(client: Socket, options: RelayOptions) {
     super();
     this.client = client;
-    this.options = { maxHeaderBytes: 16384, maxPipelineBytes: 1 << 20, spliceThreshold: 64 * 1024, ...options };
+    this.options = { ...RELAY_LIMITS, spliceThreshold: 64 * 1024, ...options };
     this.id = options.id ?? `${client.remoteAddress}:${client.remotePort}>${client.localAddress}:${client.localPort}`;
     this.log = options.logger.child({ conn: this.id });
     this.lifecycle = new Lifecycle(this.log);
-    this.lifecycle.on('change', (change) => this.emit('change', change));
+    this.lifecycle.on('change', (change) => {
+      this.emit('change', change);
+      this.deadlines.update();
+    });
     const originEvents = {
       data: (socket: Socket, chunk: Buffer) => this.onOriginData(socket, chunk),
       end: () => this.exchange?.framing.originEnded(),
@@ -104,11 +113,11 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
       requestBegun: (start: number, head: RequestHead) => this.streamMap.beginRequest(start, head),
       requestEnded: (end: number) => this.streamMap.endRequest(end),
       forwardBody: (data: Buffer) => this.writeToOrigin(data),
-      forwardedRequestFailed: (error: WedgeError) => this.exchange?.framing.abandon('client-request-malformed', error),
+      forwardedRequestFailed: (error: WedgeError, reason: AbortReason) => this.exchange?.framing.abandon(reason, error),
     };
-    this.queue = new RequestQueue(this.bytesFromClient, this.options.maxHeaderBytes, this.options.maxPipelineBytes, this.lifecycle, requests, (method) =>
-      this.options.observer.request(method),
-    );
+    this.queue = new RequestQueue(this.bytesFromClient, this.options, this.lifecycle, requests, (method) => this.options.observer.request(method));
+    const watched = { lifecycle: this.lifecycle, client, queue: this.queue, exchange: () => this.exchange };
+    this.deadlines = new Deadlines(this.options, watched, (deadline, error) => this.expired(deadline, error), (handle) => this.guard(handle));
     if (adopted) {
       this.queue.adopt(adopted.steps, adopted.replay);
       if (adopted.clientFinished) this.lifecycle.note('client-finished');
@@ -121,6 +130,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     // An adopted connection has work before the client says anything; start it once the owner
     // has registered its listeners.
     if (adopted) process.nextTick(() => this.guard(() => this.pump()));
+    this.deadlines.update();
   }
 
   get state(): ConnectionState {
@@ -189,6 +199,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
 
   private end(state: EndState, reason?: string): void {
     if (this.lifecycle.ended) return;
+    this.deadlines.stop();
     this.exchange?.splice?.cancel();
     this.exchange = undefined;
     this.origin.drop();
@@ -217,14 +228,27 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.closeGracefully();
   }
 
+  /* A time limit expired (relay/deadlines.ts): idle ends quietly, the others with their error. */
+  private expired(deadline: Deadline, error: WedgeError | undefined): void {
+    this.options.observer.timeout(deadline);
+    this.log.info({ deadline, state: this.lifecycle.state }, 'time limit expired');
+    if (deadline === 'response') this.exchange?.framing.abandon('response-timeout', error);
+    else if (error) this.queue.expire(error, 'client-timeout');
+    else if (this.lifecycle.state === 'closing') this.end('closed');
+    else this.closeGracefully();
+    this.pump();
+  }
+
   /* ---- client side ---- */
 
   private onClientData(chunk: Buffer): void {
+    this.deadlines.client();
     this.bytesFromClient += chunk.length;
     this.options.observer.bytes('client-to-origin', chunk.length);
     this.queue.push(chunk);
     if (this.queue.full) this.client.pause();
     this.pump();
+    this.deadlines.update();
   }
 
   private onClientEnd(): void {
@@ -234,6 +258,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
 
   private resumeReading(): void {
     if (!this.queue.full && (!this.lifecycle.has('last-request') || this.queue.arriving)) this.client.resume();
+    this.deadlines.update();
   }
 
   private writeToClient(data: Buffer): void {
@@ -357,6 +382,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   }
 
   private onOriginData(origin: Socket, chunk: Buffer): void {
+    this.deadlines.origin();
     const exchange = this.exchange;
     if (!exchange) {
       // Bytes from the origin with no request outstanding: it is broken; never relay them.

@@ -1,13 +1,14 @@
 /*
  * The relay's boundary: what a RelayConnection is given (its origin, logger, the daemon's
  * counters, the kernel splice engine, and after a takeover the adopted stream) and what it
- * reports to the observer.
+ * reports to the observer; and the front-end limits every connection gets (RELAY_LIMITS).
  */
 import type { Logger } from 'pino';
 import type { WedgeErrorCode } from '../errors/codes.js';
 import type { AbortReason, TakeoverAbort } from '../errors/reasons.js';
 import type { ResumeStep } from '../stream-map/resume-plan.js';
 import type { Exchange as MapExchange, StreamMap } from '../stream-map/stream-map.js';
+import type { Deadline, Timeouts } from './deadlines.js';
 
 /* Moves `length` bytes from one socket fd to another inside the kernel. */
 export interface Splicer {
@@ -15,6 +16,8 @@ export interface Splicer {
 }
 export interface SpliceJob {
   readonly done: Promise<{ bytes: number; eof: boolean }>;
+  /* Bytes moved so far. */
+  readonly bytes: number;
   cancel(): void;
 }
 
@@ -25,16 +28,45 @@ export interface RelayObserver {
   bytes(direction: 'client-to-origin' | 'origin-to-client', count: number): void;
   abort(reason: AbortReason | TakeoverAbort): void;
   spliced(count: number): void;
+  /* A time limit expired (relay/deadlines.ts); what it led to is counted as a reject or abort. */
+  timeout(deadline: Deadline): void;
 }
 
-export interface RelayOptions {
+/*
+ * What a front-end must bound so that no client holds the wedge or the origin (nginx and HAProxy
+ * defaults are the reference). Each is a `wedge serve` flag (cli/serve-command.ts).
+ */
+export interface RelayLimits extends Timeouts {
+  maxHeaderBytes: number;
+  /* nginx large_client_header_buffers: 8k; beyond it 414. */
+  maxRequestLineBytes: number;
+  /* RFC 9112 §2.2 asks to ignore at least one; a few cover every real client. */
+  maxEmptyLines: number;
+  /* Parsed-but-unanswered request bytes held before the wedge stops reading the client. */
+  maxPipelineBytes: number;
+}
+
+export const RELAY_LIMITS: Readonly<RelayLimits> = {
+  maxHeaderBytes: 16384,
+  maxRequestLineBytes: 8192,
+  maxEmptyLines: 4,
+  maxPipelineBytes: 1 << 20,
+  // HAProxy's `timeout http-request` in its examples; nginx client_header_timeout is 60 s.
+  headerTimeoutMs: 10_000,
+  // nginx keepalive_timeout is 75 s, client_body_timeout and proxy_read_timeout 60 s.
+  idleTimeoutMs: 60_000,
+  bodyTimeoutMs: 60_000,
+  responseTimeoutMs: 60_000,
+};
+
+/* Client connections a server serves at once (daemon/server.ts refuses more with a 503). */
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
+
+export interface RelayOptions extends Partial<RelayLimits> {
   origin: { host: string; port: number };
   logger: Logger;
   observer: RelayObserver;
   splicer?: Splicer;
-  maxHeaderBytes?: number;
-  /* Parsed-but-unanswered request bytes held before the wedge stops reading the client. */
-  maxPipelineBytes?: number;
   /* Bodies shorter than this stay in JavaScript: a splice costs a few syscalls to set up. */
   spliceThreshold?: number;
   /* A connection taken over from another server, to continue where its client stands. */

@@ -9,11 +9,15 @@
  * has started streams its remaining body straight to the origin through the sink.
  *
  * Nothing after a rejected request or a `Connection: close` request is parsed (RFC 9112 §9.6):
- * the lifecycle notes last-request. Held bytes (parsed but not yet forwarded) are bounded by
- * maxPipelineBytes: beyond it the connection stops reading the client.
+ * the lifecycle notes last-request. A request that fails while it arrives (a malformed chunked
+ * body, the client's FIN inside its head or body, a time limit) never reaches the origin if it
+ * has not yet: its error takes its place in the queue; if the origin has part of it, the sink
+ * hears so. Held bytes (parsed but not yet forwarded) are bounded by maxPipelineBytes: beyond it
+ * the connection stops reading the client.
  */
 import { WedgeError } from '../errors/codes.js';
-import { RequestParser, type RequestHead } from '../parsers/http-request.js';
+import type { AbortReason } from '../errors/reasons.js';
+import { RequestParser, type RequestHead, type RequestParserOptions } from '../parsers/http-request.js';
 import { requestOf, type Exchange } from '../stream-map/stream-map.js';
 import type { ResumeStep } from '../stream-map/resume-plan.js';
 import type { Lifecycle } from './lifecycle.js';
@@ -43,12 +47,13 @@ export interface RequestSink {
   requestBegun(start: number, head: RequestHead): void;
   requestEnded(end: number): void;
   forwardBody(data: Buffer): void;
-  forwardedRequestFailed(error: WedgeError): void;
+  forwardedRequestFailed(error: WedgeError, reason: AbortReason): void;
 }
 
 export class RequestQueue {
   private readonly parser: RequestParser;
   private readonly items: PendingItem[] = [];
+  private readonly maxPipelineBytes: number;
   private heldBytes = 0;
   /* The request whose bytes are arriving now. */
   private parsing: PendingRequest | undefined;
@@ -56,13 +61,14 @@ export class RequestQueue {
   constructor(
     /* Client-to-server offset where the parser starts (non-zero after a takeover). */
     private readonly base: number,
-    maxHeaderBytes: number,
-    private readonly maxPipelineBytes: number,
+    limits: RequestParserOptions & { maxPipelineBytes: number },
     private readonly lifecycle: Lifecycle,
     private readonly sink: RequestSink,
     private readonly countRequest: (method: string) => void,
   ) {
-    this.parser = new RequestParser({ maxHeaderBytes });
+    const { maxHeaderBytes, maxRequestLineBytes, maxEmptyLines } = limits;
+    this.parser = new RequestParser({ maxHeaderBytes, maxRequestLineBytes, maxEmptyLines });
+    this.maxPipelineBytes = limits.maxPipelineBytes;
   }
 
   /* More bytes are held than the pipeline allows: stop reading the client. */
@@ -73,6 +79,16 @@ export class RequestQueue {
   /* A request is still arriving (its body may be needed before the exchange can finish). */
   get arriving(): boolean {
     return this.parsing !== undefined;
+  }
+
+  /* The request at the origin is still arriving. */
+  get streaming(): boolean {
+    return this.parsing?.forwarded === true;
+  }
+
+  /* Bytes of the next request's head have arrived, not yet all of it. */
+  get headPending(): boolean {
+    return !this.lifecycle.has('last-request') && this.parser.headPending;
   }
 
   push(chunk: Buffer): void {
@@ -87,9 +103,15 @@ export class RequestQueue {
   }
 
   clientFinished(): void {
-    const inside = this.parsing !== undefined && !this.lifecycle.has('last-request');
+    const inside = (this.parsing !== undefined || this.parser.headPending) && !this.lifecycle.has('last-request');
     this.lifecycle.note('client-finished');
     if (inside) this.reject(new WedgeError('WEDGE_ERR_HTTP_MALFORMED', 'connection closed inside a request'), true);
+  }
+
+  /* A time limit ran out on the request arriving now: it fails with `error` (`reason`: the abort
+   * reason if the origin already has part of it). */
+  expire(error: WedgeError, reason: AbortReason): void {
+    if (!this.lifecycle.has('last-request')) this.reject(error, false, reason);
   }
 
   /* Work planned by a takeover: the rest of the responses in flight, then the requests to replay. */
@@ -113,13 +135,21 @@ export class RequestQueue {
   }
 
   /* Queue an error answer in its turn; nothing after it is parsed. */
-  private reject(error: WedgeError, alreadyLast = false): void {
+  private reject(error: WedgeError, alreadyLast = false, reason: AbortReason = 'client-request-malformed'): void {
     if (!alreadyLast) this.lifecycle.note('last-request');
-    const inFlight = this.parsing?.forwarded;
+    const failed = this.parsing;
     this.parsing = undefined;
     // The origin already has part of this request and waits for the rest, which will never come.
-    if (inFlight) this.sink.forwardedRequestFailed(error);
-    else this.items.push({ kind: 'reject', error });
+    if (failed?.forwarded) {
+      this.sink.forwardedRequestFailed(error, reason);
+      return;
+    }
+    // Not sent yet: it never will be (the origin would wait for the rest); its error answers it.
+    if (failed) {
+      this.items.splice(this.items.indexOf(failed), 1);
+      for (const chunk of [failed.head.rawHead, ...failed.bodyChunks]) this.heldBytes -= chunk.length;
+    }
+    this.items.push({ kind: 'reject', error });
   }
 
   private onHead(head: RequestHead, start: number): void {

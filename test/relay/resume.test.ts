@@ -24,7 +24,7 @@ let wedge: WedgeServer;
 let original: { stream: Buffer; map: StreamMap; sent: number };
 
 const aborts: string[] = [];
-const observer: RelayObserver = { request() {}, reject() {}, bytes() {}, spliced() {}, abort: (reason) => aborts.push(reason) };
+const observer: RelayObserver = { request() {}, reject() {}, bytes() {}, spliced() {}, timeout() {}, abort: (reason) => aborts.push(reason) };
 
 beforeAll(async () => {
   origin = await startFileOrigin([big, small]);
