@@ -93,6 +93,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitAddr(env, exports);
   InitSplice(env, exports);
   InitMigrate(env, exports);
+  InitProgress(env, exports);
   return exports;
 }
 
