@@ -154,7 +154,9 @@ export class TakeoverPipeline {
       return;
     }
     connection.relinquish(quietClose);
-    const restored = await restoreOnceFree(current.state, answer);
+    // Not served for a moment: a death notice meanwhile must not take it.
+    this.adopting.add(connection.id);
+    const restored = await restoreOnceFree(current.state, answer).finally(() => this.adopting.delete(connection.id));
     const outcome = resumeConnection(current, { answer, restored }, this.served, this.logger, 0);
     if (outcome.result === 'resumed') {
       this.watchdog.adopted(outcome.connection);
