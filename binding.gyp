@@ -10,7 +10,8 @@
         "native/src/addr.cc",
         "native/src/migrate.cc",
         "native/src/capture.cc",
-        "native/src/limits.cc"
+        "native/src/limits.cc",
+        "native/src/progress.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],

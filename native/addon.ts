@@ -49,6 +49,8 @@ export interface RawProbeTarget extends RawEndpoints {
   ack: number;
   migrateSyn?: { seq: number; ack: number; options: Buffer };
   restore?: RawRestoreBase;
+  /* The 4-tuple is a live socket of ours: no placeholder. */
+  live?: boolean;
 }
 
 export interface RawProbeBatch {
@@ -109,6 +111,22 @@ export interface RawMigrateCapture {
   dropped(): number;
 }
 
+/* A live TCP socket's progress counters (native/src/progress.cc). */
+export interface RawProgress {
+  /** ESTABLISHED or CLOSE_WAIT: the socket may still send. */
+  established: boolean;
+  /** Bytes the peer has acknowledged since the socket was made. */
+  bytesAcked: number;
+  /** Bytes sent and not yet acknowledged (snd_nxt - snd_una). */
+  inFlight: number;
+  /** Bytes queued and not yet sent (write_seq - snd_nxt). */
+  notSent: number;
+  /** The peer's receive window, scaled. */
+  peerWindow: number;
+  /** Retransmissions of the oldest unacknowledged segment (0 when progressing). */
+  retransmits: number;
+}
+
 export type RawSpliceDone = (error: NativeError | null, bytes: number, eof: boolean, cancelled: boolean) => void;
 
 export interface RawAddon {
@@ -123,6 +141,7 @@ export interface RawAddon {
    * A target with `restore` answers RawRestoredProbe instead of RawProbeAnswer. */
   probeMany(batch: RawProbeBatch): Promise<(RawProbeAnswer | RawRestoredProbe | NativeError)[]>;
   gratuitousArp(ifname: string, ipv4: string): void;
+  progress(fd: number): RawProgress;
   spliceStart(sourceFd: number, destinationFd: number, length: number, onDone: RawSpliceDone): number;
   spliceBytes(id: number): number | null;
   spliceCancel(id: number): void;

@@ -1,6 +1,7 @@
-/* The native helper's typed API: TCP_REPAIR dump/restore, the client probe (one connection or
- * a batch), quiet close, address moves, the splice engine, TCP Migrate's raw segments and SYN
- * capture, and the privilege check. Each mechanism has its own file here and in native/src/. */
+/* The native helper's typed API: TCP_REPAIR dump/restore, the client probe (one connection, a
+ * batch, or a re-probe of live ones), quiet close, a live socket's progress, address moves, the
+ * splice engine, TCP Migrate's raw segments and SYN capture, and the privilege check. Each
+ * mechanism has its own file here and in native/src/. */
 export { NativeError } from './errors.js';
 export {
   dump,
@@ -16,6 +17,7 @@ export {
 export {
   probe,
   probeMany,
+  probeLive,
   type ProbeTarget,
   type ProbeRequest,
   type ProbeSequence,
@@ -27,6 +29,7 @@ export {
 export { probeAndRestore, type RestoreRequest, type RestoredProbe, type RestoredSocket, type ProbeRestoreResult } from './probe-restore.js';
 export { addAddress, removeAddress, gratuitousArp } from './addr.js';
 export { raiseOpenFileLimit } from './limits.js';
+export { progress, type Progress } from './progress.js';
 export { splice, type SpliceJob, type SpliceResult } from './splice.js';
 export {
   sendTcpSegment,

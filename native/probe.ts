@@ -71,6 +71,15 @@ export function probeMany(requests: readonly ProbeRequest[], options: ProbeBatch
   return addon.probeMany(rawProbeBatch(requests.map(rawProbeTarget), options)) as Promise<ProbeResult[]>;
 }
 
+/**
+ * probeMany() of connections whose 4-tuples are live sockets of this host (a re-probe of
+ * connections served here): no placeholder is held, the socket itself keeps our kernel from
+ * answering with RST. The answer is the client's first ACK after the probe.
+ */
+export function probeLive(requests: readonly ProbeRequest[], options: ProbeBatchOptions = {}): Promise<ProbeResult[]> {
+  return addon.probeMany(rawProbeBatch(requests.map((r) => ({ ...rawProbeTarget(r), live: true })), options)) as Promise<ProbeResult[]>;
+}
+
 /** The addon's batch (shared with probeAndRestore()). */
 export function rawProbeBatch(targets: RawProbeTarget[], options: ProbeBatchOptions): RawProbeBatch {
   return { ifname: options.ifname ?? '', timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS, retries: options.retries ?? DEFAULT_RETRIES, targets };

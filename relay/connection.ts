@@ -172,6 +172,11 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.end('relinquished');
   }
 
+  /* Found stuck for good from outside (takeover/watchdog.ts): reset the client and count `reason`. */
+  reset(reason: AbortReason): void {
+    this.guard(() => this.fail(reason));
+  }
+
   /* ---- endings ---- */
 
   private guard(handle: () => void): void {

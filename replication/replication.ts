@@ -208,14 +208,24 @@ export class Replication {
     }
   }
 
-  private advertise(entry: Tracked): void {
+  /* A connection let go without a word, then lost (a failed fast-forward): the group forgets it. */
+  withdraw(id: string): void {
+    this.group.remove(id);
+  }
+
+  /* The record of a connection served here, as it stands now (what the group would hear). */
+  record(id: string): ConnectionRecord | undefined {
+    const entry = this.tracked.get(id);
+    return entry && this.recordOf(entry);
+  }
+
+  private recordOf(entry: Tracked): ConnectionRecord {
     const { connection } = entry;
     const client = { address: connection.client.remoteAddress!, port: connection.client.remotePort! };
     const service = { address: connection.client.localAddress!, port: connection.client.localPort! };
     // Only what a resume can still need: exchanges the client acknowledged whole are left out.
     const stream: ReplicatedStream = { map: connection.streamMap.toJSON(connection.acknowledged()), sent: connection.bytesToClient, received: connection.bytesFromClient };
-    entry.advertisedSent = stream.sent;
-    const record: ConnectionRecord = {
+    return {
       id: connection.id,
       client,
       service,
@@ -227,6 +237,12 @@ export class Replication {
       ...(entry.migrate ? { migrate: entry.migrate } : {}),
       ...(connection.handedOff ? { handoff: true } : {}),
     };
+  }
+
+  private advertise(entry: Tracked): void {
+    const { connection } = entry;
+    const record = this.recordOf(entry);
+    entry.advertisedSent = connection.bytesToClient;
     try {
       // A false return means a newer version exists; the member reports it as 'superseded'.
       this.group.upsert(record);

@@ -17,6 +17,7 @@
  *   2. placeholders: per connection, a TCP socket for the same 4-tuple, put in repair mode,
  *      bound and connected. It sends nothing, but its presence keeps our kernel from answering
  *      the client's reply with RST. A connection whose placeholder cannot be made fails alone.
+ *      A live target (re-probing a connection served here) needs none: its socket is there.
  *   3. probes: through one IPPROTO_RAW socket, per connection, right after its placeholder, one
  *      ACK segment with an old sequence number carrying one byte. The client already has that
  *      byte, so its kernel answers at once with a duplicate ACK. Carrying data matters: Linux
@@ -82,6 +83,9 @@ struct ProbeTarget {
   std::vector<uint8_t> synOptions;
   /* Rebuild the connection here as soon as the client answers (see RestoreAnswered). */
   bool restore = false;
+  /* The 4-tuple is a live socket of ours (a re-probe): it keeps our kernel from answering RST,
+   * so no placeholder is held. */
+  bool live = false;
   RestoreBase restoreBase;
 };
 
@@ -400,7 +404,7 @@ void RunProbes(const ProbeOptions& options, std::vector<ProbeSlot>* slots) {
   for (size_t i = 0; i < slots->size(); i++) {
     ProbeSlot& slot = (*slots)[i];
     slot.moved = slot.target.synOptions.empty();
-    if (SysError e = HoldPlaceholder(slot.target, &slot.placeholder)) {
+    if (SysError e = slot.target.live ? SysError{} : HoldPlaceholder(slot.target, &slot.placeholder)) {
       slot.error = e;
       continue;
     }
@@ -508,6 +512,7 @@ bool ReadProbeTarget(const Napi::Object& o, ProbeTarget* target) {
     ThrowTypeError(o.Env(), "probeMany: addresses must be IPv4 and ports 0..65535");
     return false;
   }
+  if (o.Has("live") && !GetBool(o, "live", &target->live)) return false;
   if (!o.Has("migrateSyn")) return true;
   Napi::Object syn;
   if (!GetObject(o, "migrateSyn", &syn) || !GetUint32(syn, "seq", &target->synSeq) || !GetUint32(syn, "ack", &target->synAck))
