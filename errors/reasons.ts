@@ -21,7 +21,6 @@ export const ABORT_REASONS = {
   'response-timeout': 'no byte of the response moved for --response-timeout (the origin went silent, or the client stopped reading it), after it had begun',
   'representation-changed': 'on resume, the local origin did not answer with the rest of the same representation (changed file, no ranges)',
   stalled: 'the watchdog found bytes for a waiting client unacknowledged for its bound, and no exact repair (the client is not ahead, or its position cannot be resumed)',
-  'response-stalled': 'the watchdog found a response incomplete with nothing sent or received for its bound (the origin went silent)',
 } as const satisfies Record<string, string>;
 
 export type AbortReason = keyof typeof ABORT_REASONS;

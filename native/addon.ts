@@ -132,7 +132,6 @@ export type RawSpliceDone = (error: NativeError | null, bytes: number, eof: bool
 export interface RawAddon {
   setErrorClass(ctor: typeof NativeError): void;
   dump(fd: number): RawDump;
-  bytesAcked(fd: number): number;
   raiseOpenFileLimit(): { soft: number; hard: number };
   restore(endpoints: RawEndpoints, base: RawRestoreBase, answer: Pick<RawProbeAnswer, 'ack' | 'seq' | 'window'>): number;
   setRepair(fd: number, on: boolean): void;

@@ -5,7 +5,6 @@
 export { NativeError } from './errors.js';
 export {
   dump,
-  bytesAcked,
   restore,
   setRepair,
   quietClose,

@@ -48,12 +48,6 @@ export function dump(fd: number): ConnectionDump {
   return addon.dump(fd);
 }
 
-/** Bytes this socket has sent that its peer acknowledged (counted from the socket's start: for a
- * restored socket, from its restore point). One getsockopt; no repair mode. */
-export function bytesAcked(fd: number): number {
-  return addon.bytesAcked(fd);
-}
-
 /** What a restore takes from the recorded connection and the options (the addon's RestoreBase). */
 export function restoreBase(dump: ConnectionDump, options: RestoreOptions = {}): RawRestoreBase {
   return {

@@ -41,7 +41,7 @@ import { errorResponse, originError } from './error-page.js';
 import { Lifecycle, type ConnectionState, type LifecycleChange } from './lifecycle.js';
 import { RequestQueue, type PendingRequest } from './request-queue.js';
 import { ResponseFraming, type FramingSink } from './response-framing.js';
-import { bytesAcked, socketFd } from '../native/index.js';
+import { progress, socketFd } from '../native/index.js';
 import { BodySplice } from './body-splice.js';
 import { Deadlines, type Deadline } from './deadlines.js';
 import { RELAY_LIMITS, type RelayOptions, type Splicer } from './options.js';
@@ -141,7 +141,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
    * can never resume before it); undefined once the socket is gone. */
   acknowledged(): number | undefined {
     try {
-      return this.ackBase + bytesAcked(socketFd(this.client));
+      return this.ackBase + progress(socketFd(this.client)).bytesAcked;
     } catch {
       return undefined;
     }

@@ -17,12 +17,11 @@
  *                 endpoint is rebuilt at the client's position and resumed from there (a Range
  *                 from that body offset), so no byte is sent twice or skipped;
  *   reset         a client that waits with an open window (or no longer answers) and acknowledges
- *                 nothing for GIVE_UP_MS: 'stalled'; a response with nothing sent or received
- *                 for GIVE_UP_MS (the origin went silent): 'response-stalled'.
+ *                 nothing for GIVE_UP_MS: 'stalled'.
  * A client that has closed its window is not waiting (a paused reader): it is never reset for it.
+ * An origin that goes silent mid-response is the relay's own response deadline (relay/deadlines.ts).
  */
 import type { Logger } from 'pino';
-import type { AbortReason } from '../errors/reasons.js';
 import { NativeError, probeLive, progress, socketFd, type ProbeAnswer, type ProbeBatchOptions, type Progress } from '../native/index.js';
 import type { RelayConnection } from '../relay/connection.js';
 import { unwrap } from './resume.js';
@@ -115,8 +114,6 @@ export class Watchdog {
       if (recheck || (watch.waiting && stalledMs >= STALL_MS && now - watch.probedAt >= STALL_MS)) {
         const anchors = this.hooks.anchors(connection.id);
         if (anchors) suspects.push({ connection, watch, anchors });
-      } else if (!watch.waiting && responseIncomplete(connection) && stalledMs >= GIVE_UP_MS) {
-        this.reset(connection, 'response-stalled', stalledMs);
       }
     }
     if (suspects.length > 0) {
@@ -173,7 +170,7 @@ export class Watchdog {
     if (watch.waiting && stalledMs >= GIVE_UP_MS) this.reset(connection, 'stalled', stalledMs);
   }
 
-  private reset(connection: RelayConnection, reason: AbortReason, stalledMs: number): void {
+  private reset(connection: RelayConnection, reason: 'stalled', stalledMs: number): void {
     this.logger.warn({ conn: connection.id, reason, stalledMs: Math.round(stalledMs) }, 'no progress: resetting');
     connection.reset(reason);
   }
@@ -190,9 +187,4 @@ export class Watchdog {
   private fresh(connection: RelayConnection, now: number): Watch {
     return { base: 0, acked: 0, received: connection.bytesFromClient, since: now, waiting: true, probedAt: -Infinity, probing: false };
   }
-}
-
-/* A response has begun (or is awaited) and is not complete. */
-function responseIncomplete(connection: RelayConnection): boolean {
-  return connection.state === 'forwarding' || connection.state === 'relaying-body' || connection.state === 'splicing';
 }

@@ -109,24 +109,17 @@ Napi::Object WindowToJs(Napi::Env env, const tcp_repair_window& w) {
   return o;
 }
 
-/* tcpi_bytes_acked and tcpi_bytes_received are newer than glibc's struct tcp_info, so they are
- * read at their fixed offsets in the kernel's (Linux >= 4.1). */
-constexpr size_t kBytesAckedOffset = 120;
-constexpr size_t kBytesReceivedOffset = 128;
-
-SysError ReadTcpInfoCounter(int fd, size_t offset, const char* name, uint64_t* value) {
+/* tcpi_bytes_received (sequence space received in order, FIN included) is newer than glibc's
+ * struct tcp_info, so it is read at its fixed offset in the kernel's (Linux >= 4.1). With it the
+ * peer's ISN+1 is recvSeq - bytesReceived, whenever the dump is taken. */
+SysError ReadBytesReceived(int fd, uint64_t* bytes) {
+  constexpr size_t kOffset = 128;
   unsigned char raw[232] = {};
   socklen_t length = sizeof raw;
   if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, raw, &length) < 0) return Fail("getsockopt", errno, "TCP_INFO");
-  if (length < offset + sizeof *value) return Fail("getsockopt", ENOTSUP, std::string("TCP_INFO too short for ") + name);
-  memcpy(value, raw + offset, sizeof *value);
+  if (length < kOffset + sizeof *bytes) return Fail("getsockopt", ENOTSUP, "TCP_INFO too short for tcpi_bytes_received");
+  memcpy(bytes, raw + kOffset, sizeof *bytes);
   return {};
-}
-
-/* Sequence space received in order, FIN included: the peer's ISN+1 is recvSeq - bytesReceived,
- * whenever the dump is taken. */
-SysError ReadBytesReceived(int fd, uint64_t* bytes) {
-  return ReadTcpInfoCounter(fd, kBytesReceivedOffset, "tcpi_bytes_received", bytes);
 }
 
 /* rcv_nxt and tcpi_bytes_received come from separate calls, and a segment arriving between them
@@ -321,17 +314,8 @@ Napi::Object DumpToJs(Napi::Env env, const SocketDump& d) {
   return o;
 }
 
-/* Bytes of this side's stream the peer has acknowledged since the socket was made (TCP_INFO;
- * one getsockopt, no repair mode): what the peer's kernel has for certain. */
-Napi::Value BytesAcked(const Napi::CallbackInfo& info) {
-  uint64_t acked = 0;
-  if (SysError e = ReadTcpInfoCounter(info[0].As<Napi::Number>().Int32Value(), kBytesAckedOffset, "tcpi_bytes_acked", &acked)) return ThrowNativeError(info.Env(), e);
-  return Napi::Number::New(info.Env(), static_cast<double>(acked));
-}
-
 void InitRepair(Napi::Env env, Napi::Object exports) {
   exports.Set("dump", Napi::Function::New(env, Dump));
-  exports.Set("bytesAcked", Napi::Function::New(env, BytesAcked));
   exports.Set("restore", Napi::Function::New(env, Restore));
   exports.Set("setRepair", Napi::Function::New(env, SetRepair));
   exports.Set("repairProblem", Napi::Function::New(env, RepairProblem));
