@@ -8,18 +8,12 @@
  *      stream of changes (its lifecycle, relay/lifecycle.ts, and its stream map), from which the
  *      replication derives the soft state.
  *
- * Requests are parsed strictly (relay/request-queue.ts) and forwarded one exchange at a time: a
- * pipelined request waits, parsed and buffered, until the previous response has been relayed
- * completely, so responses can never interleave. A request that fails to parse is answered with
- * its error status in its turn and the connection is closed after it.
- *
- * Responses are framed exactly (relay/response-framing.ts); a body of known length is moved by the
- * kernel (splice, via the native helper) when one is available: JavaScript only sees the header
- * bytes. After a takeover the connection first carries out its resume steps (relay/resume.ts).
- *
- * Every connection, adopted ones too, keeps to the front-end limits (relay/options.ts): sizes in
- * the parser, and time limits on one timer (relay/deadlines.ts) that end it through the endings
- * below: a 408 or 504 while no response byte is out, a counted reset after, a quiet close idle.
+ * Requests are parsed strictly (relay/request-queue.ts) and answered one exchange at a time
+ * (relay/exchange.ts: framing, the kernel splice of bodies, resume steps after a takeover), so
+ * responses can never interleave; a request that fails to parse is answered with its error status
+ * in its turn, and the connection closes after it. Every connection, adopted ones too, keeps to
+ * the front-end limits (relay/options.ts; time limits on one timer, relay/deadlines.ts): a 408 or
+ * 504 while no response byte is out, a counted reset after, a quiet close when idle.
  *
  * Invariants: bytesToClient is the offset, in the server-to-client stream, of the next byte the
  * wedge hands to the client socket; bytesFromClient likewise for the other direction. Nothing is
@@ -34,34 +28,21 @@ import type { Logger } from 'pino';
 import { WedgeError } from '../errors/codes.js';
 import type { AbortReason } from '../errors/reasons.js';
 import type { RequestHead } from '../parsers/http-request.js';
-import type { ResponseHead } from '../parsers/http-response.js';
-import { requestKeepsAlive, type ResumeStep } from '../stream-map/resume-plan.js';
-import { StreamMap, type StreamMapChange } from '../stream-map/stream-map.js';
-import { errorResponse, originError } from './error-page.js';
-import { Lifecycle, type ConnectionState, type LifecycleChange } from './lifecycle.js';
-import { RequestQueue, type PendingRequest } from './request-queue.js';
-import { ResponseFraming, type FramingSink } from './response-framing.js';
 import { progress, socketFd } from '../native/index.js';
-import { BodySplice } from './body-splice.js';
+import { StreamMap, type StreamMapChange } from '../stream-map/stream-map.js';
 import { Deadlines, type Deadline } from './deadlines.js';
+import { errorResponse, originError } from './error-page.js';
+import { Exchange, type ExchangeHost } from './exchange.js';
+import { Lifecycle, type ConnectionState, type LifecycleChange } from './lifecycle.js';
 import { RELAY_LIMITS, type RelayOptions, type Splicer } from './options.js';
 import { OriginLink } from './origin-link.js';
-import { rangeRequest } from './resume.js';
+import { RequestQueue, type PendingRequest } from './request-queue.js';
 
 export type { AdoptedStream, RelayObserver, RelayOptions, Splicer, SpliceJob } from './options.js';
 
 export type ConnectionChange = LifecycleChange | { kind: 'map'; change: StreamMapChange };
 export type EndState = 'closed' | 'aborted' | 'relinquished';
 
-interface Exchange {
-  framing: ResponseFraming;
-  keepAlive: boolean;
-  /* Set when this exchange re-fetches the rest of a recorded response after a takeover. */
-  resume?: ResumeStep;
-  /* Interim heads relayed before the final one (recorded with it). */
-  interim: Buffer[];
-  splice?: BodySplice;
-}
 
 /* Acknowledged exchanges kept in the map, at most (every unacknowledged one stays). */
 const RETAINED_EXCHANGES = 8;
@@ -85,6 +66,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
    * point after a takeover). */
   private readonly ackBase: number;
   private readonly deadlines: Deadlines;
+  private readonly exchangeHost: ExchangeHost;
   private exchange: Exchange | undefined;
 
   constructor(client: Socket, options: RelayOptions) {
@@ -116,6 +98,26 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
       forwardedRequestFailed: (error: WedgeError, reason: AbortReason) => this.exchange?.framing.abandon(reason, error),
     };
     this.queue = new RequestQueue(this.bytesFromClient, this.options, this.lifecycle, requests, (method) => this.options.observer.request(method));
+    this.exchangeHost = {
+      client,
+      streamMap: this.streamMap,
+      lifecycle: this.lifecycle,
+      origin: this.origin,
+      splicer: this.options.splicer,
+      spliceThreshold: this.options.spliceThreshold,
+      bytesToClient: () => this.bytesToClient,
+      writeToClient: (data) => this.writeToClient(data),
+      writeToOrigin: (data) => this.writeToOrigin(data),
+      spliced: (moved) => {
+        this.bytesToClient += moved;
+        this.options.observer.bytes('origin-to-client', moved);
+        this.options.observer.spliced(moved);
+      },
+      guard: (handle) => this.guard(handle),
+      finished: (exchange, originSentExtra) => this.finishExchange(exchange, originSentExtra),
+      failed: (exchange, reason, err, beforeResponse) => this.exchangeFailed(exchange, reason, err, beforeResponse),
+      clientFailed: (reason, err) => this.clientFailed(reason, err),
+    };
     const watched = { lifecycle: this.lifecycle, client, queue: this.queue, exchange: () => this.exchange };
     this.deadlines = new Deadlines(this.options, watched, (deadline, error) => this.expired(deadline, error), (handle) => this.guard(handle));
     if (adopted) {
@@ -167,7 +169,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   relinquish(closeSilently: (socket: Socket) => void): void {
     if (this.lifecycle.ended) return;
     this.log.info('connection taken over elsewhere; closing silently');
-    this.exchange?.splice?.cancel();
+    this.exchange?.cancel();
     closeSilently(this.client);
     this.end('relinquished');
   }
@@ -205,7 +207,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   private end(state: EndState, reason?: string): void {
     if (this.lifecycle.ended) return;
     this.deadlines.stop();
-    this.exchange?.splice?.cancel();
+    this.exchange?.cancel();
     this.exchange = undefined;
     this.origin.drop();
     if (!this.client.destroyed) this.client.destroy();
@@ -287,65 +289,25 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
       return;
     }
     if (item.kind === 'reject') this.sendReject(item.error);
-    else if (item.kind === 'resume') this.startResume(item.step);
-    else this.startExchange(item);
+    else if (item.kind === 'resume') {
+      this.exchange = Exchange.forResume(this.exchangeHost, item.step);
+      this.exchange.start([]);
+    } else this.startExchange(item);
   }
 
   private startExchange(request: PendingRequest): void {
     this.requests++;
     this.trimAcknowledged();
-    this.exchange = { framing: new ResponseFraming(request.head.method, this.framingSink()), keepAlive: request.head.keepAlive, interim: [] };
-    this.lifecycle.enter('forwarding');
-    this.origin.open();
-    for (const chunk of this.queue.forward(request)) this.writeToOrigin(chunk);
+    this.exchange = Exchange.forRequest(this.exchangeHost, request);
+    this.exchange.start(this.queue.forward(request));
     this.resumeReading();
   }
 
-  /* Send the rest of a recorded response: its remaining head bytes, then its body from the origin. */
-  private startResume(step: ResumeStep): void {
-    const recorded = step.exchange;
-    const keepAlive = recorded.keepAlive === true && requestKeepsAlive(recorded);
-    this.exchange = { framing: new ResponseFraming(recorded.method, this.framingSink(), step), keepAlive, resume: step, interim: [] };
-    this.lifecycle.enter('forwarding');
-    this.writeToClient(step.headRest);
-    if (recorded.bodyLength === step.bodyOffset) {
-      this.finishExchange(false);
-      return;
-    }
-    this.origin.open();
-    this.writeToOrigin(rangeRequest(recorded, step.bodyOffset));
-  }
-
-  /* What the current exchange's framing reports (a framing falls silent once its response ended). */
-  private framingSink(): FramingSink {
-    return {
-      interim: (raw) => {
-        this.exchange?.interim.push(raw);
-        this.writeToClient(raw);
-      },
-      head: (head) => this.onResponseHead(head),
-      body: (data) => this.writeToClient(data),
-      end: (extra) => this.finishExchange(extra),
-      failed: (reason, err, beforeResponse) => this.exchangeFailed(reason, err, beforeResponse),
-    };
-  }
-
-  private onResponseHead(head: ResponseHead): void {
-    const exchange = this.exchange!;
-    if (!exchange.resume) {
-      exchange.keepAlive = exchange.keepAlive && head.keepAlive && head.body.kind !== 'until-close';
-      const interimLength = exchange.interim.reduce((sum, b) => sum + b.length, 0);
-      this.streamMap.beginResponse(this.bytesToClient - interimLength, head, exchange.interim);
-      this.writeToClient(head.rawHead);
-    }
-    this.lifecycle.enter('relaying-body');
-  }
-
-  private finishExchange(originSentExtra: boolean): void {
-    const exchange = this.exchange;
-    if (!exchange) return;
+  /* What follows a response: its end in the map, then the next exchange, or the close. */
+  private finishExchange(exchange: Exchange, originSentExtra: boolean): void {
+    if (this.exchange !== exchange) return;
     // A resumed response the old owner had finished writing is already complete in the map.
-    if (exchange.resume?.exchange.responseEnd === undefined) this.streamMap.endResponse(this.bytesToClient);
+    if (exchange.resumed?.exchange.responseEnd === undefined) this.streamMap.endResponse(this.bytesToClient);
     this.trimAcknowledged();
     this.exchange = undefined;
     if (originSentExtra) {
@@ -368,7 +330,8 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   }
 
   /* Before any response byte reached the client a clear 502 is possible; after, only a reset. */
-  private exchangeFailed(reason: AbortReason, err: unknown, beforeResponse: boolean): void {
+  private exchangeFailed(exchange: Exchange, reason: AbortReason, err: unknown, beforeResponse: boolean): void {
+    if (this.exchange !== exchange) return;
     if (!beforeResponse) {
       this.fail(reason, err);
       return;
@@ -388,37 +351,12 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
 
   private onOriginData(origin: Socket, chunk: Buffer): void {
     this.deadlines.origin();
-    const exchange = this.exchange;
-    if (!exchange) {
-      // Bytes from the origin with no request outstanding: it is broken; never relay them.
-      this.log.warn({ bytes: chunk.length }, 'unsolicited bytes from origin');
-      this.origin.drop();
+    if (this.exchange) {
+      this.exchange.originData(origin, chunk);
       return;
     }
-    exchange.framing.push(chunk);
-    const remaining = exchange.framing.remainingLength;
-    const splicer = this.options.splicer;
-    if (this.exchange === exchange && splicer && remaining !== undefined && remaining >= this.options.spliceThreshold) this.spliceRest(exchange, splicer, origin, remaining);
-  }
-
-  /* The rest of the body moves in the kernel (relay/body-splice.ts); JavaScript writes nothing meanwhile. */
-  private spliceRest(exchange: Exchange, splicer: Splicer, origin: Socket, length: number): void {
-    exchange.framing.toKernel();
-    exchange.splice = new BodySplice(splicer, origin, this.client, length, (handle) => this.guard(handle), {
-      starting: () => {
-        if (this.exchange !== exchange || this.lifecycle.ended) return false;
-        this.lifecycle.enter('splicing');
-        return true;
-      },
-      done: (moved) => {
-        if (this.exchange !== exchange) return;
-        exchange.splice = undefined;
-        this.bytesToClient += moved;
-        this.options.observer.bytes('origin-to-client', moved);
-        this.options.observer.spliced(moved);
-        exchange.framing.spliced(moved);
-      },
-      failed: (err) => this.clientFailed('splice-error', err),
-    });
+    // Bytes from the origin with no request outstanding: it is broken; never relay them.
+    this.log.warn({ bytes: chunk.length }, 'unsolicited bytes from origin');
+    this.origin.drop();
   }
 }
