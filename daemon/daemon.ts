@@ -33,8 +33,7 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
   );
   const listen = parseEndpoint(flags.listen, '--listen');
   if (flags.address) await preflight(preflightTarget(flags), logger);
-  // Each connection holds 2 descriptors, 6 while its body is spliced: a shell's 1024 is far too few.
-  logger.info(raiseOpenFileLimit(), 'open file limit');
+  const maxConnections = connectionLimit(positive(flags.maxConnections, '--max-connections'), logger);
   const server = new WedgeServer({
     name: flags.name,
     listen,
@@ -42,7 +41,7 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
     admin: { ...parseEndpoint(flags.admin, '--admin'), ...(flags.adminToken ? { token: flags.adminToken } : {}) },
     logger,
     ...(flags.splice ? { splicer: { splice } } : {}),
-    maxConnections: positive(flags.maxConnections, '--max-connections'),
+    maxConnections,
     limits: {
       headerTimeoutMs: positive(flags.headerTimeout, '--header-timeout'),
       idleTimeoutMs: positive(flags.idleTimeout, '--idle-timeout'),
@@ -155,6 +154,27 @@ function positive(text: string, option: string): number {
   const value = Number(text);
   if (!Number.isSafeInteger(value) || value <= 0) throw new WedgeError('WEDGE_ERR_CONFIG', `${option} must be a positive integer, got "${text}"`);
   return value;
+}
+
+/* Descriptors a client connection holds: its socket and the origin's, plus, on average, a share
+ * of the four a kernel splice adds (two dups and a pipe) while it moves a body. */
+const DESCRIPTORS_PER_CONNECTION = 3;
+/* Kept for everything else: the admin API must answer when the data path is full. */
+const DESCRIPTOR_RESERVE = 512;
+
+/*
+ * The connections served at once: --max-connections, unless the descriptor limit (its soft limit
+ * raised to the hard one first) cannot hold that many; then as many as it can, with a warning. A
+ * shell's 1024 would cap the server at a few hundred connections, and running out of descriptors
+ * resets new clients and silences the admin API.
+ */
+function connectionLimit(wanted: number, logger: Logger): number {
+  const files = raiseOpenFileLimit();
+  const fits = Math.max(1, Math.floor((files.soft - DESCRIPTOR_RESERVE) / DESCRIPTORS_PER_CONNECTION));
+  const limit = Math.min(wanted, fits);
+  if (limit < wanted) logger.warn({ wanted, limit, openFiles: files }, '--max-connections lowered to what the descriptor limit holds (raise LimitNOFILE / ulimit -n)');
+  else logger.info({ maxConnections: limit, openFiles: files }, 'connection limit');
+  return limit;
 }
 
 /* Heartbeats share the event loop with the relay: a long stall looks like death to the peers. */
