@@ -1,15 +1,8 @@
 import type { Command } from 'commander';
 import { request } from 'undici';
+import type { ConnectionView } from '../daemon/server.js';
 import { WedgeError } from '../errors/codes.js';
 
-interface ConnectionRow {
-  id: string;
-  state: string;
-  requests: number;
-  bytes: { fromClient: number; toClient: number };
-  protected: boolean;
-  unprotectedReason?: string;
-}
 
 export function registerStatusCommand(program: Command): void {
   program
@@ -19,7 +12,7 @@ export function registerStatusCommand(program: Command): void {
     .option('--admin-token <token>', 'bearer token, if the admin API requires one', process.env.WEDGE_ADMIN_TOKEN)
     .option('--json', 'print the raw JSON for scripts')
     .action(async (flags: { admin: string; adminToken?: string; json?: boolean }) => {
-      let body: { server: string; connections: ConnectionRow[] };
+      let body: { server: string; connections: ConnectionView[] };
       try {
         const response = await request(new URL('/connections', flags.admin), {
           headers: flags.adminToken ? { authorization: `Bearer ${flags.adminToken}` } : {},

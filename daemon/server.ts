@@ -17,6 +17,7 @@ import { WedgeError } from '../errors/codes.js';
 import { RelayConnection, type AdoptedStream, type Splicer } from '../relay/connection.js';
 import { errorResponse } from '../relay/error-page.js';
 import { DEFAULT_MAX_CONNECTIONS, type RelayLimits } from '../relay/options.js';
+import type { StreamMapJSON } from '../stream-map/stream-map.js';
 import { startAdmin } from './admin.js';
 import { WedgeMetrics } from './metrics.js';
 
@@ -162,7 +163,22 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
 
 export type Protection = { protected: true } | { protected: false; reason: string };
 
-function describeConnection(connection: RelayConnection, protection: Protection): unknown {
+/* One connection as GET /connections (and `wedge status`) shows it. */
+export interface ConnectionView {
+  id: string;
+  client: { address: string | undefined; port: number | undefined };
+  service: { address: string | undefined; port: number | undefined };
+  state: string;
+  lifecycle: string;
+  openedAt: string;
+  requests: number;
+  bytes: { fromClient: number; toClient: number };
+  protected: boolean;
+  unprotectedReason?: string;
+  streamMap: StreamMapJSON;
+}
+
+function describeConnection(connection: RelayConnection, protection: Protection): ConnectionView {
   const { client } = connection;
   return {
     id: connection.id,

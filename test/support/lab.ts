@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ADMIN_PORT, AGENT_METRICS, CLIENT_HOST, nsPrefix, ROUTER_HOST } from '../../lab/plan.js';
 import { COMPILED_CLI } from '../../config/package.js';
+import type { ConnectionView as ConnectionRow } from '../../daemon/server.js';
 import { runIn } from '../../lab/run.js';
 import { linksOf, type LabState, type ServerState } from '../../lab/state.js';
 
@@ -369,14 +370,7 @@ const STORY = [
 ];
 const AGENT_STORY = ['negotiated', 'migrated', 'rejected Migrate SYN', 'move requested'];
 
-export interface ConnectionRow {
-  id: string;
-  state: string;
-  requests: number;
-  bytes: { fromClient: number; toClient: number };
-  protected: boolean;
-  unprotectedReason?: string;
-}
+export type { ConnectionRow };
 
 export interface Sample {
   name: string;
