@@ -101,6 +101,9 @@ export class SenderThread {
   }
 
   async stop(): Promise<void> {
+    // Unreferenced while it runs (it must not keep the process alive), but waited for now: a
+    // process with nothing else left would otherwise exit with this promise unsettled.
+    this.worker.ref();
     this.post({ kind: 'stop' });
     await this.exited;
   }
