@@ -57,6 +57,10 @@ const REPEAT_ADVERT_MS = 250;
  */
 const REFRESH_AFTER_BYTES = 2 ** 30;
 
+/* Exchanges a record carries at most (pipelined requests not yet answered, and those the client
+ * has not acknowledged yet). */
+const MAX_ADVERTISED_EXCHANGES = 64;
+
 export class Replication {
   private readonly tracked = new Map<string, Tracked>();
   /* Connection ids by TCP Migrate token (hex). */
@@ -241,6 +245,14 @@ export class Replication {
 
   private advertise(entry: Tracked): void {
     const { connection } = entry;
+    const inFlight = connection.streamMap.retained.length;
+    if (inFlight > MAX_ADVERTISED_EXCHANGES) {
+      // A deep pipeline: its record would not fit, and making it at every exchange would cost
+      // time quadratic in the pipeline's length. Unprotected until it drains (a takeover meanwhile
+      // finds the client ahead of the last record and resets it, loudly).
+      this.unprotected(entry, `${inFlight} exchanges in flight, more than the ${MAX_ADVERTISED_EXCHANGES} a record carries`);
+      return;
+    }
     const record = this.recordOf(entry);
     entry.advertisedSent = connection.bytesToClient;
     try {
@@ -249,10 +261,14 @@ export class Replication {
       if (entry.unprotected !== undefined) this.logger.info({ conn: connection.id }, 'connection advertised again: protected');
       delete entry.unprotected;
     } catch (err) {
-      // Served on, unprotected until a later advert fits; said once, counted by the member, shown by `wedge status`.
-      if (entry.unprotected === undefined) this.logger.warn({ conn: connection.id, err: (err as Error).message }, 'connection not advertised: unprotected');
-      entry.unprotected = (err as Error).message;
+      this.unprotected(entry, (err as Error).message);
     }
+  }
+
+  /* Served on, unprotected until a later advert fits; said once, shown by `wedge status`. */
+  private unprotected(entry: Tracked, reason: string): void {
+    if (entry.unprotected === undefined) this.logger.warn({ conn: entry.connection.id, err: reason }, 'connection not advertised: unprotected');
+    entry.unprotected = reason;
   }
 }
 
