@@ -1,0 +1,224 @@
+/*
+ * One soak run: a scenario (scenario.ts) in, an outcome out. A lab of its own is made, a stock
+ * client downloads from s1 reading slowly, the fault strikes at the scenario's moment, and what
+ * the client got is judged against the file (every byte, not only the length) and against what
+ * the live servers counted. The lab is always removed. No wait is unbounded: the clients have
+ * their own stall timeouts, and a watchdog here kills a client whose output stops growing.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PACKAGE_ROOT } from '../../config/package.js';
+import { chooseAdopter } from '../../takeover/choose.js';
+import { Background, Lab, until } from '../support/lab.js';
+import type { Scenario } from './scenario.js';
+
+const KEEPALIVE_CLIENT = join(PACKAGE_ROOT, 'test', 'takeover', 'fixtures', 'keepalive-client.py');
+/* A client whose output does not grow for this long is hung (the clients' own bounds match). */
+export const STALL_S = 15;
+const FILE = '/soak.bin';
+
+export type Outcome = 'exact' | 'aborted' | 'client-abort' | 'corrupted' | 'hung' | 'uncounted' | 'leak' | 'server-died' | 'harness-error';
+/* What may happen without failing the campaign. */
+export const ACCEPTED: readonly Outcome[] = ['exact', 'aborted', 'client-abort'];
+
+export interface TrialResult {
+  outcome: Outcome;
+  detail: string;
+  seconds: number;
+}
+
+export async function trial(s: Scenario, tag: string): Promise<TrialResult> {
+  const started = Date.now();
+  const lab = new Lab(tag);
+  try {
+    const judged = await inLab(lab, s);
+    return { ...judged, seconds: (Date.now() - started) / 1000 };
+  } catch (err) {
+    // The harness itself failed (lab up, a CLI call): not a verdict on the servers, but not a pass.
+    return { outcome: 'harness-error', detail: `harness: ${(err as Error).message.split('\n')[0]}`, seconds: (Date.now() - started) / 1000 };
+  } finally {
+    await lab.down();
+  }
+}
+
+async function inLab(lab: Lab, s: Scenario): Promise<{ outcome: Outcome; detail: string }> {
+  await lab.up({ servers: s.servers, origin: s.origin, files: [`soak.bin:${s.mib}`], subnets: s.transport === 'migrate', agent: s.transport === 'migrate' });
+  const file = await readFile(join(lab.server('s1').root, FILE.slice(1)));
+  const expected = Buffer.concat(Array.from({ length: s.requests }, () => file));
+  const out = lab.out('client.out');
+  const pause = lab.out('go');
+  // Inside the headers: s1's egress slowed to a trickle so that the strike finds the response head
+  // still on its way (the first crash or death report removes s1 from the path anyway).
+  if (s.moment === 'headers') await lab.shape('s1', '16kbit');
+  const timeoutS = Math.ceil((expected.length / s.rate) * 3 + 60);
+  const client = new Background(spawn('ip', ['netns', 'exec', lab.namespace('client'), ...command(lab, s, out, pause, timeoutS)], { stdio: ['ignore', 'pipe', 'pipe'] }));
+
+  let stalled = false;
+  const watchdog = watch(out, client, () => s.moment === 'idle' && !existsSync(pause), () => (stalled = true));
+  const crashed: string[] = [];
+  let faultAt = 0;
+  try {
+    faultAt = await awaitMoment(lab, s, out, client);
+    if (client.running) await strike(lab, s, client, crashed);
+    if (s.moment === 'idle') {
+      await sleep(s.idleMs);
+      await writeFile(pause, '');
+    }
+    await client.done(timeoutS * 1000);
+  } finally {
+    client.kill();
+    watchdog.stop();
+  }
+  const code = await client.exited;
+  const got = await readFile(out).catch(() => Buffer.alloc(0));
+  const live = lab.servers.map((server) => server.name).filter((name) => !crashed.includes(name));
+  const at = `fault at ${faultAt} B, got ${got.length}/${expected.length} B, exit ${code}`;
+  const why = `${at}: ${client.stderr.trim().split('\n').slice(-1)[0] ?? ''}`;
+
+  // Every byte the client took must be the file's, whatever else happened.
+  const shared = Math.min(got.length, expected.length);
+  if (got.length > expected.length || !got.subarray(0, shared).equals(expected.subarray(0, shared))) {
+    return { outcome: 'corrupted', detail: `${why}; first difference at byte ${firstDifference(got, expected)}` };
+  }
+  const counted = await abortsCounted(lab, live);
+  if (counted === undefined) return { outcome: 'server-died', detail: `${why}; a server that was not crashed no longer answers /metrics` };
+  if (s.fault === 'client-reset') {
+    const left = await drained(lab, live);
+    return left ? { outcome: 'leak', detail: `${at}; ${left}` } : { outcome: 'client-abort', detail: at };
+  }
+  const statuses = httpStatuses(s, client.stdout);
+  if (code === 0 && statuses.every((status) => status === 200)) {
+    return got.length === expected.length ? { outcome: 'exact', detail: at } : { outcome: 'corrupted', detail: `${why}; the client exited 0 on a short body` };
+  }
+  if (stalled || timedOut(s, code, client.stderr)) return { outcome: 'hung', detail: `${why}; no progress for ${STALL_S} s` };
+  const http = statuses.some((status) => status !== 200) ? `; HTTP ${statuses.join(',')}` : '';
+  return counted > 0 ? { outcome: 'aborted', detail: `${why}${http}; ${counted} abort(s) counted` } : { outcome: 'uncounted', detail: `${why}${http}; no server counted an abort` };
+}
+
+function command(lab: Lab, s: Scenario, out: string, pause: string, timeoutS: number): string[] {
+  const url = lab.url('s1', FILE);
+  switch (s.client) {
+    case 'curl':
+      return ['curl', '-sS', '-f', '--limit-rate', String(s.rate), '--speed-limit', '1', '--speed-time', String(STALL_S), '--max-time', String(timeoutS), '-o', out, url];
+    case 'wget':
+      return ['wget', '-nv', '--tries=1', `--read-timeout=${STALL_S}`, `--limit-rate=${s.rate}`, '-O', out, url];
+    case 'python':
+      return ['python3', KEEPALIVE_CLIENT, lab.server('s1').vip, FILE, String(s.requests), out, '--rate', String(s.rate), ...(s.moment === 'idle' ? ['--pause', pause] : [])];
+  }
+}
+
+/* Waits for the scenario's moment; returns how many bytes the client had then. */
+async function awaitMoment(lab: Lab, s: Scenario, out: string, client: Background): Promise<number> {
+  const bound = Date.now() + 30_000;
+  for (;;) {
+    if (!client.running || Date.now() > bound) return size(out);
+    if (s.moment === 'idle' && client.stdout.includes('"idle"')) return size(out);
+    if (s.moment === 'headers' && (await lab.execNow('client', ['ss', '-Htn', 'state', 'established', 'dport', '= :80'])).trim()) return size(out);
+    if ((s.moment === 'early-body' || s.moment === 'mid-body') && (await size(out)) >= s.atBytes) return size(out);
+    await sleep(s.moment === 'headers' ? 2 : 20);
+  }
+}
+
+async function strike(lab: Lab, s: Scenario, client: Background, crashed: string[]): Promise<void> {
+  switch (s.fault) {
+    case 'crash':
+      crashed.push('s1');
+      await (s.linksFirst ? lab.crashNow('s1') : lab.crash('s1'));
+      return;
+    case 'cascade': {
+      // Address takeover: s1's adopter is the rendezvous choice over the others. TCP Migrate ranks
+      // per connection; the first of the others by name is as likely as any to be it.
+      const others = lab.servers.filter((server) => server.name !== 's1');
+      const chosen = s.transport === 'address' ? chooseAdopter(lab.server('s1').vip, others.map((o) => o.address)) : others[0]!.address;
+      const adopter = others.find((o) => o.address === chosen)!.name;
+      crashed.push('s1', adopter);
+      const first = lab.crashNow('s1');
+      await sleep(s.cascadeMs);
+      await Promise.all([first, lab.crashNow(adopter)]);
+      return;
+    }
+    case 'wrong-death': {
+      const first = lab.declareDead('s1');
+      if (s.repeatMs > 0) {
+        await sleep(s.repeatMs);
+        await lab.declareDead('s1');
+      }
+      await first;
+      return;
+    }
+    case 'client-reset':
+      client.kill('SIGKILL');
+      return;
+  }
+}
+
+/* Polls OUT; calls STALLED and kills the client when it stops growing (not while PAUSED). */
+function watch(out: string, client: Background, paused: () => boolean, stalled: () => void): { stop(): void } {
+  let last = -1;
+  let since = Date.now();
+  const timer = setInterval(() => {
+    void size(out).then((now) => {
+      if (now !== last || paused()) {
+        last = now;
+        since = Date.now();
+      } else if (Date.now() - since > (STALL_S + 5) * 1000 && client.running) {
+        stalled();
+        client.kill();
+      }
+    });
+  }, 250);
+  return { stop: () => clearInterval(timer) };
+}
+
+/* Aborts the live servers counted (resets and aborted takeovers); undefined if one is gone. */
+async function abortsCounted(lab: Lab, live: string[]): Promise<number | undefined> {
+  let total = 0;
+  for (const server of live) {
+    try {
+      const metrics = await lab.metrics(server);
+      total += metrics.total('wedge_aborts_total') + metrics.value('wedge_takeovers_total', { result: 'aborted' });
+    } catch {
+      return undefined;
+    }
+  }
+  return total;
+}
+
+/* After a client reset, every live server must forget the connection; what is left otherwise. */
+async function drained(lab: Lab, live: string[]): Promise<string | undefined> {
+  const left = async () => (await Promise.all(live.map(async (server) => [server, (await lab.connections(server)).length] as const))).filter(([, n]) => n > 0);
+  try {
+    await until('the servers to drop the reset connection', async () => (await left()).length === 0, 15_000);
+    return undefined;
+  } catch {
+    return `connections left: ${(await left()).map(([server, n]) => `${server}=${n}`).join(', ')}`;
+  }
+}
+
+function httpStatuses(s: Scenario, stdout: string): number[] {
+  if (s.client !== 'python') return [];
+  const last = stdout.trim().split('\n').pop() ?? '';
+  try {
+    return (JSON.parse(last) as { requests: { status: number }[] }).requests.map((r) => r.status);
+  } catch {
+    return [];
+  }
+}
+
+function timedOut(s: Scenario, code: number, stderr: string): boolean {
+  if (s.client === 'curl' && code === 28) return true;
+  return /timed? ?out/i.test(stderr);
+}
+
+function firstDifference(a: Buffer, b: Buffer): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return n;
+}
+
+async function size(path: string): Promise<number> {
+  return (await stat(path).catch(() => undefined))?.size ?? 0;
+}
