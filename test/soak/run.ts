@@ -40,6 +40,7 @@ const COLUMNS: [string, Outcome[]][] = [
   ['client abort', ['client-abort']],
   ['corrupted', ['corrupted']],
   ['hung', ['hung']],
+  ['fault missed', ['missed']],
   ['other failure', ['uncounted', 'leak', 'server-died', 'harness-error']],
 ];
 
