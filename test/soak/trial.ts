@@ -148,10 +148,10 @@ async function strike(lab: Lab, s: Scenario, client: Background, crashed: string
       return;
     }
     case 'wrong-death': {
-      const first = lab.declareDead('s1');
+      const first = lab.declareDeadNow('s1');
       if (s.repeatMs > 0) {
         await sleep(s.repeatMs);
-        await lab.declareDead('s1');
+        await lab.declareDeadNow('s1');
       }
       await first;
       return;

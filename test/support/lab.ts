@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ADMIN_PORT, AGENT_METRICS, CLIENT_HOST, nsPrefix, ROUTER_HOST } from '../../lab/plan.js';
 import { COMPILED_CLI } from '../../config/package.js';
+import { labDeclareDead } from '../../lab/crash.js';
 import { runIn } from '../../lab/run.js';
 import { linksOf, type LabState, type ServerState } from '../../lab/state.js';
 
@@ -260,6 +261,12 @@ export class Lab {
 
   async declareDead(server: string): Promise<void> {
     await wedgeOk(['lab', 'declare-dead', server, '--lab', this.name]);
+  }
+
+  /** `lab declare-dead SERVER` without the CLI start-up (for timed steps); the lab as it came up. */
+  async declareDeadNow(server: string): Promise<void> {
+    const failed = (await labDeclareDead(this.upState(), server)).filter((r) => !r.ok);
+    if (failed.length > 0) throw new Error(`declare-dead ${server}: ${failed.map((r) => `${r.server} ${r.detail}`).join('; ')}`);
   }
 
   /** `lab shape SERVER RATE|off`. */
