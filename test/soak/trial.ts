@@ -98,7 +98,7 @@ async function inLab(lab: Lab, s: Scenario): Promise<{ outcome: Outcome; detail:
   }
   if (stalled || timedOut(s, code, client.stderr)) return { outcome: 'hung', detail: `${why}; no progress for ${STALL_S} s` };
   const http = statuses.some((status) => status !== 200) ? `; HTTP ${statuses.join(',')}` : '';
-  return counted > 0 ? { outcome: 'aborted', detail: `${why}${http}; ${counted} abort(s) counted` } : { outcome: 'uncounted', detail: `${why}${http}; no server counted an abort` };
+  return counted.total > 0 ? { outcome: 'aborted', detail: `${why}${http}; counted: ${counted.reasons}` } : { outcome: 'uncounted', detail: `${why}${http}; no server counted an abort` };
 }
 
 function command(lab: Lab, s: Scenario, out: string, pause: string, timeoutS: number): string[] {
@@ -180,18 +180,23 @@ function watch(out: string, client: Background, paused: () => boolean, stalled: 
   return { stop: () => clearInterval(timer) };
 }
 
-/* Aborts the live servers counted (resets and aborted takeovers); undefined if one is gone. */
-async function abortsCounted(lab: Lab, live: string[]): Promise<number | undefined> {
+/* Aborts the live servers counted (resets and aborted takeovers), with their reasons; undefined if one is gone. */
+async function abortsCounted(lab: Lab, live: string[]): Promise<{ total: number; reasons: string } | undefined> {
+  const counted: string[] = [];
   let total = 0;
   for (const server of live) {
     try {
       const metrics = await lab.metrics(server);
-      total += metrics.total('wedge_aborts_total') + metrics.value('wedge_takeovers_total', { result: 'aborted' });
+      const samples = [...metrics.all('wedge_aborts_total'), ...metrics.all('wedge_takeovers_total').filter((sample) => sample.labels.result === 'aborted')];
+      for (const sample of samples.filter((sample) => sample.value > 0)) {
+        total += sample.value;
+        counted.push(`${server} ${sample.name.replace(/^wedge_|_total$/g, '')}{${sample.labels.reason ?? sample.labels.result}}=${sample.value}`);
+      }
     } catch {
       return undefined;
     }
   }
-  return total;
+  return { total, reasons: counted.join(', ') };
 }
 
 /* After a client reset, every live server must forget the connection; what is left otherwise. */
