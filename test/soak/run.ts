@@ -1,7 +1,8 @@
 /*
  * `npm run soak`: the fault campaign (issue 12). Runs of random scenarios (scenario.ts), each in a
  * lab of its own (trial.ts), one after the other; prints a line per run, then a table by scenario
- * kind and, for every run that was not exact, the command that replays it. Exits non-zero if any
+ * kind and, for every run that was not exact, the command that replays it (the servers' story of
+ * it is in soak-results/). A replay draws the same scenario; the timing is the machine's. Exits non-zero if any
  * run was corrupted, hung or otherwise failed (see ACCEPTED). Not part of `npm test`.
  *
  *   --runs N      at most N runs (default 200)
@@ -9,7 +10,9 @@
  *   --seed S      the campaign's seed (default: random; always printed)
  *   --only N      only run N of that seed (a replay)
  */
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { PACKAGE_ROOT } from '../../config/package.js';
 import { describe, kind, scenario } from './scenario.js';
 import { ACCEPTED, trial, type Outcome } from './trial.js';
 
@@ -34,6 +37,9 @@ process.on('SIGINT', () => {
   process.stderr.write('soak: interrupted; finishing the current run (Ctrl-C again to leave its lab up)\n');
 });
 
+/* What the servers logged in each run that was not exact (*.log: ignored by git). */
+const STORIES = join(PACKAGE_ROOT, 'soak-results');
+
 const COLUMNS: [string, Outcome[]][] = [
   ['exact', ['exact']],
   ['aborted loudly', ['aborted']],
@@ -50,7 +56,7 @@ const done: { run: number; kind: string; outcome: Outcome; detail: string }[] = 
 for (const run of runs) {
   if (interrupted || Date.now() > deadline) break;
   const s = scenario(seed, run);
-  const result = await trial(s, `soak${run}`);
+  const result = await trial(s, `soak${run}`, join(STORIES, `seed-${seed}-run-${run}.log`));
   done.push({ run, kind: kind(s), outcome: result.outcome, detail: result.detail });
   process.stdout.write(`#${String(run).padStart(3)} ${result.outcome.padEnd(13)} ${result.seconds.toFixed(1).padStart(5)} s  ${describe(s)}  [${result.detail}]\n`);
 }

@@ -7,8 +7,8 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PACKAGE_ROOT } from '../../config/package.js';
 import { chooseAdopter } from '../../takeover/choose.js';
@@ -30,11 +30,17 @@ export interface TrialResult {
   seconds: number;
 }
 
-export async function trial(s: Scenario, tag: string): Promise<TrialResult> {
+/** Runs S in a lab named after TAG; for a run that was not exact, the servers' story goes to STORY. */
+export async function trial(s: Scenario, tag: string, story: string): Promise<TrialResult> {
   const started = Date.now();
   const lab = new Lab(tag);
   try {
     const judged = await inLab(lab, s);
+    if (judged.outcome !== 'exact' && judged.outcome !== 'client-abort') {
+      await mkdir(dirname(story), { recursive: true });
+      await writeFile(story, `${judged.outcome}: ${judged.detail}\n${await lab.story()}\n`);
+      judged.detail += `; story in ${story}`;
+    }
     return { ...judged, seconds: (Date.now() - started) / 1000 };
   } catch (err) {
     // The harness itself failed (lab up, a CLI call): not a verdict on the servers, but not a pass.
