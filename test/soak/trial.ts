@@ -87,10 +87,15 @@ async function inLab(lab: Lab, s: Scenario): Promise<{ outcome: Outcome; detail:
   const at = `fault at ${faultAt} B, got ${got.length}/${expected.length} B, exit ${code}${resumed.length ? `, resumed at ${resumed.join(',')}` : ''}`;
   const why = `${at}: ${client.stderr.trim().split('\n').slice(-1)[0] ?? ''}`;
 
-  // Every byte the client took must be the file's, whatever else happened.
-  const shared = Math.min(got.length, expected.length);
-  if (got.length > expected.length || !got.subarray(0, shared).equals(expected.subarray(0, shared))) {
-    return { outcome: 'corrupted', detail: `${why}; first difference at byte ${firstDifference(got, expected)}` };
+  // Every byte the client took must be the file's, whatever else happened; only an error
+  // answer's body (python appends it too) is not the file.
+  const responses = pythonResponses(s, client.stdout);
+  const statuses = responses.map((r) => r.status);
+  const failedAt = statuses.findIndex((status) => status !== 200);
+  const body = failedAt < 0 ? got : got.subarray(0, responses.slice(0, failedAt).reduce((sum, r) => sum + r.bytes, 0));
+  const shared = Math.min(body.length, expected.length);
+  if (body.length > expected.length || !body.subarray(0, shared).equals(expected.subarray(0, shared))) {
+    return { outcome: 'corrupted', detail: `${why}; first difference at byte ${firstDifference(body, expected)}` };
   }
   const counted = await abortsCounted(lab, live);
   if (counted === undefined) return { outcome: 'server-died', detail: `${why}; a server that was not crashed no longer answers /metrics` };
@@ -98,7 +103,6 @@ async function inLab(lab: Lab, s: Scenario): Promise<{ outcome: Outcome; detail:
     const left = await drained(lab, live);
     return left ? { outcome: 'leak', detail: `${at}; ${left}` } : { outcome: 'client-abort', detail: at };
   }
-  const statuses = httpStatuses(s, client.stdout);
   if (code === 0 && statuses.every((status) => status === 200)) {
     return got.length === expected.length ? { outcome: 'exact', detail: at } : { outcome: 'corrupted', detail: `${why}; the client exited 0 on a short body` };
   }
@@ -223,11 +227,12 @@ async function connected(pid: number): Promise<boolean> {
   return table.split('\n').some((line) => / [0-9A-F]{8}:0050 01 /.test(line));
 }
 
-function httpStatuses(s: Scenario, stdout: string): number[] {
+/* The keep-alive client's report of each response (none from curl and wget, which fail on an error status). */
+function pythonResponses(s: Scenario, stdout: string): { status: number; bytes: number }[] {
   if (s.client !== 'python') return [];
   const last = stdout.trim().split('\n').pop() ?? '';
   try {
-    return (JSON.parse(last) as { requests: { status: number }[] }).requests.map((r) => r.status);
+    return (JSON.parse(last) as { requests: { status: number; bytes: number }[] }).requests;
   } catch {
     return [];
   }
