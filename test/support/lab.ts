@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ADMIN_PORT, AGENT_METRICS, CLIENT_HOST, nsPrefix, ROUTER_HOST } from '../../lab/plan.js';
 import { COMPILED_CLI } from '../../config/package.js';
 import type { ConnectionView as ConnectionRow } from '../../daemon/server.js';
+import { labDeclareDead } from '../../lab/crash.js';
 import { runIn } from '../../lab/run.js';
 import { linksOf, type LabState, type ServerState } from '../../lab/state.js';
 
@@ -261,6 +262,12 @@ export class Lab {
 
   async declareDead(server: string): Promise<void> {
     await wedgeOk(['lab', 'declare-dead', server, '--lab', this.name]);
+  }
+
+  /** `lab declare-dead SERVER` without the CLI start-up (for timed steps); the lab as it came up. */
+  async declareDeadNow(server: string): Promise<void> {
+    const failed = (await labDeclareDead(this.upState(), server)).filter((r) => !r.ok);
+    if (failed.length > 0) throw new Error(`declare-dead ${server}: ${failed.map((r) => `${r.server} ${r.detail}`).join('; ')}`);
   }
 
   /** `lab shape SERVER RATE|off`. */
