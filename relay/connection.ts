@@ -297,7 +297,6 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
 
   private startExchange(request: PendingRequest): void {
     this.requests++;
-    this.trimAcknowledged();
     this.exchange = Exchange.forRequest(this.exchangeHost, request);
     this.exchange.start(this.queue.forward(request));
     this.resumeReading();
@@ -323,7 +322,8 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   }
 
   /* Exchanges the client has acknowledged whole leave the map, but for the latest few (for
-   * `wedge status`): the map stays bounded however long the connection lives. */
+   * `wedge status`): the map stays bounded however long the connection lives. Once per response
+   * (one TCP_INFO read): the next response's end trims what this one could not yet. */
   private trimAcknowledged(): void {
     const acknowledged = this.acknowledged();
     if (acknowledged !== undefined) this.streamMap.trim(acknowledged, RETAINED_EXCHANGES);
