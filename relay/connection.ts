@@ -42,6 +42,9 @@ export type { AdoptedStream, RelayObserver, RelayOptions, Splicer, SpliceJob } f
 
 export type ConnectionChange = LifecycleChange | { kind: 'map'; change: StreamMapChange };
 export type EndState = 'closed' | 'aborted' | 'relinquished';
+/* Why a connection was let go silently: a peer took it (its record superseded ours, or the
+ * client's agent answers with RST after a move), or it is rebuilt here at once. */
+export type Relinquished = 'taken-over' | 'rebuilt-here';
 
 
 /* Acknowledged exchanges kept in the map, at most (every unacknowledged one stays). */
@@ -164,14 +167,15 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.lifecycle.note('move-expected');
   }
 
-  /* Another server has taken this connection over: stop without a byte to the client.
-   * `closeSilently` closes the client socket so that the kernel sends nothing (repair mode). */
-  relinquish(closeSilently: (socket: Socket) => void): void {
+  /* Stop without a byte to the client: another server has taken the connection over, or this one
+   * rebuilds its endpoint (a fast-forward). `closeSilently` closes the client socket so that the
+   * kernel sends nothing (repair mode); `why` goes with the lifecycle's change. */
+  relinquish(closeSilently: (socket: Socket) => void, why: Relinquished): void {
     if (this.lifecycle.ended) return;
-    this.log.info('connection taken over elsewhere; closing silently');
+    this.log.info({ why }, 'closing silently');
     this.exchange?.cancel();
     closeSilently(this.client);
-    this.end('relinquished');
+    this.end('relinquished', why);
   }
 
   /* Found stuck for good from outside (takeover/watchdog.ts): reset the client and count `reason`. */
@@ -200,7 +204,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
 
   /* The client side failed (a reset, usually): a failure, unless the connection was handed off. */
   private clientFailed(reason: AbortReason, err: unknown): void {
-    if (this.lifecycle.has('move-expected')) this.relinquish(() => undefined);
+    if (this.lifecycle.has('move-expected')) this.relinquish(() => undefined, 'taken-over');
     else this.fail(reason, err);
   }
 

@@ -102,7 +102,7 @@ export class Replication {
     const entry: Tracked = { connection, transport, migration, due: false, advertisedSent: 0 };
     this.tracked.set(connection.id, entry);
     if (migrate) this.setMigrate(entry, migrate);
-    connection.on('change', (change) => this.follow(entry, actionOf(change)));
+    connection.on('change', (change) => this.follow(entry, change));
     this.advertiseChange(entry);
   }
 
@@ -154,9 +154,9 @@ export class Replication {
     for (const entry of this.tracked.values()) if (entry.migrate) entry.connection.expectMove();
   }
 
-  private follow(entry: Tracked, action: SoftStateAction): void {
+  private follow(entry: Tracked, change: ConnectionChange): void {
     if (this.tracked.get(entry.connection.id) !== entry) return;
-    switch (action) {
+    switch (actionOf(change)) {
       case 'advertise':
         if (entry.due) return;
         entry.due = true;
@@ -171,6 +171,11 @@ export class Replication {
         return;
       case 'release':
         this.forget(entry);
+        // However it learnt of it (the newer record, or the agent's RST after a move): said and counted once.
+        if (change.kind === 'state' && change.reason === 'taken-over') {
+          this.logger.info({ conn: entry.connection.id }, 'connection taken over by a peer; stepping back');
+          this.onRelinquished();
+        }
         return;
       case 'none':
         return;
@@ -200,10 +205,8 @@ export class Replication {
   private onSuperseded(record: ConnectionRecord): void {
     const entry = this.tracked.get(record.id);
     if (!entry || record.owner === this.self || record.migration <= entry.migration) return;
-    this.logger.info({ conn: record.id, owner: record.owner, migration: record.migration }, 'connection taken over by a peer; stepping back');
-    this.forget(entry);
-    this.onRelinquished();
-    entry.connection.relinquish(quietClose);
+    this.logger.info({ conn: record.id, owner: record.owner, migration: record.migration }, 'newer record heard');
+    entry.connection.relinquish(quietClose, 'taken-over');
   }
 
   private refreshAll(): void {

@@ -153,7 +153,7 @@ export class TakeoverPipeline {
       connection.reset('stalled');
       return;
     }
-    connection.relinquish(quietClose);
+    connection.relinquish(quietClose, 'rebuilt-here');
     // Not served for a moment: a death notice meanwhile must not take it.
     this.adopting.add(connection.id);
     const restored = await restoreOnceFree(current.state, answer).finally(() => this.adopting.delete(connection.id));
