@@ -15,6 +15,7 @@ export interface AgentFlags {
   metrics: string;
   slowFraction: string;
   slowSamples: string;
+  orphanTimeout: string;
   logFile?: string;
   logLevel: string;
 }
@@ -28,6 +29,8 @@ export interface AgentConfig {
   /** 0: client-triggered migration is off. */
   slowFraction: number;
   slowSamples: number;
+  /** 0: connections nobody can move are never reset by the agent. */
+  orphanTimeoutMs: number;
 }
 
 /** The native SYN-ACK filter lists each port (classic BPF jumps are 8 bits). */
@@ -79,6 +82,8 @@ export function parseAgentFlags(flags: AgentFlags): AgentConfig {
   if (!Number.isFinite(slowFraction) || slowFraction < 0 || slowFraction >= 1) throw config(`--slow-fraction must be a number from 0 (off) to below 1, got "${flags.slowFraction}"`);
   const slowSamples = Number(flags.slowSamples);
   if (!Number.isSafeInteger(slowSamples) || slowSamples < 1) throw config(`--slow-samples must be a positive integer, got "${flags.slowSamples}"`);
+  const orphanTimeoutMs = Number(flags.orphanTimeout);
+  if (!Number.isSafeInteger(orphanTimeoutMs) || orphanTimeoutMs < 0) throw config(`--orphan-timeout must be a whole number of milliseconds (0: off), got "${flags.orphanTimeout}"`);
   return {
     address: checkLocalAddress(flags.address, flags.iface),
     trusted: readServiceKeys(flags.serviceKey ?? []),
@@ -87,5 +92,6 @@ export function parseAgentFlags(flags: AgentFlags): AgentConfig {
     metrics: parseEndpoint(flags.metrics, '--metrics'),
     slowFraction,
     slowSamples,
+    orphanTimeoutMs,
   };
 }

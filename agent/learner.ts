@@ -1,7 +1,7 @@
 import { SynAckCapture, type CapturedSegment } from '../native/migrate.js';
 import type { NativeError } from '../native/errors.js';
 import type { ConnectionBinding, ConnectionKeys, TrustedServiceKeys } from '../migrate/negotiation.js';
-import { negotiateConnectionKey } from '../migrate/transport.js';
+import { isRefusal, negotiateConnectionKey } from '../migrate/transport.js';
 import { readOpenSockets, socketKey } from './client-sockets.js';
 import type { AgentConnection } from './agent.js';
 
@@ -32,6 +32,12 @@ import type { AgentConnection } from './agent.js';
  * rewrite rules. Unnegotiated connections are remembered until then too (so that retransmitted
  * SYN-ACKs stay ignored), but they were never registered. A connection learned while a poll was
  * reading is judged by the next poll, not by a list read before it existed.
+ *
+ * Silent servers: a server whose host refuses the key exchange's port is no Wedge with TCP
+ * Migrate, and its connections are left alone. One that does not answer at all may have died
+ * before the exchange finished (the connection's first milliseconds): then no replica holds the
+ * connection's key and none can move it. Such connections are listed by silent() for the
+ * OrphanWatch, which retries the exchange (retry()) before it gives up on one.
  */
 
 export type LearnerEvent =
@@ -65,6 +71,8 @@ export interface LearnerOptions {
 export interface LearnedConnection {
   binding: ConnectionBinding;
   keys?: ConnectionKeys;
+  /* Unnegotiated because its server never answered (not refused): no replica can move it. */
+  silent?: boolean;
   learnedAtMs: number;
 }
 
@@ -111,10 +119,25 @@ export class ConnectionLearner {
   }
 
   /** The negotiated connections, by socket key (client endpoint > original server endpoint). */
-  *negotiated(): IterableIterator<[string, Required<LearnedConnection>]> {
+  *negotiated(): IterableIterator<[string, LearnedConnection & { keys: ConnectionKeys }]> {
     for (const [key, connection] of this.learned) {
-      if (connection.keys) yield [key, connection as Required<LearnedConnection>];
+      if (connection.keys) yield [key, connection as LearnedConnection & { keys: ConnectionKeys }];
     }
+  }
+
+  /** The connections whose server never answered the key exchange, by socket key. */
+  *silent(): IterableIterator<[string, LearnedConnection]> {
+    for (const [key, connection] of this.learned) if (connection.silent && !connection.keys) yield [key, connection];
+  }
+
+  /** Runs a silent connection's key exchange once more; true if its server answered (it is protected now). */
+  async retry(key: string): Promise<boolean> {
+    const connection = this.learned.get(key);
+    if (!connection?.silent) return false;
+    const keys = await this.negotiate(connection, false);
+    if (!keys || this.learned.get(key) !== connection) return false;
+    this.protect(connection, keys);
+    return true;
   }
 
   private onSynAck(synAck: CapturedSegment): void {
@@ -152,7 +175,12 @@ export class ConnectionLearner {
     }
     // The connection may have ended while the exchange ran: then there is nothing to register.
     if (!keys || this.learned.get(key) !== connection) return;
+    this.protect(connection, keys);
+  }
+
+  private protect(connection: LearnedConnection, keys: ConnectionKeys): void {
     connection.keys = keys;
+    connection.silent = false;
     this.options.registry.register({ binding: connection.binding, keys });
     this.options.onEvent({ kind: 'negotiated', binding: connection.binding, keys });
   }
@@ -162,7 +190,10 @@ export class ConnectionLearner {
     try {
       return await negotiateConnectionKey({ connection: connection.binding, trusted: this.options.trusted });
     } catch (error) {
-      if (report) this.options.onEvent({ kind: 'unnegotiated', binding: connection.binding, error: error as Error });
+      if (report) {
+        connection.silent = !isRefusal(error);
+        this.options.onEvent({ kind: 'unnegotiated', binding: connection.binding, error: error as Error });
+      }
       return undefined;
     }
   }

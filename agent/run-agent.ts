@@ -2,8 +2,8 @@
  * The `wedge agent` process: checks what it needs, then wires the parts together: the
  * MigrateAgent (Migrate SYNs and rewrite rules), the ConnectionLearner (finds and negotiates the
  * host's connections, forgets ended ones), the SlowWatch and MoveSender (client-triggered
- * migration), metrics and one JSON log line per event. SIGTERM / SIGINT stop the captures,
- * delete the agent's nftables table and exit 0.
+ * migration), the OrphanWatch (resets what no replica can move), metrics and one JSON log line
+ * per event. SIGTERM / SIGINT stop the captures, delete the agent's nftables table and exit 0.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -16,6 +16,7 @@ import { parseAgentFlags, type AgentConfig, type AgentFlags } from './agent-conf
 import { AgentMetrics, serveAgentMetrics } from './agent-metrics.js';
 import { ConnectionLearner, type LearnerEvent } from './learner.js';
 import { MoveSender } from './move-sender.js';
+import { OrphanWatch } from './orphan-watch.js';
 import { SlowWatch } from './slow-watch.js';
 
 const run = promisify(execFile);
@@ -44,7 +45,7 @@ async function assertPrerequisites(config: AgentConfig): Promise<void> {
   ];
   if (missing.length) throw new WedgeError('WEDGE_ERR_PRIVILEGE', `${missing.join('; ')}. Fix: ${PRIVILEGE_FIX}`);
   await requireTool('nft', ['--version'], 'install nftables (apt-get install nftables)');
-  if (config.slowFraction > 0) await requireTool('ss', ['-V'], 'install iproute2 (apt-get install iproute2), or pass --slow-fraction 0');
+  if (config.slowFraction > 0 || config.orphanTimeoutMs > 0) await requireTool('ss', ['-V'], 'install iproute2 (apt-get install iproute2), or pass --slow-fraction 0 --orphan-timeout 0');
 }
 
 function makeLogger(flags: AgentFlags, address: string): Logger {
@@ -124,7 +125,22 @@ export async function runAgent(flags: AgentFlags): Promise<void> {
     });
   }
 
+  const orphans = config.orphanTimeoutMs > 0
+    ? new OrphanWatch({
+        ports: config.ports,
+        quietMs: config.orphanTimeoutMs,
+        connections: () => learner.silent(),
+        retry: (key) => learner.retry(key),
+        onReset: (binding, quietMs) => {
+          metrics.orphanResets.inc();
+          logger.error({ client: text(binding.client), server: text(binding.server), quietMs }, 'connection reset: its server went silent before the key exchange finished, so no replica can move it');
+        },
+        onError: (error) => logger.warn({ err: error }, 'could not watch unprotected connections (ss)'),
+      })
+    : undefined;
+
   const stopAll = async () => {
+    orphans?.stop();
     watch?.stop();
     await learner.stop();
     await agent.stop();
@@ -135,6 +151,7 @@ export async function runAgent(flags: AgentFlags): Promise<void> {
     await agent.start();
     learner.start();
     watch?.start();
+    orphans?.start();
   } catch (error) {
     await stopAll().catch(() => undefined);
     throw error instanceof WedgeError ? error : new WedgeError('WEDGE_ERR_MIGRATE_AGENT', (error as Error).message, { cause: error });

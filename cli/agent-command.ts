@@ -17,6 +17,7 @@ export function registerAgentCommand(program: Command): void {
     .option('--metrics <addr:port>', 'Prometheus metrics on GET /metrics (loopback only)', '127.0.0.1:9191')
     .option('--slow-fraction <f>', 'ask the server to move a connection whose throughput stays below this fraction of its best; 0 turns it off', '0.3')
     .option('--slow-samples <n>', 'how many consecutive 500 ms samples must be slow before asking', '4')
+    .option('--orphan-timeout <ms>', 'reset a connection whose server never answered the key exchange (so no replica can move it) once it has received nothing for this long and a last key exchange fails; 0 turns it off', '5000')
     .option('--log-file <path>', 'write JSON logs here instead of stderr')
     .option('--log-level <level>', 'trace, debug, info, warn or error', process.env.WEDGE_LOG_LEVEL ?? 'info')
     .addHelpText(
@@ -26,7 +27,9 @@ The agent watches this host's new TCP connections to the service ports, agrees a
 each with the server (checked against --service-key), and then accepts that key's Migrate SYNs:
 when a Wedge server fails or sheds load, another replica takes the connection over and the agent
 rewrites its packets (nftables) so the unmodified application keeps talking to "the old server".
-It also asks the server to move a connection that became much slower than it was.
+It also asks the server to move a connection that became much slower than it was, and resets
+(loudly, counted) a connection that nobody can save: its server went silent before their key
+exchange finished and then stopped sending (--orphan-timeout), instead of leaving it hanging.
 Connections to servers that are not Wedges are left alone. Needs root (CAP_NET_ADMIN,
 CAP_NET_RAW), nftables (nft) and iproute2 (ss). Stop it with Ctrl-C or SIGTERM: it removes its
 rules.

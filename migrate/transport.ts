@@ -23,7 +23,9 @@ import {
  * The agent calls negotiateConnectionKey right after seeing a connection's handshake: it sends
  * the HELLO from the client address, resends it every retryMs (UDP may drop it) and resolves with
  * the keys of the first valid ACCEPT from the server's address and port, or rejects with
- * WEDGE_ERR_MIGRATE_NEGOTIATION at the deadline. Datagrams from anywhere else are ignored.
+ * WEDGE_ERR_MIGRATE_NEGOTIATION at the deadline, or at once when the server's host refuses the
+ * port (isRefusal: nothing there to negotiate with, as opposed to a server that went silent).
+ * Datagrams from anywhere else are ignored.
  */
 
 export interface ResponderOptions {
@@ -83,27 +85,42 @@ export interface NegotiateOptions {
 }
 
 /** Runs the agent's side of one exchange; resolves with the connection's key and token. */
+/** The negotiation failed because the server's host has no responder on the port (ICMP port unreachable). */
+export function isRefusal(error: unknown): boolean {
+  return error instanceof WedgeError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ECONNREFUSED';
+}
+
 export async function negotiateConnectionKey(options: NegotiateOptions): Promise<ConnectionKeys> {
   const { connection } = options;
   const exchange = new AgentExchange(connection);
   const port = options.port ?? connection.server.port;
   const socket = createSocket({ type: 'udp4' });
   try {
+    // Connected, so that the kernel drops datagrams from anyone else and reports a port
+    // unreachable (a host without a responder) as ECONNREFUSED.
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
-      socket.bind(0, connection.client.address, () => resolve());
+      socket.bind(0, connection.client.address, () => socket.connect(port, connection.server.address, () => resolve()));
     });
     return await new Promise<ConnectionKeys>((resolve, reject) => {
       const reasons: NegotiationRejection[] = [];
-      const send = () => socket.send(exchange.hello, port, connection.server.address);
+      const send = () => socket.send(exchange.hello);
       const retry = setInterval(send, options.retryMs ?? 200);
-      const deadline = setTimeout(() => {
+      const fail = (error: WedgeError) => {
         clearInterval(retry);
+        clearTimeout(deadline);
+        reject(error);
+      };
+      const deadline = setTimeout(() => {
         const seen = reasons.length ? ` (rejected answers: ${reasons.join(', ')})` : '';
-        reject(new WedgeError('WEDGE_ERR_MIGRATE_NEGOTIATION', `no valid answer from ${connection.server.address}:${port}${seen}`));
+        fail(new WedgeError('WEDGE_ERR_MIGRATE_NEGOTIATION', `no valid answer from ${connection.server.address}:${port}${seen}`));
       }, options.timeoutMs ?? 2000);
-      socket.on('message', (message: Buffer, from: RemoteInfo) => {
-        if (from.address !== connection.server.address || from.port !== port) return;
+      socket.removeAllListeners('error');
+      socket.on('error', (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ECONNREFUSED') return;
+        fail(new WedgeError('WEDGE_ERR_MIGRATE_NEGOTIATION', `${connection.server.address}:${port} refused: no key exchange there (not a Wedge with TCP Migrate)`, { cause: error }));
+      });
+      socket.on('message', (message: Buffer) => {
         const outcome = exchange.receive(message, options.trusted);
         if (!outcome.ok) {
           reasons.push(outcome.reason);

@@ -23,13 +23,14 @@ describe('wedge agent flags', () => {
     metrics: '127.0.0.1:9191',
     slowFraction: '0.3',
     slowSamples: '4',
+    orphanTimeout: '5000',
     logLevel: 'info',
     ...over,
   });
 
   it('turns the defaults into a configuration', () => {
     const config = parseAgentFlags(flags({ ports: '80, 8080,80' }));
-    expect(config).toMatchObject({ address: '127.0.0.1', ports: [80, 8080], metrics: { host: '127.0.0.1', port: 9191 }, slowFraction: 0.3, slowSamples: 4 });
+    expect(config).toMatchObject({ address: '127.0.0.1', ports: [80, 8080], metrics: { host: '127.0.0.1', port: 9191 }, slowFraction: 0.3, slowSamples: 4, orphanTimeoutMs: 5000 });
     expect([...config.trusted.keys()]).toEqual([serviceKeyId(service.publicKey).toString('hex')]);
   });
 
@@ -50,6 +51,8 @@ describe('wedge agent flags', () => {
     [{ slowFraction: '1' }, /--slow-fraction/],
     [{ slowFraction: '-0.1' }, /--slow-fraction/],
     [{ slowSamples: '0' }, /--slow-samples/],
+    [{ orphanTimeout: '-1' }, /--orphan-timeout/],
+    [{ orphanTimeout: '5s' }, /--orphan-timeout/],
     [{ iface: 'no-such-if0' }, /--iface/],
   ] as [Partial<AgentFlags>, RegExp][])('refuses %o with a WEDGE_ERR_CONFIG naming the option', (over, message) => {
     expect(() => parseAgentFlags(flags(over))).toThrow(expect.objectContaining({ code: 'WEDGE_ERR_CONFIG', message: expect.stringMatching(message) }));

@@ -10,7 +10,7 @@ import {
   trustedServiceKeys,
   type ConnectionBinding,
 } from '../../migrate/negotiation.js';
-import { NegotiationResponder, negotiateConnectionKey } from '../../migrate/transport.js';
+import { NegotiationResponder, isRefusal, negotiateConnectionKey } from '../../migrate/transport.js';
 import { WedgeError } from '../../errors/codes.js';
 
 const service = generateKeyPairSync('ed25519');
@@ -169,6 +169,24 @@ describe('Migrate key negotiation over UDP (loopback)', () => {
       expect(responder.rejected.get('not-served')).toBeGreaterThanOrEqual(2);
     } finally {
       await responder.close();
+    }
+  });
+
+  it('fails at once, as a refusal, when nothing listens on the server\'s port (not a Wedge), but not on silence', async () => {
+    const closed = await NegotiationResponder.listen({ address: '127.0.0.1', port: 0, negotiator: new ServerNegotiator(identity, () => false) });
+    const port = closed.port;
+    await closed.close();
+    const refused = await negotiateConnectionKey({ connection: { ...local, server: { address: '127.0.0.1', port } }, trusted, timeoutMs: 5000, retryMs: 50 }).catch((error: unknown) => error);
+    expect(refused).toMatchObject({ code: 'WEDGE_ERR_MIGRATE_NEGOTIATION', message: expect.stringMatching(/refused/) });
+    expect(isRefusal(refused)).toBe(true);
+
+    const silent = await NegotiationResponder.listen({ address: '127.0.0.1', port: 0, negotiator: new ServerNegotiator(identity, () => false) });
+    try {
+      const timedOut = await negotiateConnectionKey({ connection: { ...local, server: { address: '127.0.0.1', port: silent.port } }, trusted, timeoutMs: 300, retryMs: 50 }).catch((error: unknown) => error);
+      expect(timedOut).toMatchObject({ code: 'WEDGE_ERR_MIGRATE_NEGOTIATION' });
+      expect(isRefusal(timedOut)).toBe(false);
+    } finally {
+      await silent.close();
     }
   });
 });

@@ -97,7 +97,7 @@ async function inLab(lab: Lab, s: Scenario): Promise<{ outcome: Outcome; detail:
   if (body.length > expected.length || !body.subarray(0, shared).equals(expected.subarray(0, shared))) {
     return { outcome: 'corrupted', detail: `${why}; first difference at byte ${firstDifference(body, expected)}` };
   }
-  const counted = await abortsCounted(lab, live);
+  const counted = await abortsCounted(lab, live, s.transport);
   if (counted === undefined) return { outcome: 'server-died', detail: `${why}; a server that was not crashed no longer answers /metrics` };
   if (s.fault === 'client-reset') {
     const left = await drained(lab, live);
@@ -190,17 +190,24 @@ function watch(out: string, client: Background, paused: () => boolean, stalled: 
   return { stop: () => clearInterval(timer) };
 }
 
-/* Aborts the live servers counted (resets and aborted takeovers), with their reasons; undefined if one is gone. */
-async function abortsCounted(lab: Lab, live: string[]): Promise<{ total: number; reasons: string } | undefined> {
+/*
+ * Aborts the live servers counted (resets and aborted takeovers), and the client agent's resets
+ * of connections no replica could move, with their reasons; undefined if a server is gone.
+ */
+async function abortsCounted(lab: Lab, live: string[], transport: Scenario['transport']): Promise<{ total: number; reasons: string } | undefined> {
   const counted: string[] = [];
   let total = 0;
-  for (const server of live) {
+  for (const server of transport === 'migrate' ? [...live, 'client-agent'] : live) {
     try {
       const metrics = await lab.metrics(server);
-      const samples = [...metrics.all('wedge_aborts_total'), ...metrics.all('wedge_takeovers_total').filter((sample) => sample.labels.result === 'aborted')];
+      const samples = [
+        ...metrics.all('wedge_aborts_total'),
+        ...metrics.all('wedge_takeovers_total').filter((sample) => sample.labels.result === 'aborted'),
+        ...metrics.all('wedge_agent_orphan_resets_total'),
+      ];
       for (const sample of samples.filter((sample) => sample.value > 0)) {
         total += sample.value;
-        counted.push(`${server} ${sample.name.replace(/^wedge_|_total$/g, '')}{${sample.labels.reason ?? sample.labels.result}}=${sample.value}`);
+        counted.push(`${server} ${sample.name.replace(/^wedge_|_total$/g, '')}{${sample.labels.reason ?? sample.labels.result ?? ''}}=${sample.value}`);
       }
     } catch {
       return undefined;
