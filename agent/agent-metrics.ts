@@ -10,6 +10,7 @@ export class AgentMetrics {
   readonly migrations = new Counter({ name: 'wedge_agent_migrations_total', help: 'Connections moved to another server by a valid Migrate SYN', registers: [this.registry] });
   readonly rejectedSyns = new Counter({ name: 'wedge_agent_rejected_syns_total', help: 'Migrate SYNs refused with RST, by reason', labelNames: ['reason'], registers: [this.registry] });
   readonly ignoredSynAcks = new Counter({ name: 'wedge_agent_ignored_synacks_total', help: 'SYN-ACKs that started nothing, by reason (no-socket: the client has no such socket, a spoof; not-a-reuse: other ISNs for a live connection that its server does not vouch for)', labelNames: ['reason'], registers: [this.registry] });
+  readonly invitations = new Counter({ name: 'wedge_agent_invitations_total', help: 'Key exchanges run with a replica that invited the agent (adopting a connection whose key never reached its group), by result (negotiated, failed)', labelNames: ['result'], registers: [this.registry] });
   readonly orphanResets = new Counter({ name: 'wedge_agent_orphan_resets_total', help: 'Connections reset because no replica could move them: their server went silent before the key exchange finished, then sent nothing for --orphan-timeout', registers: [this.registry] });
   readonly moveRequests = new Counter({ name: 'wedge_agent_move_requests_total', help: 'MOVE requests sent for connections slower than a fraction of their best', registers: [this.registry] });
 

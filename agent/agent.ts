@@ -1,6 +1,6 @@
 import { MigrateSynCapture, sendTcpSegment, TCP_ACK, TCP_RST, TCP_SYN, type CapturedSyn } from '../native/migrate.js';
 import type { ConnectionBinding, ConnectionKeys } from '../migrate/negotiation.js';
-import { findMigrateOption, MIGRATE_EXID, verifyMigrateOption, type Endpoint } from '../migrate/option.js';
+import { findMigrateOption, isInvitation, MIGRATE_EXID, verifyMigrateOption, type Endpoint } from '../migrate/option.js';
 import {
   agentTableName,
   baseTableText,
@@ -17,7 +17,8 @@ import {
  * The agent keeps a table of negotiated connections (binding + key + token, from
  * migrate/negotiation.ts) keyed by token. It captures Migrate SYNs to the client address
  * (native MigrateSynCapture) and, for each, in this order:
- *   1. parses the option (malformed / absent: reject);
+ *   1. parses the option (malformed / absent: reject); an invitation (all-zero token) is only
+ *      reported: the learner may run that connection's key exchange with its sender;
  *   2. looks the token up (unknown: reject);
  *   3. checks the SYN is addressed to that connection's client port;
  *   4. verifies the MAC with the connection's key over: client, the server the connection
@@ -79,6 +80,8 @@ export type AgentEvent =
   | { kind: 'rejected'; reason: SynRejection; syn: CapturedSyn }
   | { kind: 'migrated'; token: string; request: number; from: Endpoint; to: Endpoint }
   | { kind: 'repeated'; token: string; request: number; to: Endpoint }
+  /* A replica asks to run a connection's key exchange with it (migrate/option.ts: invitations). */
+  | { kind: 'invited'; syn: CapturedSyn }
   | { kind: 'error'; error: Error };
 
 export interface AgentOptions {
@@ -162,6 +165,10 @@ export class MigrateAgent {
     const decoded = findMigrateOption(syn.options);
     if (!decoded.ok) return this.reject(syn, 'bad-option');
     const { option } = decoded;
+    if (isInvitation(option)) {
+      this.options.onEvent?.({ kind: 'invited', syn });
+      return;
+    }
     const id = option.token.toString('hex');
     const tracked = this.connections.get(id);
     if (!tracked) return this.reject(syn, 'unknown-token');

@@ -4,6 +4,7 @@ import type { ConnectionBinding, ConnectionKeys, TrustedServiceKeys } from '../m
 import { isRefusal, negotiateConnectionKey } from '../migrate/transport.js';
 import { readOpenSockets, socketKey } from './client-sockets.js';
 import type { AgentConnection } from './agent.js';
+import type { Endpoint } from '../migrate/option.js';
 
 /*
  * Theory of operation: how the agent finds the client host's connections to Wedge services by
@@ -37,7 +38,11 @@ import type { AgentConnection } from './agent.js';
  * Migrate, and its connections are left alone. One that does not answer at all may have died
  * before the exchange finished (the connection's first milliseconds): then no replica holds the
  * connection's key and none can move it. Such connections are listed by silent() for the
- * OrphanWatch, which retries the exchange (retry()) before it gives up on one.
+ * OrphanWatch, which retries the exchange (retry()) before it gives up on one. And the replica
+ * that adopts such a connection invites the agent (a Migrate SYN with the all-zero token,
+ * migrate/option.ts) to run the exchange with it instead: invited(). The replica signs its
+ * answer with the service key like the server would have, so the connection gets its key after
+ * all and moves normally.
  */
 
 export type LearnerEvent =
@@ -46,6 +51,7 @@ export type LearnerEvent =
   | { kind: 'unnegotiated'; binding: ConnectionBinding; error: Error }
   | { kind: 'forgotten'; binding: ConnectionBinding; keys: ConnectionKeys }
   | { kind: 'ignored'; binding: ConnectionBinding; reason: 'no-socket' | 'not-a-reuse' }
+  | { kind: 'invitation'; binding: ConnectionBinding; via: string; accepted: boolean }
   | { kind: 'error'; error: Error };
 
 /** Where negotiated connections go (the MigrateAgent). */
@@ -77,6 +83,8 @@ export interface LearnedConnection {
 }
 
 const DEFAULT_POLL_MS = 1000;
+/* An invited exchange sends one HELLO and waits this long: the replica repeats its invitation. */
+const INVITATION_ANSWER_MS = 300;
 
 /** What a server's SYN-ACK to the client says about the connection. */
 export function bindingFromSynAck(synAck: CapturedSegment): ConnectionBinding {
@@ -92,6 +100,8 @@ export class ConnectionLearner {
   private readonly learned = new Map<string, LearnedConnection>();
   /* SYN-ACKs (4-tuple and ISNs) being checked now. */
   private readonly checking = new Set<string>();
+  /* Socket keys of connections running an invited key exchange. */
+  private readonly invitations = new Set<string>();
   private capture: SynAckCapture | undefined;
   private poller: NodeJS.Timeout | undefined;
   private polling: Promise<void> = Promise.resolve();
@@ -128,6 +138,29 @@ export class ConnectionLearner {
   /** The connections whose server never answered the key exchange, by socket key. */
   *silent(): IterableIterator<[string, LearnedConnection]> {
     for (const [key, connection] of this.learned) if (connection.silent && !connection.keys) yield [key, connection];
+  }
+
+  /**
+   * A replica invited the agent to run the key exchange of the connection of CLIENT with it (VIA:
+   * the invitation's sender): for a connection without a key whose server did not refuse, one
+   * HELLO to VIA, one at a time per connection; a valid signed answer protects the connection.
+   */
+  invited(client: Endpoint, via: Endpoint): void {
+    const found = [...this.learned].find(([, c]) => c.binding.client.address === client.address && c.binding.client.port === client.port);
+    if (!found) return;
+    const [key, connection] = found;
+    if (connection.keys || connection.silent === false || this.invitations.has(key)) return;
+    this.invitations.add(key);
+    negotiateConnectionKey({ connection: connection.binding, trusted: this.options.trusted, via: via.address, port: via.port, timeoutMs: INVITATION_ANSWER_MS, retryMs: 2 * INVITATION_ANSWER_MS })
+      .then(
+        (keys) => {
+          const current = this.learned.get(key) === connection && !connection.keys;
+          if (current) this.protect(connection, keys);
+          this.options.onEvent({ kind: 'invitation', binding: connection.binding, via: via.address, accepted: current });
+        },
+        () => this.options.onEvent({ kind: 'invitation', binding: connection.binding, via: via.address, accepted: false }),
+      )
+      .finally(() => this.invitations.delete(key));
   }
 
   /** Runs a silent connection's key exchange once more; true if its server answered (it is protected now). */
@@ -173,8 +206,9 @@ export class ConnectionLearner {
       await this.end(key, known);
       this.learned.set(key, connection);
     }
-    // The connection may have ended while the exchange ran: then there is nothing to register.
-    if (!keys || this.learned.get(key) !== connection) return;
+    // The connection may have ended while the exchange ran (nothing to register), or an invited
+    // exchange may have protected it first.
+    if (!keys || this.learned.get(key) !== connection || connection.keys) return;
     this.protect(connection, keys);
   }
 

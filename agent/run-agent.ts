@@ -71,6 +71,8 @@ export async function runAgent(flags: AgentFlags): Promise<void> {
       logger.info({ token: event.token, request: event.request, from: text(event.from), to: text(event.to) }, 'migrated');
     } else if (event.kind === 'repeated') {
       logger.info({ token: event.token, request: event.request, to: text(event.to) }, 'retransmitted Migrate SYN answered again');
+    } else if (event.kind === 'invited') {
+      learner.invited({ address: event.syn.destinationAddress, port: event.syn.destinationPort }, { address: event.syn.sourceAddress, port: event.syn.sourcePort });
     } else if (event.kind === 'rejected') {
       metrics.rejectedSyns.inc({ reason: event.reason });
       logger.warn({ reason: event.reason, from: `${event.syn.sourceAddress}:${event.syn.sourcePort}` }, 'rejected Migrate SYN');
@@ -92,6 +94,9 @@ export async function runAgent(flags: AgentFlags): Promise<void> {
       // Most servers on the service ports may well not be Wedges: not an error.
       metrics.negotiations.inc({ result: 'unnegotiated' });
       logger.debug({ ...connection, reason: event.error.message }, 'unnegotiated');
+    } else if (event.kind === 'invitation') {
+      metrics.invitations.inc({ result: event.accepted ? 'negotiated' : 'failed' });
+      logger.info({ ...connection, via: event.via, accepted: event.accepted }, 'key exchange with an inviting replica');
     } else if (event.kind === 'ignored') {
       metrics.ignoredSynAcks.inc({ reason: event.reason });
       logger.warn({ ...connection, reason: event.reason }, 'SYN-ACK ignored');

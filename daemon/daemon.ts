@@ -106,7 +106,7 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
   const pipeline = (probeIface: string) => new TakeoverPipeline({ iface: probeIface, ...probe, resumesPerTurn: 1024 }, server, guard, replication, server.metrics, logger);
   if (flags.takeover === 'migrate') {
     const race = { self, service: { address: service.host, port: service.port }, ...RACE };
-    new MigrateRace(race, member, pipeline(interfaceOf(service.host).iface), replication, logger).start();
+    new MigrateRace(race, member, pipeline(interfaceOf(service.host).iface), replication, logger, serving && ((record, timeoutMs) => serving.invite(record, timeoutMs))).start();
   } else {
     new AddressTakeover({ self, iface, prefixLength }, member, pipeline(iface), logger).start([service.host]);
   }

@@ -7,6 +7,13 @@
  *          only if the binding names a connection served here, 4-tuple and both ISNs (the
  *          replication anchors are ISN+1). The agreed secrets then join the connection's soft
  *          state, so that any member of the support group can later send a valid Migrate SYN.
+ *   INVITE the group must adopt a dead server's connection whose key never reached it (the server
+ *          died during the exchange): invite() sends its client an invitation (migrate/option.ts)
+ *          every INVITE_REPEAT_MS from the service address, and answers the agent's HELLO for
+ *          that connection (checked against the soft-state record: 4-tuple and both ISNs) as the
+ *          server would have. The agreed secrets go to the race, which then moves the
+ *          connection as usual. The exchange is kept (a replayed HELLO gets the same answer and
+ *          cannot swap the key) until the connection ends here, or INVITE_KEEP_MS if it never came.
  *   MOVE   the agent asks for a connection to be moved (its throughput fell): accepted only with
  *          a valid MAC under that connection's key, from the connection's client, with a
  *          sequence above the last accepted one; the connection is then handed off to the group.
@@ -22,6 +29,17 @@ import type { WedgeServer } from './server.js';
 import { decodeMoveRequest, isMoveRequest, verifyMoveRequest } from '../migrate/move-request.js';
 import { ServerNegotiator, type ConnectionBinding, type ServerNegotiated, type ServiceIdentity } from '../migrate/negotiation.js';
 import { NegotiationResponder } from '../migrate/transport.js';
+import { invitationOption, migrateSynOptions } from '../migrate/option.js';
+import { sendTcpSegment, TCP_SYN } from '../native/migrate.js';
+import type { ConnectionRecord, MigrateSecrets } from '../softstate/index.js';
+
+const INVITE_REPEAT_MS = 100;
+const INVITE_KEEP_MS = 30_000;
+
+interface Invitation {
+  binding: ConnectionBinding;
+  accepted: (secrets: MigrateSecrets) => void;
+}
 
 export class MigrateServing {
   private responder: NegotiationResponder | undefined;
@@ -29,6 +47,8 @@ export class MigrateServing {
   /* Per connection id: its binding (to forget the exchange when it closes) and the last MOVE sequence. */
   private readonly bindings = new Map<string, ConnectionBinding>();
   private readonly lastMove = new Map<string, number>();
+  /* Adoptions waiting for their client's agent to run the key exchange with us, by connection id. */
+  private readonly invitations = new Map<string, Invitation>();
 
   constructor(
     private readonly service: Endpoint,
@@ -56,13 +76,49 @@ export class MigrateServing {
     await this.responder?.close();
   }
 
+  /**
+   * Asks the client of RECORD (a connection without a key, being adopted here) to run the key
+   * exchange with this server; the secrets, or undefined if its agent did not within TIMEOUT_MS.
+   */
+  async invite(record: ConnectionRecord, timeoutMs: number): Promise<MigrateSecrets | undefined> {
+    const { transport } = record;
+    const binding: ConnectionBinding = { client: record.client, server: record.service, clientIsn: (transport.recvSeq - 1) >>> 0, serverIsn: (transport.sendSeq - 1) >>> 0 };
+    const options = migrateSynOptions(invitationOption(), transport.mss);
+    const send = () =>
+      sendTcpSegment({ localAddress: this.service.host, localPort: this.service.port, remoteAddress: record.client.address, remotePort: record.client.port, seq: transport.sendSeq, ack: 0, flags: TCP_SYN, options });
+    let repeat: NodeJS.Timeout | undefined;
+    let deadline: NodeJS.Timeout | undefined;
+    const secrets = await new Promise<MigrateSecrets | undefined>((resolve) => {
+      this.invitations.set(record.id, { binding, accepted: resolve });
+      deadline = setTimeout(() => resolve(undefined), timeoutMs);
+      repeat = setInterval(send, INVITE_REPEAT_MS);
+      send();
+    }).finally(() => {
+      clearInterval(repeat);
+      clearTimeout(deadline);
+      this.invitations.delete(record.id);
+    });
+    this.metrics.migrateInvitations.inc({ result: secrets ? 'agreed' : 'unanswered' });
+    return secrets;
+  }
+
   private isServed(binding: ConnectionBinding): boolean {
-    const anchors = this.replication.anchors(connectionId(binding.client, binding.server));
+    const id = connectionId(binding.client, binding.server);
+    const invited = this.invitations.get(id)?.binding;
+    if (invited) return invited.clientIsn === binding.clientIsn && invited.serverIsn === binding.serverIsn;
+    const anchors = this.replication.anchors(id);
     return anchors !== undefined && anchors.sendSeq === ((binding.serverIsn + 1) >>> 0) && anchors.recvSeq === ((binding.clientIsn + 1) >>> 0);
   }
 
   private onNegotiated({ connection: binding, keys }: ServerNegotiated): void {
     const id = connectionId(binding.client, binding.server);
+    const invitation = this.invitations.get(id);
+    if (invitation) {
+      this.logger.info({ conn: id, token: keys.token.toString('hex') }, 'TCP Migrate key agreed with an invited client agent');
+      invitation.accepted({ token: keys.token, key: keys.key, original: binding.server });
+      setTimeout(() => this.forgetWhenEnded(id, binding), INVITE_KEEP_MS).unref();
+      return;
+    }
     const connection = this.server.connections.get(id);
     if (!connection) {
       this.negotiator.forget(binding);
@@ -77,6 +133,12 @@ export class MigrateServing {
     this.replication.secure(id, { token: keys.token, key: keys.key, original: binding.server });
     this.metrics.migrateNegotiations.inc({ result: 'agreed' });
     this.logger.info({ conn: id, token: keys.token.toString('hex') }, 'TCP Migrate key agreed with the client agent');
+  }
+
+  private forgetWhenEnded(id: string, binding: ConnectionBinding): void {
+    const connection = this.server.connections.get(id);
+    if (!connection) return this.negotiator.forget(binding);
+    connection.once('ended', () => this.negotiator.forget(binding));
   }
 
   private onMove(message: Buffer, from: RemoteInfo): void {

@@ -139,6 +139,27 @@ export function encodeMigrateOption(key: Buffer, fields: MigrateSegmentFields, t
   return out;
 }
 
+/*
+ * An invitation: a Migrate SYN with the all-zero token, request 0 and no MAC. A replica sends it
+ * to the client of a connection it must adopt but whose key never reached the group (its server
+ * died during the key exchange). It moves nothing: the agent only runs the key exchange of that
+ * connection once more, with the invitation's sender (one HELLO per invitation); the exchange's
+ * signature is what proves the sender a replica, and only then can it send a real Migrate SYN.
+ */
+export const INVITATION_TOKEN = Buffer.alloc(MIGRATE_TOKEN_LENGTH);
+
+export function invitationOption(): Buffer {
+  const out = Buffer.alloc(MIGRATE_OPTION_LENGTH);
+  out[0] = MIGRATE_OPTION_KIND;
+  out[1] = MIGRATE_OPTION_LENGTH;
+  out.writeUInt16BE(MIGRATE_EXID, 2);
+  return out;
+}
+
+export function isInvitation(option: MigrateOption): boolean {
+  return option.token.equals(INVITATION_TOKEN);
+}
+
 /** The whole option block of a Migrate SYN: our option first (see header), then MSS. */
 export function migrateSynOptions(migrateOption: Buffer, mss: number): Buffer {
   if (migrateOption.length !== MIGRATE_OPTION_LENGTH) {

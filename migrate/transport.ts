@@ -78,29 +78,32 @@ export interface NegotiateOptions {
   trusted: TrustedServiceKeys;
   /** UDP port of the responder (default: the service's TCP port number). */
   port?: number;
+  /** Where the responder is, if not at the connection's server: a replica that invited the agent. */
+  via?: string;
   /** Give up after this long (default 2000 ms). */
   timeoutMs?: number;
   /** Resend the HELLO this often (default 200 ms). */
   retryMs?: number;
 }
 
-/** Runs the agent's side of one exchange; resolves with the connection's key and token. */
 /** The negotiation failed because the server's host has no responder on the port (ICMP port unreachable). */
 export function isRefusal(error: unknown): boolean {
   return error instanceof WedgeError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ECONNREFUSED';
 }
 
+/** Runs the agent's side of one exchange; resolves with the connection's key and token. */
 export async function negotiateConnectionKey(options: NegotiateOptions): Promise<ConnectionKeys> {
   const { connection } = options;
   const exchange = new AgentExchange(connection);
   const port = options.port ?? connection.server.port;
+  const responder = options.via ?? connection.server.address;
   const socket = createSocket({ type: 'udp4' });
   try {
     // Connected, so that the kernel drops datagrams from anyone else and reports a port
     // unreachable (a host without a responder) as ECONNREFUSED.
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
-      socket.bind(0, connection.client.address, () => socket.connect(port, connection.server.address, () => resolve()));
+      socket.bind(0, connection.client.address, () => socket.connect(port, responder, () => resolve()));
     });
     return await new Promise<ConnectionKeys>((resolve, reject) => {
       const reasons: NegotiationRejection[] = [];
@@ -113,12 +116,12 @@ export async function negotiateConnectionKey(options: NegotiateOptions): Promise
       };
       const deadline = setTimeout(() => {
         const seen = reasons.length ? ` (rejected answers: ${reasons.join(', ')})` : '';
-        fail(new WedgeError('WEDGE_ERR_MIGRATE_NEGOTIATION', `no valid answer from ${connection.server.address}:${port}${seen}`));
+        fail(new WedgeError('WEDGE_ERR_MIGRATE_NEGOTIATION', `no valid answer from ${responder}:${port}${seen}`));
       }, options.timeoutMs ?? 2000);
       socket.removeAllListeners('error');
       socket.on('error', (error: NodeJS.ErrnoException) => {
         if (error.code !== 'ECONNREFUSED') return;
-        fail(new WedgeError('WEDGE_ERR_MIGRATE_NEGOTIATION', `${connection.server.address}:${port} refused: no key exchange there (not a Wedge with TCP Migrate)`, { cause: error }));
+        fail(new WedgeError('WEDGE_ERR_MIGRATE_NEGOTIATION', `${responder}:${port} refused: no key exchange there (not a Wedge with TCP Migrate)`, { cause: error }));
       });
       socket.on('message', (message: Buffer) => {
         const outcome = exchange.receive(message, options.trusted);

@@ -18,14 +18,17 @@
  *            goes through the agent's rewrite and the endpoint is restored on this server's own
  *            address; the record keeps its id (the client's view) and names this server as its
  *            service.
- * A connection whose client has no agent (no secrets) cannot move this way: 'not-movable'.
+ * A connection without secrets (its server died before the client's agent finished the key
+ * exchange, or its client has no agent) gets one more chance: in rank order, one candidate at a
+ * time (INVITE_MS each) invites the agent to run the exchange with it (daemon/migrate-serving.ts)
+ * and, if the agent does, races for it as above. Otherwise it cannot move: 'not-movable'.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { TakeoverResult } from '../../errors/reasons.js';
 import { encodeMigrateOption, migrateSynOptions } from '../../migrate/option.js';
 import type { Replication } from '../../replication/replication.js';
-import type { ConnectionRecord, Endpoint, SoftStateMember } from '../../softstate/index.js';
+import type { ConnectionRecord, Endpoint, MigrateSecrets, SoftStateMember } from '../../softstate/index.js';
 import { rankMembers } from '../choose.js';
 import { detect, type Trigger } from '../detect.js';
 import type { Mover, TakeoverPipeline } from '../pipeline.js';
@@ -45,6 +48,14 @@ export interface RaceConfig {
 
 /* How often due connections are sent their Migrate SYNs, in one batch each time. */
 const WAVE_MS = 5;
+/* How long a candidate waits for an invited agent's key exchange; the next candidate then tries. */
+const INVITE_MS = 400;
+/* The agent registers the agreed key after its ACCEPT arrives; a Migrate SYN overtaking it would
+ * be refused as an unknown token, so the first one waits this long. */
+const AFTER_INVITE_MS = 20;
+
+/* Runs a key exchange for a keyless connection through its client's agent (MigrateServing). */
+export type Inviter = (record: ConnectionRecord, timeoutMs: number) => Promise<MigrateSecrets | undefined>;
 
 export class MigrateRace {
   /* `${id}#${migration}` of the versions already raced for. */
@@ -57,6 +68,7 @@ export class MigrateRace {
     private readonly pipeline: TakeoverPipeline,
     private readonly replication: Replication,
     private readonly logger: Logger,
+    private readonly invite?: Inviter,
   ) {
     this.mover = {
       local: () => config.service,
@@ -103,8 +115,8 @@ export class MigrateRace {
     });
     if (fresh.length === 0) return;
     const movable = fresh.filter((r) => r.migrate);
-    for (const record of fresh) if (!record.migrate) this.pipeline.count('not-movable');
     const candidates = this.candidates(fresh[0]!.owner);
+    const invited = fresh.filter((r) => !r.migrate).map((record) => this.inviteThenTake(record, candidates, started));
     const pending = movable.map((record) => ({
       record,
       delayMs: rankMembers(record.id, candidates).indexOf(this.config.self) * this.config.rankStepMs + Math.random() * this.config.jitterMs,
@@ -127,9 +139,20 @@ export class MigrateRace {
       if (due.length > 0) waves.push(this.wave(due, started));
       if (pending.length > 0) await sleep(WAVE_MS);
     }
-    const results = (await Promise.all(waves)).flat();
+    const results = [...(await Promise.all(waves)).flat(), ...(await Promise.all(invited))];
     const won = results.filter((r) => r === 'resumed').length;
     this.logger.info({ trigger, connections: fresh.length, candidates: movable.length, won, ms: +(performance.now() - started).toFixed(1) }, 'Migrate race over');
+  }
+
+  /* In rank order, one candidate after another invites the keyless connection's agent. */
+  private async inviteThenTake(record: ConnectionRecord, candidates: string[], raceStarted: number): Promise<TakeoverResult> {
+    await sleep(rankMembers(record.id, candidates).indexOf(this.config.self) * INVITE_MS);
+    if (this.takenElsewhere(record)) return this.pipeline.count('stood-down');
+    const migrate = this.invite && (await this.invite(record, INVITE_MS));
+    if (!migrate) return this.pipeline.count('not-movable');
+    await sleep(AFTER_INVITE_MS);
+    const [result] = await this.wave([{ ...record, migrate }], raceStarted);
+    return result!;
   }
 
   private async wave(records: ConnectionRecord[], raceStarted: number): Promise<TakeoverResult[]> {
