@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { ConnectionBinding } from '../migrate/negotiation.js';
 import { readReceiveState } from './receive-counters.js';
+import { PollLoop } from './poll-loop.js';
 
 /*
  * Connections nobody can save, ended loudly instead of left hanging.
@@ -43,23 +44,18 @@ export async function destroyClientSocket({ client, server }: ConnectionBinding)
 export class OrphanWatch {
   /* Bytes received and since when, per socket key. */
   private readonly progress = new Map<string, { received: number; sinceMs: number }>();
-  private timer: NodeJS.Timeout | undefined;
-  private running = false;
+  private readonly loop: PollLoop;
 
-  constructor(private readonly options: OrphanWatchOptions) {}
+  constructor(private readonly options: OrphanWatchOptions) {
+    this.loop = new PollLoop(options.pollMs ?? DEFAULT_POLL_MS, () => this.poll());
+  }
 
   start(): void {
-    this.running = true;
-    this.schedule();
+    this.loop.start();
   }
 
   stop(): void {
-    this.running = false;
-    clearTimeout(this.timer);
-  }
-
-  private schedule(): void {
-    if (this.running) this.timer = setTimeout(() => void this.poll().finally(() => this.schedule()), this.options.pollMs ?? DEFAULT_POLL_MS);
+    this.loop.stop();
   }
 
   private async poll(): Promise<void> {

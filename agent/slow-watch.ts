@@ -1,6 +1,7 @@
 import type { ConnectionKeys } from '../migrate/negotiation.js';
 import { readReceiveState, type ReceiveState } from './receive-counters.js';
 import { SlowDetector, type SlowDetectorOptions } from './slow-detector.js';
+import { PollLoop } from './poll-loop.js';
 
 /*
  * Client-triggered migration: every pollMs, reads how many bytes each negotiated connection's
@@ -29,28 +30,23 @@ const DEFAULT_POLL_MS = 500;
 
 export class SlowWatch {
   private readonly detectors = new Map<string, SlowDetector>();
-  private timer: NodeJS.Timeout | undefined;
-  private running = false;
+  private readonly loop: PollLoop;
 
-  constructor(private readonly options: SlowWatchOptions) {}
+  constructor(private readonly options: SlowWatchOptions) {
+    this.loop = new PollLoop(options.pollMs ?? DEFAULT_POLL_MS, () => this.poll());
+  }
 
   start(): void {
-    this.running = true;
-    this.schedule();
+    this.loop.start();
   }
 
   stop(): void {
-    this.running = false;
-    clearTimeout(this.timer);
+    this.loop.stop();
   }
 
   /** The connection was migrated: measure its new path from scratch. */
   migrated(token: string): void {
     this.detectors.get(token)?.restart();
-  }
-
-  private schedule(): void {
-    if (this.running) this.timer = setTimeout(() => void this.poll().finally(() => this.schedule()), this.options.pollMs ?? DEFAULT_POLL_MS);
   }
 
   private async poll(): Promise<void> {
