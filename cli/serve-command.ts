@@ -11,6 +11,7 @@ export function registerServeCommand(program: Command): void {
     .option('--origin <url>', 'the local HTTP/1.1 origin', 'http://127.0.0.1:8080')
     .option('--admin <addr:port>', 'admin API (connections, metrics, health, death reports); loopback unless a token is set', '127.0.0.1:9090')
     .option('--admin-token <token>', 'require this bearer token on the admin API (env WEDGE_ADMIN_TOKEN)', process.env.WEDGE_ADMIN_TOKEN)
+    .option('--state-listen <addr:port>', 'turn the state contract on (stateful origins, see README): origins PUT per-connection snapshots here (loopback only), e.g. 127.0.0.1:9092; every request to the origin then carries Wedge-Exchange and Wedge-State')
     .option('--no-splice', 'relay response bodies through JavaScript instead of moving them in the kernel with splice(2)')
     .option('--address <ip>', 'this server\'s own address on the cluster network: turns failover on (soft state, takeover)')
     .option('--service <addr:port>', 'the service address clients use here, adopted by a peer if this server dies')

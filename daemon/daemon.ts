@@ -42,6 +42,7 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
     logger,
     ...(flags.splice ? { splicer: { splice } } : {}),
     maxConnections,
+    ...(flags.stateListen ? { stateListen: parseEndpoint(flags.stateListen, '--state-listen') } : {}),
     limits: {
       headerTimeoutMs: positive(flags.headerTimeout, '--header-timeout'),
       idleTimeoutMs: positive(flags.idleTimeout, '--idle-timeout'),

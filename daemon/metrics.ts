@@ -24,6 +24,7 @@ export class WedgeMetrics implements RelayObserver, TakeoverObserver {
   readonly migrateInvitations = new Counter({ name: 'wedge_migrate_invitations_total', help: 'Client agents invited to run the key exchange of a connection adopted without a key (its server died during the exchange), by result (agreed, unanswered)', labelNames: ['result'], registers: [this.registry] });
   readonly moveRequests = new Counter({ name: 'wedge_move_requests_total', help: 'Client agents\' requests to move a connection, by result', labelNames: ['result'], registers: [this.registry] });
   readonly handoffs = new Counter({ name: 'wedge_handoffs_total', help: 'Connections handed to the support group (TCP Migrate), by trigger', labelNames: ['trigger'], registers: [this.registry] });
+  readonly snapshots = new Counter({ name: 'wedge_snapshots_total', help: 'Snapshot PUTs to the state listener (state contract), by result: stored, unknown (404), backwards (409), too-large (413), malformed (400), refused-peer (403)', labelNames: ['result'], registers: [this.registry] });
   readonly relinquished = new Counter({ name: 'wedge_relinquished_total', help: 'Connections given up silently because a peer took them over', registers: [this.registry] });
 
   constructor() {
@@ -44,6 +45,9 @@ export class WedgeMetrics implements RelayObserver, TakeoverObserver {
   }
   spliced(count: number): void {
     this.splicedBytesTotal.inc(count);
+  }
+  snapshot(result: string): void {
+    this.snapshots.inc({ result });
   }
   timeout(deadline: Deadline): void {
     this.timeoutsTotal.inc({ deadline });

@@ -6,6 +6,7 @@ export interface ServeFlags {
   admin: string;
   adminToken?: string;
   splice: boolean;
+  stateListen?: string;
   address?: string;
   service?: string;
   iface?: string;

@@ -18,7 +18,9 @@ import { RelayConnection, type AdoptedStream, type Splicer } from '../relay/conn
 import { errorResponse } from '../relay/error-page.js';
 import { DEFAULT_MAX_CONNECTIONS, type RelayLimits } from '../relay/options.js';
 import type { StreamMapJSON } from '../stream-map/stream-map.js';
+import { StateSlots } from '../relay/state-slots.js';
 import { startAdmin } from './admin.js';
+import { startStateStore } from './state-store.js';
 import { WedgeMetrics } from './metrics.js';
 
 export interface ServeConfig {
@@ -30,6 +32,8 @@ export interface ServeConfig {
   logger: Logger;
   limits?: Partial<RelayLimits>;
   maxConnections?: number;
+  /* The state contract's listener (loopback), when on. */
+  stateListen?: { host: string; port: number };
 }
 
 /* How long a refused client may take to read its 503 before its socket is closed anyway. */
@@ -40,6 +44,8 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
   readonly connections = new Map<string, RelayConnection>();
   private server: Server | undefined;
   private admin: FastifyInstance | undefined;
+  private stateStore: FastifyInstance | undefined;
+  private stateSlots: StateSlots | undefined;
   private reportPeerDead: ((peer: string, reason: string) => void) | undefined;
   private shedder: ((count: number) => number) | undefined;
   private protection: (id: string) => Protection = () => ({ protected: false, reason: 'failover is off (no --address)' });
@@ -56,6 +62,14 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
       server.listen({ host: listen.host, port: listen.port, backlog: 4096 }, () => resolve());
     });
     this.server = server;
+    const { stateListen } = this.config;
+    if (stateListen) {
+      const slots = new StateSlots();
+      this.stateStore = await startStateStore(slots, stateListen, this.metrics);
+      // The port actually bound (0 in tests).
+      slots.base = `http://${stateListen.host}:${(this.stateStore.server.address() as net.AddressInfo).port}`;
+      this.stateSlots = slots;
+    }
     this.admin = await startAdmin(
       {
         name: this.config.name,
@@ -107,6 +121,7 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     for (const connection of this.connections.values()) connection.client.destroy();
     await this.admin?.close();
+    await this.stateStore?.close();
   }
 
   private accept(socket: Socket): void {
@@ -148,6 +163,7 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
       ...(this.config.splicer ? { splicer: this.config.splicer } : {}),
       ...(adopted ? { adopted } : {}),
       ...(id ? { id } : {}),
+      ...(this.stateSlots ? { stateSlots: this.stateSlots } : {}),
     });
     this.connections.set(connection.id, connection);
     this.metrics.connectionsTotal.inc();

@@ -27,6 +27,8 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { WedgeError } from '../errors/codes.js';
 import type { AbortReason } from '../errors/reasons.js';
+import { forwardedHead } from '../parsers/forwarded-head.js';
+import type { HeaderList } from '../parsers/http-common.js';
 import type { RequestHead } from '../parsers/http-request.js';
 import { progress, socketFd } from '../native/index.js';
 import { StreamMap, type StreamMapChange } from '../stream-map/stream-map.js';
@@ -37,10 +39,11 @@ import { Lifecycle, type ConnectionState, type LifecycleChange } from './lifecyc
 import { RELAY_LIMITS, type RelayOptions, type Splicer } from './options.js';
 import { OriginLink } from './origin-link.js';
 import { RequestQueue, type PendingRequest } from './request-queue.js';
+import type { StateSlot } from './state-slots.js';
 
 export type { AdoptedStream, RelayObserver, RelayOptions, Splicer, SpliceJob } from './options.js';
 
-export type ConnectionChange = LifecycleChange | { kind: 'map'; change: StreamMapChange };
+export type ConnectionChange = LifecycleChange | { kind: 'map'; change: StreamMapChange } | { kind: 'snapshot' };
 export type EndState = 'closed' | 'aborted' | 'relinquished';
 /* Why a connection was let go silently: a peer took it (its record superseded ours, or the
  * client's agent answers with RST after a move), or it is rebuilt here at once. */
@@ -60,7 +63,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   bytesToClient = 0;
   requests = 0;
 
-  private readonly options: Required<Omit<RelayOptions, 'splicer' | 'adopted' | 'id'>> & { splicer?: Splicer };
+  private readonly options: Required<Omit<RelayOptions, 'splicer' | 'adopted' | 'id' | 'stateSlots'>> & { splicer?: Splicer };
   private readonly log: Logger;
   private readonly lifecycle: Lifecycle;
   private readonly queue: RequestQueue;
@@ -71,6 +74,8 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   private readonly deadlines: Deadlines;
   private readonly exchangeHost: ExchangeHost;
   private exchange: Exchange | undefined;
+  /* Where the origin stores this connection's snapshots (the state contract), when it is on. */
+  readonly stateSlot: StateSlot | undefined;
 
   constructor(client: Socket, options: RelayOptions) {
     super();
@@ -95,11 +100,13 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.bytesFromClient = adopted?.bytesFromClient ?? 0;
     this.bytesToClient = this.ackBase = adopted?.bytesToClient ?? 0;
     const requests = {
-      requestBegun: (start: number, head: RequestHead) => this.streamMap.beginRequest(start, head),
+      requestBegun: (start: number, head: RequestHead) => this.streamMap.beginRequest(start, head).index,
       requestEnded: (end: number) => this.streamMap.endRequest(end),
       forwardBody: (data: Buffer) => this.writeToOrigin(data),
       forwardedRequestFailed: (error: WedgeError, reason: AbortReason) => this.exchange?.framing.abandon(reason, error),
     };
+    this.stateSlot = options.stateSlots?.open();
+    if (this.stateSlot) this.stateSlot.onStored = () => this.emit('change', { kind: 'snapshot' });
     this.queue = new RequestQueue(this.bytesFromClient, this.options, this.lifecycle, requests, (method) => this.options.observer.request(method));
     this.exchangeHost = {
       client,
@@ -211,6 +218,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   private end(state: EndState, reason?: string): void {
     if (this.lifecycle.ended) return;
     this.deadlines.stop();
+    this.stateSlot?.close();
     this.exchange?.cancel();
     this.exchange = undefined;
     this.origin.drop();
@@ -302,8 +310,14 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   private startExchange(request: PendingRequest): void {
     this.requests++;
     this.exchange = Exchange.forRequest(this.exchangeHost, request);
-    this.exchange.start(this.queue.forward(request));
+    const [head, ...body] = this.queue.forward(request);
+    this.exchange.start([forwardedHead(head!, request.head.headers, this.contractFields(request.exchange)), ...body]);
     this.resumeReading();
+  }
+
+  /* The state contract's fields for the origin (none when the contract is off). */
+  private contractFields(exchange: number): HeaderList {
+    return this.stateSlot ? [['Wedge-Exchange', String(exchange)], ['Wedge-State', this.stateSlot.url]] : [];
   }
 
   /* What follows a response: its end in the map, then the next exchange, or the close. */

@@ -9,6 +9,7 @@ import type { AbortReason, TakeoverAbort } from '../errors/reasons.js';
 import type { ResumeStep } from '../stream-map/resume-plan.js';
 import type { Exchange as MapExchange, StreamMap } from '../stream-map/stream-map.js';
 import type { Deadline, Timeouts } from './deadlines.js';
+import type { StateSlots } from './state-slots.js';
 
 /* Moves `length` bytes from one socket fd to another inside the kernel. */
 export interface Splicer {
@@ -69,6 +70,8 @@ export interface RelayOptions extends Partial<RelayLimits> {
   splicer?: Splicer;
   /* Bodies shorter than this stay in JavaScript: a splice costs a few syscalls to set up. */
   spliceThreshold?: number;
+  /* The state contract is on: every request to the origin carries Wedge-Exchange and Wedge-State. */
+  stateSlots?: StateSlots;
   /* A connection taken over from another server, to continue where its client stands. */
   adopted?: AdoptedStream;
   /* The connection's name when its socket's addresses no longer say it: after a TCP Migrate the

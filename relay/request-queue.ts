@@ -29,6 +29,8 @@ export interface PendingRequest {
   end?: number;
   bodyChunks: Buffer[];
   forwarded: boolean;
+  /* Its exchange's index on the connection (the stream map's; `Wedge-Exchange` to the origin). */
+  exchange: number;
   /* Replayed after a takeover: its bytes were never held here. */
   replayed?: boolean;
 }
@@ -44,7 +46,8 @@ export type PendingItem = PendingRequest | PendingReject | PendingResume;
 
 /* Where parsed requests go: the stream map, and the origin once their exchange has started. */
 export interface RequestSink {
-  requestBegun(start: number, head: RequestHead): void;
+  /* Returns the exchange's index. */
+  requestBegun(start: number, head: RequestHead): number;
   requestEnded(end: number): void;
   forwardBody(data: Buffer): void;
   forwardedRequestFailed(error: WedgeError, reason: AbortReason): void;
@@ -157,8 +160,8 @@ export class RequestQueue {
       this.reject(new WedgeError('WEDGE_ERR_HTTP_UNSUPPORTED', `protocol upgrade (${head.method} ${head.target})`));
       return;
     }
-    const request: PendingRequest = { kind: 'request', head, start, bodyChunks: [], forwarded: false };
-    this.sink.requestBegun(start, head);
+    const exchange = this.sink.requestBegun(start, head);
+    const request: PendingRequest = { kind: 'request', head, start, bodyChunks: [], forwarded: false, exchange };
     this.parsing = request;
     this.items.push(request);
     this.heldBytes += head.rawHead.length;
@@ -188,5 +191,5 @@ export class RequestQueue {
 
 /* A request from the stream map, to send to the origin again (already recorded there). */
 function recordedRequest(exchange: Exchange): PendingRequest {
-  return { kind: 'request', head: requestOf(exchange), start: exchange.requestStart, end: exchange.requestEnd!, bodyChunks: [], forwarded: false, replayed: true };
+  return { kind: 'request', head: requestOf(exchange), start: exchange.requestStart, end: exchange.requestEnd!, bodyChunks: [], forwarded: false, exchange: exchange.index, replayed: true };
 }

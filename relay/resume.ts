@@ -3,6 +3,7 @@
  * the original request again, asking for the rest of the body of the same representation, and
  * the check that the origin's answer is exactly that.
  */
+import { isContractField } from '../parsers/forwarded-head.js';
 import type { ResponseHead } from '../parsers/http-response.js';
 import { ifRangeValidator, requestOf, resumeRange, type Exchange } from '../stream-map/stream-map.js';
 
@@ -13,7 +14,7 @@ const DROPPED_ON_RESUME = new Set(['range', 'if-range', 'if-match', 'if-none-mat
 export function rangeRequest(exchange: Exchange, bodyOffset: number): Buffer {
   const head = requestOf(exchange);
   const lines = [`GET ${head.target} HTTP/1.1`];
-  for (const [name, value] of head.headers) if (!DROPPED_ON_RESUME.has(name)) lines.push(`${name}: ${value}`);
+  for (const [name, value] of head.headers) if (!DROPPED_ON_RESUME.has(name) && !isContractField(name)) lines.push(`${name}: ${value}`);
   lines.push(`range: ${resumeRange(exchange, bodyOffset)}`);
   lines.push(`if-range: ${ifRangeValidator(exchange)}`);
   return Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1');

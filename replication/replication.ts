@@ -275,7 +275,8 @@ export class Replication {
   }
 }
 
-/* What the group must hear after one change of a connection: every stream-map change is news. */
+/* What the group must hear after one change of a connection: every stream-map change and every
+ * new snapshot is news. */
 export function actionOf(change: ConnectionChange): SoftStateAction {
-  return change.kind === 'map' ? 'advertise' : softStateOn(change);
+  return change.kind === 'map' || change.kind === 'snapshot' ? 'advertise' : softStateOn(change);
 }
