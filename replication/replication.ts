@@ -13,7 +13,8 @@
  *   transport  the TCP state: sequence *anchors* (the sequence numbers of byte 0 of each stream,
  *              i.e. the two ISN+1s), options, and the timestamp clock;
  *   streamMap  a ReplicatedStream (replication/records.ts): the stream map plus the byte counts of
- *              both streams, which resolve the 32-bit sequence numbers of the probe;
+ *              both streams, which resolve the 32-bit sequence numbers of the probe, and the
+ *              origin's latest snapshot (state contract, at most 4 KiB; advertised on each new one);
  *   migrate    the TCP Migrate key and token, once the client's agent negotiated them
  *              (daemon/migrate-serving.ts), and the server endpoint the client's socket names;
  *   handoff    set when this server asks its group to take the connection (load shedding, or
@@ -232,6 +233,8 @@ export class Replication {
     const service = { address: connection.client.localAddress!, port: connection.client.localPort! };
     // Only what a resume can still need: exchanges the client acknowledged whole are left out.
     const stream: ReplicatedStream = { map: connection.streamMap.toJSON(connection.acknowledged()), sent: connection.bytesToClient, received: connection.bytesFromClient };
+    const snapshot = connection.stateSlot?.snapshot;
+    if (snapshot) stream.snapshot = snapshot;
     return {
       id: connection.id,
       client,
