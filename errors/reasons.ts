@@ -20,6 +20,7 @@ export const ABORT_REASONS = {
   'client-timeout': 'the client sent no byte of the request body the origin was receiving for --body-timeout, after its response had begun',
   'response-timeout': 'no byte of the response moved for --response-timeout (the origin went silent, or the client stopped reading it), after it had begun',
   'representation-changed': 'on resume, the local origin did not answer with the rest of the same representation (changed file, no ranges)',
+  'resume-refused': 'on a resume from a snapshot (state contract), the local origin did not answer Wedge-Resumed with the snapshot\'s offset and the original status, or ended the resumed body early',
   stalled: 'the watchdog found bytes for a waiting client unacknowledged for its bound, and no exact repair (the client is not ahead, or its position cannot be resumed)',
 } as const satisfies Record<string, string>;
 

@@ -118,6 +118,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
       bytesToClient: () => this.bytesToClient,
       writeToClient: (data) => this.writeToClient(data),
       writeToOrigin: (data) => this.writeToOrigin(data),
+      contractFields: (exchange) => this.contractFields(exchange),
       spliced: (moved) => {
         this.bytesToClient += moved;
         this.options.observer.bytes('origin-to-client', moved);

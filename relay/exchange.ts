@@ -20,7 +20,8 @@ import type { Splicer } from './options.js';
 import type { OriginLink } from './origin-link.js';
 import type { PendingRequest } from './request-queue.js';
 import { ResponseFraming } from './response-framing.js';
-import { rangeRequest } from './resume.js';
+import type { HeaderList } from '../parsers/http-common.js';
+import { rangeRequest, stateRequest } from './resume.js';
 
 /* What an exchange needs of its connection. */
 export interface ExchangeHost {
@@ -34,6 +35,8 @@ export interface ExchangeHost {
   bytesToClient(): number;
   writeToClient(data: Buffer): void;
   writeToOrigin(data: Buffer): void;
+  /* The state contract's Wedge-Exchange and Wedge-State for exchange n (none when it is off). */
+  contractFields(exchange: number): HeaderList;
   /* Bytes the kernel moved to the client. */
   spliced(moved: number): void;
   guard(handle: () => void): void;
@@ -56,7 +59,8 @@ export class Exchange {
   }
 
   static forResume(host: ExchangeHost, step: ResumeStep): Exchange {
-    return new Exchange(host, step.exchange.method, step.exchange.keepAlive === true && requestKeepsAlive(step.exchange), step);
+    const keepAlive = step.exchange.keepAlive === true && step.exchange.bodyKind !== 'until-close' && requestKeepsAlive(step.exchange);
+    return new Exchange(host, step.exchange.method, keepAlive, step);
   }
 
   private constructor(
@@ -102,7 +106,8 @@ export class Exchange {
       if (resumed.exchange.bodyLength === resumed.bodyOffset) return this.finish(false);
     }
     host.origin.open();
-    if (resumed) host.writeToOrigin(rangeRequest(resumed.exchange, resumed.bodyOffset));
+    if (resumed?.state) host.writeToOrigin(stateRequest(resumed.exchange, resumed.state.offset, resumed.state.snapshot.data, host.contractFields(resumed.exchange.index)));
+    else if (resumed) host.writeToOrigin(rangeRequest(resumed.exchange, resumed.bodyOffset));
     else for (const chunk of held) host.writeToOrigin(chunk);
   }
 

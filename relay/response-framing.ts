@@ -10,13 +10,15 @@
  *
  * A resume exchange (after a takeover) expects the origin's 206 to the range request: the head
  * is checked to be the rest of the same representation (relay/resume.ts) and is never relayed;
- * only its body is.
+ * only its body is. A resume from a snapshot (the state contract) expects the origin's restart,
+ * answered `Wedge-Resumed: <k>` with the original status; of its body the bytes the client already
+ * has are dropped and the rest of the response is relayed (relay/resume.ts).
  */
 import type { AbortReason } from '../errors/reasons.js';
 import { ChunkedBodyFramer } from '../parsers/chunked.js';
 import { parseResponseHead, type ResponseHead } from '../parsers/http-response.js';
 import type { ResumeStep } from '../stream-map/resume-plan.js';
-import { resumeMismatch } from './resume.js';
+import { resumeMismatch, stateResumeMismatch } from './resume.js';
 
 export interface FramingSink {
   interim(rawHead: Buffer): void;
@@ -34,6 +36,9 @@ type Phase =
   | { kind: 'chunked'; framer: ChunkedBodyFramer }
   | { kind: 'until-close' }
   | { kind: 'kernel'; length: number }
+  /* A generated response restarted from a snapshot: `discard` bytes the client already has, then
+   * `deliver` more (undefined: up to the origin's close); `originLeft` of its body still to come. */
+  | { kind: 'state'; discard: number; deliver: number | undefined; originLeft: number | undefined }
   | { kind: 'done' };
 
 export class ResponseFraming {
@@ -81,6 +86,8 @@ export class ResponseFraming {
         return this.sink.body(chunk);
       case 'kernel':
         return this.fail('origin-data-during-splice', undefined);
+      case 'state':
+        return this.onStateBody(phase, chunk);
       case 'done':
         return;
     }
@@ -100,7 +107,8 @@ export class ResponseFraming {
 
   /* The origin closed its side. */
   originEnded(): void {
-    if (this.phase.kind === 'until-close') this.finish(false);
+    if (this.phase.kind === 'until-close' || (this.phase.kind === 'state' && this.phase.deliver === undefined)) this.finish(false);
+    else if (this.phase.kind === 'state') this.fail('resume-refused', 'the origin closed before the rest of the resumed response');
     // A splice in progress reports the short count itself.
     else if (this.phase.kind !== 'kernel') this.fail('origin-closed-early', undefined);
   }
@@ -153,11 +161,40 @@ export class ResponseFraming {
   }
 
   private onResumeHead(step: ResumeStep, head: ResponseHead, rest: Buffer): void {
+    if (step.state) return this.onStateResumeHead(step, step.state.offset, head, rest);
     const mismatch = resumeMismatch(step.exchange, step.bodyOffset, head);
     if (mismatch) return this.fail('representation-changed', mismatch);
     this.sink.head(head);
     this.phase = { kind: 'length', remaining: step.exchange.bodyLength! - step.bodyOffset };
     this.onLengthBody(rest);
+  }
+
+  private onStateResumeHead(step: ResumeStep, offset: number, head: ResponseHead, rest: Buffer): void {
+    const mismatch = stateResumeMismatch(step.exchange, offset, head);
+    if (mismatch) return this.fail('resume-refused', mismatch);
+    this.sink.head(head);
+    const { bodyLength } = step.exchange;
+    const originLeft = head.body.kind === 'length' ? head.body.length : undefined;
+    this.phase = { kind: 'state', discard: step.bodyOffset - offset, deliver: bodyLength === undefined ? undefined : bodyLength - step.bodyOffset, originLeft };
+    this.onStateBody(this.phase, rest);
+  }
+
+  private onStateBody(phase: Extract<Phase, { kind: 'state' }>, chunk: Buffer): void {
+    const fromOrigin = phase.originLeft === undefined ? chunk : chunk.subarray(0, phase.originLeft);
+    if (phase.originLeft !== undefined) phase.originLeft -= fromOrigin.length;
+    const dropped = Math.min(phase.discard, fromOrigin.length);
+    phase.discard -= dropped;
+    const fresh = fromOrigin.subarray(dropped);
+    const take = phase.deliver === undefined ? fresh : fresh.subarray(0, phase.deliver);
+    if (take.length > 0) this.sink.body(take);
+    if (phase.deliver !== undefined) {
+      phase.deliver -= take.length;
+      if (phase.deliver === 0) return this.finish(dropped + take.length < chunk.length);
+    }
+    if (phase.originLeft === 0) {
+      if (phase.deliver === undefined) this.finish(fromOrigin.length < chunk.length);
+      else this.fail('resume-refused', 'the resumed body ended before the rest of the response');
+    }
   }
 
   private onLengthBody(chunk: Buffer): void {

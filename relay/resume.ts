@@ -3,7 +3,8 @@
  * the original request again, asking for the rest of the body of the same representation, and
  * the check that the origin's answer is exactly that.
  */
-import { isContractField } from '../parsers/forwarded-head.js';
+import { forwardedHead, isContractField } from '../parsers/forwarded-head.js';
+import type { HeaderList } from '../parsers/http-common.js';
 import type { ResponseHead } from '../parsers/http-response.js';
 import { ifRangeValidator, requestOf, resumeRange, type Exchange } from '../stream-map/stream-map.js';
 
@@ -18,6 +19,22 @@ export function rangeRequest(exchange: Exchange, bodyOffset: number): Buffer {
   lines.push(`range: ${resumeRange(exchange, bodyOffset)}`);
   lines.push(`if-range: ${ifRangeValidator(exchange)}`);
   return Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1');
+}
+
+/* The request of a generated response again, restarting the origin from the snapshot at body byte
+ * `offset` (the state contract); `fields` are the adopter's own Wedge-Exchange and Wedge-State. */
+export function stateRequest(exchange: Exchange, offset: number, snapshot: Buffer, fields: HeaderList): Buffer {
+  const head = requestOf(exchange);
+  return forwardedHead(head.rawHead, head.headers, [...fields, ['Wedge-Resume', snapshot.toString('base64')], ['Wedge-Resume-Offset', String(offset)]]);
+}
+
+/* Why the origin's answer to stateRequest() is not the restart it asked for, if so. */
+export function stateResumeMismatch(exchange: Exchange, offset: number, head: ResponseHead): string | undefined {
+  const resumed = head.headers.find(([name]) => name === 'wedge-resumed')?.[1];
+  if (resumed !== String(offset)) return resumed === undefined ? 'no Wedge-Resumed in the answer (the origin ignored Wedge-Resume)' : `Wedge-Resumed: ${resumed}, expected ${offset}`;
+  if (head.status !== exchange.status) return `origin answered ${head.status}, the original response was ${exchange.status}`;
+  if (head.body.kind === 'chunked' || head.body.kind === 'none') return `a resumed body must have a Content-Length or end at close, not ${head.body.kind}`;
+  return undefined;
 }
 
 /* Why the origin's answer to rangeRequest() is not the rest of the same representation, if so. */

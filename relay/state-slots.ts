@@ -11,16 +11,11 @@
  * to close(); a snapshot's position (exchange, offset) never goes backwards.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Snapshot } from '../stream-map/resume-plan.js';
+
+export type { Snapshot } from '../stream-map/resume-plan.js';
 
 export const MAX_SNAPSHOT_BYTES = 4096;
-
-/* The state accounts for every request up to and including `exchange` and for the first
- * `offset` bytes of that exchange's response body. */
-export interface Snapshot {
-  exchange: number;
-  offset: number;
-  data: Buffer;
-}
 
 export type StoreResult = 'stored' | 'unknown' | 'backwards';
 

@@ -12,16 +12,29 @@
  *   between exchanges            adopt the idle connection as it is
  * Requests the old owner had received but not begun to answer (pipelined) are sent to the
  * origin again in order if they are complete GETs or HEADs; anything else cannot be replayed.
+ * A response that is not resumable this way (generated: chunked, no validator, not a GET) is
+ * resumed from the origin's snapshot when one covers the client's position (the state contract).
  * A client that has sent bytes the soft state does not know about, an offset the map cannot
  * explain, or an unresumable response all mean reset: never a guess.
  */
 import { requestOf, type Exchange, type StreamMap } from './stream-map.js';
 
-/* One response to (re)send: the rest of its head, then its body from bodyOffset. */
+/* The origin's snapshot of a connection's state (the state contract): it accounts for every
+ * request up to and including `exchange` and for the first `offset` bytes of its response body. */
+export interface Snapshot {
+  exchange: number;
+  offset: number;
+  data: Buffer;
+}
+
+/* One response to (re)send: the rest of its head, then its body from bodyOffset. With `state`,
+ * a generated response: the origin restarts from the snapshot at body byte `state.offset`
+ * (Wedge-Resume), and the bytes before bodyOffset are dropped. */
 export interface ResumeStep {
   exchange: Exchange;
   headRest: Buffer;
   bodyOffset: number;
+  state?: { snapshot: Snapshot; offset: number };
 }
 
 export type ResumePlan =
@@ -32,7 +45,7 @@ export type ResumePlan =
   | { kind: 'closed' }
   | { kind: 'abort'; reason: string };
 
-export function planResume(map: StreamMap, serverOffset: number, clientOffset: number, knownClientOffset: number): ResumePlan {
+export function planResume(map: StreamMap, serverOffset: number, clientOffset: number, knownClientOffset: number, snapshot?: Snapshot): ResumePlan {
   // One sequence number beyond the known bytes is the client's FIN (a client that closed, or
   // half-closed after its request). Taken for a FIN, a lone unknown data byte would only make
   // the connection close after the current response, as a keep-alive race does.
@@ -44,8 +57,11 @@ export function planResume(map: StreamMap, serverOffset: number, clientOffset: n
   switch (position.kind) {
     case 'out-of-range':
       return closedAt(map, serverOffset - 1) ? { kind: 'closed' } : { kind: 'abort', reason: position.reason };
-    case 'unresumable':
-      return { kind: 'abort', reason: position.reason };
+    case 'unresumable': {
+      const step = snapshot && stateStep(position.exchange, serverOffset, snapshot, map);
+      if (typeof step !== 'object') return { kind: 'abort', reason: `${position.reason}${step ? `; ${step}` : ''}` };
+      return followingSteps(map, position.exchange.index + 1, [step], clientFinished);
+    }
     case 'headers':
     case 'body': {
       const exchange = position.exchange;
@@ -84,6 +100,26 @@ function followingSteps(map: StreamMap, fromIndex: number, steps: ResumeStep[], 
     replay.push(exchange);
   }
   return { kind: 'resume', steps, replay, clientFinished };
+}
+
+/*
+ * A generated response resumed from the origin's snapshot, if the snapshot covers where the
+ * client stands: at or before its position in this exchange's body, or at the end of the one
+ * before. The body's wire bytes must be its logical bytes (a Content-Length or read-until-close
+ * body: chunked framing is not re-made), and its request must be one the wedge can send again
+ * (no body). Else why not.
+ */
+function stateStep(exchange: Exchange, offset: number, snapshot: Snapshot, map: StreamMap): ResumeStep | string {
+  if (exchange.bodyKind !== 'length' && exchange.bodyKind !== 'until-close') return `a ${exchange.bodyKind} body cannot be resumed from a snapshot`;
+  if (exchange.requestEnd !== exchange.requestStart + exchange.requestHead.length) return 'its request had a body';
+  const headEnd = exchange.responseStart! + exchange.headerLength!;
+  const inHead = offset < headEnd;
+  const bodyOffset = inHead ? 0 : offset - headEnd;
+  const headRest = inHead ? exchange.head!.subarray(offset - exchange.responseStart!) : Buffer.alloc(0);
+  if (snapshot.exchange === exchange.index && snapshot.offset <= bodyOffset) return { exchange, headRest, bodyOffset, state: { snapshot, offset: snapshot.offset } };
+  const previous = map.retained.find((e) => e.index === snapshot.exchange);
+  if (snapshot.exchange === exchange.index - 1 && previous?.bodyLength === snapshot.offset) return { exchange, headRest, bodyOffset, state: { snapshot, offset: 0 } };
+  return `the snapshot (exchange ${snapshot.exchange}, offset ${snapshot.offset}) does not cover body byte ${bodyOffset} of exchange ${exchange.index}`;
 }
 
 /* Whether `offset` is the end of an exchange after which the connection closed (so offset + 1

@@ -57,7 +57,7 @@ export function resumeConnection(
   const { answer, restored } = probed;
   const serverOffset = unwrap((answer.ack - state.sendSeq) >>> 0, stream.sent);
   const clientOffset = unwrap((answer.seq - state.recvSeq) >>> 0, stream.received);
-  const plan = planResume(stream.map, serverOffset, clientOffset, stream.received);
+  const plan = planResume(stream.map, serverOffset, clientOffset, stream.received, stream.snapshot);
   if (plan.kind === 'closed') {
     if (!(restored instanceof NativeError)) closeQuietly(restored.fd);
     logger.info({ conn: record.id, serverOffset }, 'connection already closed: nothing to take over');

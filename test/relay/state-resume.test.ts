@@ -1,0 +1,172 @@
+/*
+ * Resuming a generated response from the origin's snapshot, on loopback (the stream-map half of
+ * a takeover, as in resume.test.ts: a fresh socket stands in for the restored one). A node:http
+ * origin generates a body that is a pure function of the byte position (no validator, so no
+ * Range resume), and stores a snapshot before it answers. The adopter restarts it with
+ * Wedge-Resume at the snapshot's offset: the client gets exactly the rest of the original
+ * stream. An origin that ignores Wedge-Resume gets the connection reset and counted, and not a
+ * byte of its answer reaches the client.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WedgeServer } from '../../daemon/server.js';
+import { RelayConnection, type RelayObserver } from '../../relay/connection.js';
+import { StateSlots } from '../../relay/state-slots.js';
+import { planResume, type Snapshot } from '../../stream-map/resume-plan.js';
+import { StreamMap } from '../../stream-map/stream-map.js';
+
+const LENGTH = 60_000;
+const SNAPSHOT_AT = 1000;
+const byteAt = (i: number) => (i * 31 + (i >> 8)) & 0xff;
+const generated = (from: number) => Buffer.from(Array.from({ length: LENGTH - from }, (_, j) => byteAt(from + j)));
+
+interface Seen { state?: string; resume?: string; resumeOffset?: string }
+const seen: Seen[] = [];
+let honest: http.Server;
+let ignoring: http.Server;
+let wedge: WedgeServer;
+let original: { stream: Buffer; map: StreamMap; snapshot: Snapshot; known: number };
+const aborts: string[] = [];
+const observer: RelayObserver = { request() {}, reject() {}, bytes() {}, spliced() {}, timeout() {}, abort: (reason) => aborts.push(reason) };
+const request = 'GET /live HTTP/1.1\r\nHost: t\r\n\r\n';
+
+/* The generated origin: snapshots "pos=<k>" before answering; resumes from a snapshot when honest. */
+function generator(honours: boolean): http.Server {
+  return http.createServer(async (req, res) => {
+    const state = req.headers['wedge-state'] as string;
+    seen.push({ state, resume: req.headers['wedge-resume'] as string, resumeOffset: req.headers['wedge-resume-offset'] as string });
+    const resume = req.headers['wedge-resume'];
+    if (honours && typeof resume === 'string') {
+      const from = Number(/^pos=(\d+)$/.exec(Buffer.from(resume, 'base64').toString())![1]);
+      res.writeHead(200, { 'content-length': LENGTH - from, 'wedge-resumed': String(from) });
+      res.end(generated(from));
+      return;
+    }
+    if (typeof resume !== 'string') {
+      await fetch(state, { method: 'PUT', body: `pos=${SNAPSHOT_AT}`, headers: { 'wedge-exchange': req.headers['wedge-exchange'] as string, 'wedge-offset': String(SNAPSHOT_AT) } });
+    }
+    res.writeHead(200, { 'content-length': LENGTH });
+    res.end(generated(0));
+  });
+}
+
+async function listen(server: http.Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as net.AddressInfo).port;
+}
+
+beforeAll(async () => {
+  honest = generator(true);
+  ignoring = generator(false);
+  const port = await listen(honest);
+  await listen(ignoring);
+  wedge = new WedgeServer({
+    name: 'test',
+    listen: { host: '127.0.0.1', port: 0 },
+    origin: { host: '127.0.0.1', port },
+    admin: { host: '127.0.0.1', port: 0 },
+    stateListen: { host: '127.0.0.1', port: 0 },
+    logger: pino({ level: process.env.WEDGE_TEST_LOG ?? 'silent' }),
+  });
+  await wedge.start();
+  const connected = new Promise<RelayConnection>((resolve) => wedge.once('connection', resolve));
+  const socket = net.connect(wedge.listenPort, '127.0.0.1');
+  const chunks: Buffer[] = [];
+  await new Promise<void>((resolve) => {
+    socket.on('data', (c) => {
+      chunks.push(c);
+      if (Buffer.concat(chunks).subarray(-LENGTH).equals(generated(0))) resolve();
+    });
+    socket.write(request);
+  });
+  const connection = await connected;
+  socket.destroy();
+  original = {
+    stream: Buffer.concat(chunks),
+    map: StreamMap.fromJSON(JSON.parse(JSON.stringify(connection.streamMap.toJSON()))),
+    snapshot: connection.stateSlot!.snapshot!,
+    known: Buffer.byteLength(request),
+  };
+});
+afterAll(async () => {
+  await wedge.stop();
+  await new Promise((resolve) => honest.close(resolve));
+  await new Promise((resolve) => ignoring.close(resolve));
+});
+
+/* Adopts the connection at `offset` against `origin`; what the client receives, and whether it was reset. */
+async function adoptAt(offset: number, origin: http.Server): Promise<{ received: Buffer; reset: boolean }> {
+  const map = StreamMap.fromJSON(original.map.toJSON());
+  const plan = planResume(map, offset, original.known, original.known, original.snapshot);
+  if (plan.kind !== 'resume') throw new Error(`plan ${plan.kind}: ${plan.kind === 'abort' ? plan.reason : ''}`);
+  const slots = new StateSlots();
+  slots.base = 'http://127.0.0.1:9';
+  const server = net.createServer((socket) => {
+    new RelayConnection(socket, {
+      origin: { host: '127.0.0.1', port: (origin.address() as net.AddressInfo).port },
+      logger: pino({ level: 'silent' }),
+      observer,
+      stateSlots: slots,
+      adopted: { streamMap: map, bytesFromClient: original.known, bytesToClient: offset, steps: plan.steps, replay: plan.replay, clientFinished: false },
+    });
+  });
+  const port = await listen(server as unknown as http.Server);
+  try {
+    return await new Promise((resolve) => {
+      const socket = net.connect(port, '127.0.0.1');
+      const chunks: Buffer[] = [];
+      const rest = original.stream.length - offset;
+      socket.on('data', (c) => {
+        chunks.push(c);
+        if (Buffer.concat(chunks).length >= rest) {
+          socket.destroy();
+          resolve({ received: Buffer.concat(chunks), reset: false });
+        }
+      });
+      socket.on('error', () => resolve({ received: Buffer.concat(chunks), reset: true }));
+      socket.on('close', () => resolve({ received: Buffer.concat(chunks), reset: true }));
+    });
+  } finally {
+    server.close();
+  }
+}
+
+describe('resume from a snapshot (state contract)', () => {
+  it('the original response was generated: not resumable by Range, and its snapshot is at 1000', () => {
+    expect(original.map.retained[0]!.resumable).toBe(false);
+    expect(original.snapshot).toMatchObject({ exchange: 0, offset: SNAPSHOT_AT });
+    expect(planResume(StreamMap.fromJSON(original.map.toJSON()), original.stream.length - 5000, original.known, original.known).kind).toBe('abort');
+  });
+
+  it('restarts the origin from the snapshot and gives the client exactly the rest, at points in the body from the snapshot on', async () => {
+    const headLength = original.stream.length - LENGTH;
+    for (const offset of [headLength + SNAPSHOT_AT, headLength + 4321, original.stream.length - 1]) {
+      seen.length = 0;
+      const { received } = await adoptAt(offset, honest);
+      expect(received.equals(original.stream.subarray(offset))).toBe(true);
+      expect(seen).toHaveLength(1);
+      expect(seen[0]!.resumeOffset).toBe(String(SNAPSHOT_AT));
+      expect(Buffer.from(seen[0]!.resume!, 'base64').toString()).toBe(`pos=${SNAPSHOT_AT}`);
+      expect(seen[0]!.state).toMatch(/^http:\/\/127\.0\.0\.1:9\/wedge-state\/1\/[0-9a-f]{32}$/);
+    }
+  });
+
+  it('refuses to resume before the snapshot (in the head, or body bytes it does not cover)', () => {
+    const headLength = original.stream.length - LENGTH;
+    for (const offset of [5, headLength, headLength + SNAPSHOT_AT - 1]) {
+      const plan = planResume(StreamMap.fromJSON(original.map.toJSON()), offset, original.known, original.known, original.snapshot);
+      expect(plan.kind).toBe('abort');
+    }
+  });
+
+  it('resets and counts a connection whose origin ignores Wedge-Resume, relaying none of its answer', async () => {
+    aborts.length = 0;
+    const headLength = original.stream.length - LENGTH;
+    const { received, reset } = await adoptAt(headLength + 4321, ignoring);
+    expect(reset).toBe(true);
+    expect(received.length).toBe(0);
+    expect(aborts).toEqual(['resume-refused']);
+  });
+});
