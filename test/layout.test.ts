@@ -10,7 +10,7 @@ import { PACKAGE_ROOT } from '../config/package.js';
 
 /* Lower first; a folder may import folders of a lower rank only (and itself). */
 const RANKS: string[][] = [
-  ['errors'],
+  ['errors', 'app'],
   ['config'],
   ['parsers', 'native', 'softstate', 'migrate', 'examples'],
   ['stream-map'],

@@ -8,6 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { wedgeState, WedgeStateError } from '../../app/index.js';
 import { WedgeServer } from '../../daemon/server.js';
 import { startStateStore } from '../../daemon/state-store.js';
 import type { RelayConnection } from '../../relay/connection.js';
@@ -102,5 +103,22 @@ describe('state contract: headers and the state listener', () => {
 
   it('listens on loopback only', async () => {
     await expect(startStateStore(new StateSlots(), { host: '0.0.0.0', port: 0 }, { snapshot: () => undefined })).rejects.toThrow(/loopback/);
+  });
+});
+
+describe('wedge/app', () => {
+  it('does nothing behind no wedge, and says why a snapshot was refused', async () => {
+    const alone = wedgeState({ headers: {} } as http.IncomingMessage);
+    expect(alone.url).toBeUndefined();
+    await alone.save('ignored', { offset: 0 });
+
+    seen.length = 0;
+    const { connection } = await converse('GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
+    if (connection.state !== 'closed') await new Promise((resolve) => connection.once('ended', resolve));
+    const ended = wedgeState({ headers: seen[0]! } as http.IncomingMessage);
+    expect(ended.exchange).toBe(0);
+    const refusal = await ended.save('late', { offset: 0 }).catch((err: unknown) => err);
+    expect(refusal).toBeInstanceOf(WedgeStateError);
+    expect((refusal as WedgeStateError).status).toBe(404);
   });
 });

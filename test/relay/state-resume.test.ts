@@ -11,6 +11,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { wedgeState } from '../../app/index.js';
 import { WedgeServer } from '../../daemon/server.js';
 import { RelayConnection, type RelayObserver } from '../../relay/connection.js';
 import { StateSlots } from '../../relay/state-slots.js';
@@ -32,21 +33,19 @@ const aborts: string[] = [];
 const observer: RelayObserver = { request() {}, reject() {}, bytes() {}, spliced() {}, timeout() {}, abort: (reason) => aborts.push(reason) };
 const request = 'GET /live HTTP/1.1\r\nHost: t\r\n\r\n';
 
-/* The generated origin: snapshots "pos=<k>" before answering; resumes from a snapshot when honest. */
+/* The generated origin (through wedge/app): snapshots "pos=<k>" before answering; restarts from
+ * a snapshot when honest. */
 function generator(honours: boolean): http.Server {
   return http.createServer(async (req, res) => {
-    const state = req.headers['wedge-state'] as string;
-    seen.push({ state, resume: req.headers['wedge-resume'] as string, resumeOffset: req.headers['wedge-resume-offset'] as string });
-    const resume = req.headers['wedge-resume'];
-    if (honours && typeof resume === 'string') {
-      const from = Number(/^pos=(\d+)$/.exec(Buffer.from(resume, 'base64').toString())![1]);
-      res.writeHead(200, { 'content-length': LENGTH - from, 'wedge-resumed': String(from) });
+    const state = wedgeState(req);
+    seen.push({ state: state.url, resume: req.headers['wedge-resume'] as string, resumeOffset: req.headers['wedge-resume-offset'] as string });
+    if (honours && state.resume) {
+      const from = Number(/^pos=(\d+)$/.exec(state.resume.snapshot.toString())![1]);
+      res.writeHead(200, { 'content-length': LENGTH - from, 'wedge-resumed': String(state.resume.offset) });
       res.end(generated(from));
       return;
     }
-    if (typeof resume !== 'string') {
-      await fetch(state, { method: 'PUT', body: `pos=${SNAPSHOT_AT}`, headers: { 'wedge-exchange': req.headers['wedge-exchange'] as string, 'wedge-offset': String(SNAPSHOT_AT) } });
-    }
+    if (!state.resume) await state.save(`pos=${SNAPSHOT_AT}`, { offset: SNAPSHOT_AT });
     res.writeHead(200, { 'content-length': LENGTH });
     res.end(generated(0));
   });
