@@ -24,6 +24,7 @@ interface LabOption {
 interface UpFlags extends LabOption {
   servers: string;
   origin: OriginKind;
+  originCmd?: string;
   file: string[];
   rate?: string[];
   subnets?: boolean;
@@ -130,6 +131,7 @@ export function registerLabCommands(program: Command): void {
     )
     .option('--servers <n>', 'number of servers', '3')
     .addOption(new Option('--origin <kind>', 'origin on every server').choices(['builtin', 'apache']).default('builtin'))
+    .option('--origin-cmd <cmd>', 'run CMD (through sh -c) as every server\'s origin instead, with PORT=8080, WEDGE_LAB_SERVER=sN and WEDGE_LAB_ROOT=<its document root>; its wedge gets --state-listen 127.0.0.1:9092')
     .option('--file <name:mib>', `a file every server holds, repeatable (default ${DEFAULT_FILES.join(' ')})`, collect, [])
     .option(
       '--rate <rate>',
@@ -147,7 +149,8 @@ export function registerLabCommands(program: Command): void {
       const state = await labUp({
         lab: name,
         servers: Number(flags.servers),
-        origin: flags.origin,
+        origin: flags.originCmd !== undefined ? 'command' : flags.origin,
+        ...(flags.originCmd !== undefined ? { originCmd: flags.originCmd } : {}),
         files: flags.file.length > 0 ? flags.file : DEFAULT_FILES,
         ...(flags.rate !== undefined && flags.rate.length > 0 ? { rate: flags.rate } : {}),
         subnets: flags.subnets === true,

@@ -28,6 +28,8 @@ export const BRIDGE = 'br0';
 export const ORIGIN_PORT = 8080;
 export const SERVICE_PORT = 80;
 export const ADMIN_PORT = 9090;
+/* The wedge's state listener, for an --origin-cmd origin's snapshots. */
+export const STATE_PORT = 9092;
 export const CLIENT_HOST = 'client';
 export const ROUTER_HOST = 'router';
 /** The server's link towards the router in subnets mode (eth0 stays the backplane). */

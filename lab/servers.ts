@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { apacheCommand, writeApacheConfig } from '../examples/origins/apache.js';
 import { startDetachedIn, type Started } from './procs.js';
 import { BIN_DIR, COMPILED_CLI } from '../config/package.js';
-import { ADMIN_PORT, ORIGIN_PORT, SERVICE_PORT } from './plan.js';
+import { ADMIN_PORT, ORIGIN_PORT, SERVICE_PORT, STATE_PORT } from './plan.js';
 import { tryRun } from './run.js';
 import type { LabState, OriginKind, ServerState } from './state.js';
 
@@ -41,6 +41,10 @@ export async function startOrigin(state: LabState, server: ServerState, kind: Or
     });
     return startDetachedIn(server.ns, apacheCommand(config), log, labEnv(state.lab));
   }
+  if (kind === 'command') {
+    const env = { ...labEnv(state.lab), PORT: String(ORIGIN_PORT), WEDGE_LAB_SERVER: server.name, WEDGE_LAB_ROOT: server.root };
+    return startDetachedIn(server.ns, ['sh', '-c', state.originCmd!], log, env);
+  }
   const argv = [process.execPath, COMPILED_CLI, 'origin', '--root', server.root, '--listen', `127.0.0.1:${ORIGIN_PORT}`];
   return startDetachedIn(server.ns, argv, log, labEnv(state.lab));
 }
@@ -68,6 +72,8 @@ export function wedgeServeOptions(state: LabState, server: ServerState, keyFile:
     ['--origin', originUrl()],
     ['--admin', `127.0.0.1:${ADMIN_PORT}`],
     ['--state-key-file', keyFile],
+    // The user's own origin may keep the state contract (README, "Stateful origins").
+    ...(state.origin === 'command' ? ([['--state-listen', `127.0.0.1:${STATE_PORT}`]] as [string, string][]) : []),
     ...migrate,
     ['--log-file', wedgeLog(state, server)],
   ];

@@ -10,7 +10,8 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { WedgeError } from '../errors/codes.js';
 
-export type OriginKind = 'builtin' | 'apache';
+/* 'command': the user's own origin (`lab up --origin-cmd`). */
+export type OriginKind = 'builtin' | 'apache' | 'command';
 
 export interface ProcessRecord {
   pid: number;
@@ -75,6 +76,8 @@ export interface LabState {
   phase: 'building' | 'up';
   createdAt: string;
   origin: OriginKind;
+  /** `--origin-cmd`: the shell command run as every server's origin (origin 'command'). */
+  originCmd?: string;
   /** The lab-wide `--rate` (every server), if one was given. */
   rate?: string;
   runDir: string;

@@ -39,6 +39,8 @@ export interface LabStatus {
   lab: string;
   phase: LabState['phase'];
   origin: LabState['origin'];
+  /* The --origin-cmd command, for origin 'command'. */
+  originCmd: string | null;
   rate: string | null;
   createdAt: string;
   runDir: string;
@@ -88,6 +90,7 @@ export async function labStatus(state: LabState): Promise<LabStatus> {
     lab: state.lab,
     phase: state.phase,
     origin: state.origin,
+    originCmd: state.originCmd ?? null,
     rate: state.rate ?? null,
     createdAt: state.createdAt,
     runDir: state.runDir,

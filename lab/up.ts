@@ -58,6 +58,8 @@ export interface UpOptions {
   lab: string;
   servers: number;
   origin: OriginKind;
+  /** Run this through `sh -c` as every server's origin instead (origin kind 'command'). */
+  originCmd?: string;
   files: string[];
   /** `--rate` specs: a rate for every server and/or `SERVER=RATE` (see parseRateSpecs). */
   rate?: string | readonly string[];
@@ -78,8 +80,11 @@ function validate(options: UpOptions): Plan {
   if (!Number.isInteger(options.servers) || options.servers < 1 || options.servers > MAX_SERVERS) {
     throw new WedgeError('WEDGE_ERR_CONFIG', `--servers must be a whole number from 1 to ${MAX_SERVERS}`);
   }
-  if (options.origin !== 'builtin' && options.origin !== 'apache') {
+  if (options.origin !== 'builtin' && options.origin !== 'apache' && options.origin !== 'command') {
     throw new WedgeError('WEDGE_ERR_CONFIG', `--origin must be builtin or apache, not "${String(options.origin)}"`);
+  }
+  if ((options.origin === 'command') !== (options.originCmd !== undefined) || options.originCmd?.trim() === '') {
+    throw new WedgeError('WEDGE_ERR_CONFIG', 'give the origin command as --origin-cmd \'CMD\' (not empty), instead of --origin');
   }
   if (options.origin === 'apache' && !existsSync(APACHE_BINARY)) {
     throw new WedgeError('WEDGE_ERR_CONFIG', `--origin apache needs ${APACHE_BINARY} (apt-get install apache2)`);
@@ -156,6 +161,7 @@ function initialState(options: UpOptions, rates: RateSpecs): LabState {
     phase: 'building',
     createdAt: new Date().toISOString(),
     origin: options.origin,
+    ...(options.originCmd !== undefined ? { originCmd: options.originCmd } : {}),
     ...(rates.all ? { rate: rates.all.text } : {}),
     runDir,
     dataDir,
@@ -230,6 +236,8 @@ async function originsReady(state: LabState, started: Map<string, Started>, dead
   await Promise.all(
     state.servers.map((server) =>
       waitUntil(`${server.name}'s ${state.origin} origin`, started.get(server.name)!, deadline, checkpoint, async () => {
+        // The user's own origin need not serve the lab's files: it is up once it accepts.
+        if (state.origin === 'command') return (await httpStatus(server.ns, originUrl() + '/', 'HEAD')) !== 0;
         for (const file of state.files) {
           if ((await httpStatus(server.ns, originUrl() + file.path, 'HEAD')) !== 200) return false;
         }

@@ -119,6 +119,8 @@ export interface UpDocument {
 export interface UpOptions {
   servers?: number;
   origin?: 'builtin' | 'apache';
+  /* `--origin-cmd`: the user's own origin command instead. */
+  originCmd?: string;
   files: string[];
   /* `--rate`: one lab-wide RATE and/or SERVER=RATE specs. */
   rate?: string | string[];
@@ -161,6 +163,7 @@ export class Lab {
     const args = ['lab', 'up', '--json', '--lab', this.name, '--servers', String(options.servers ?? 3), '--origin', options.origin ?? 'builtin'];
     for (const file of options.files) args.push('--file', file);
     for (const rate of [options.rate ?? []].flat()) args.push('--rate', rate);
+    if (options.originCmd !== undefined) args.push('--origin-cmd', options.originCmd);
     if (options.subnets) args.push('--subnets');
     if (options.agent) args.push('--agent');
     const result = await wedgeOk(args);
