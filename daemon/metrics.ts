@@ -25,6 +25,7 @@ export class WedgeMetrics implements RelayObserver, TakeoverObserver {
   readonly moveRequests = new Counter({ name: 'wedge_move_requests_total', help: 'Client agents\' requests to move a connection, by result', labelNames: ['result'], registers: [this.registry] });
   readonly handoffs = new Counter({ name: 'wedge_handoffs_total', help: 'Connections handed to the support group (TCP Migrate), by trigger', labelNames: ['trigger'], registers: [this.registry] });
   readonly snapshots = new Counter({ name: 'wedge_snapshots_total', help: 'Snapshot PUTs to the state listener (state contract), by result: stored, unknown (404), backwards (409), too-large (413), malformed (400), refused-peer (403)', labelNames: ['result'], registers: [this.registry] });
+  readonly snapshotResumes = new Counter({ name: 'wedge_snapshot_resumes_total', help: 'Responses of taken-over connections restarted from the origin\'s snapshot (state contract; refusals are wedge_aborts_total{reason="resume-refused"})', registers: [this.registry] });
   readonly relinquished = new Counter({ name: 'wedge_relinquished_total', help: 'Connections given up silently because a peer took them over', registers: [this.registry] });
 
   constructor() {
@@ -48,6 +49,9 @@ export class WedgeMetrics implements RelayObserver, TakeoverObserver {
   }
   snapshot(result: string): void {
     this.snapshots.inc({ result });
+  }
+  snapshotResumed(): void {
+    this.snapshotResumes.inc();
   }
   timeout(deadline: Deadline): void {
     this.timeoutsTotal.inc({ deadline });

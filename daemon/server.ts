@@ -192,6 +192,8 @@ export interface ConnectionView {
   protected: boolean;
   unprotectedReason?: string;
   streamMap: StreamMapJSON;
+  /* The origin's latest snapshot (state contract): its position, size and age. */
+  snapshot?: { exchange: number; offset: number; bytes: number; ageMs: number };
 }
 
 function describeConnection(connection: RelayConnection, protection: Protection): ConnectionView {
@@ -209,5 +211,13 @@ function describeConnection(connection: RelayConnection, protection: Protection)
     protected: protection.protected,
     ...(protection.protected ? {} : { unprotectedReason: protection.reason }),
     streamMap: connection.streamMap.toJSON(),
+    ...snapshotView(connection),
   };
+}
+
+function snapshotView(connection: RelayConnection): Pick<ConnectionView, 'snapshot'> {
+  const slot = connection.stateSlot;
+  if (!slot?.snapshot) return {};
+  const { exchange, offset, data } = slot.snapshot;
+  return { snapshot: { exchange, offset, bytes: data.length, ageMs: Date.now() - slot.storedAt! } };
 }

@@ -119,6 +119,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
       writeToClient: (data) => this.writeToClient(data),
       writeToOrigin: (data) => this.writeToOrigin(data),
       contractFields: (exchange) => this.contractFields(exchange),
+      snapshotResumed: () => this.options.observer.snapshotResumed?.(),
       spliced: (moved) => {
         this.bytesToClient += moved;
         this.options.observer.bytes('origin-to-client', moved);

@@ -44,6 +44,8 @@ export interface ExchangeHost {
   /* `beforeResponse`: no byte of this response has reached the client yet. */
   failed(exchange: Exchange, reason: AbortReason, err: unknown, beforeResponse: boolean): void;
   clientFailed(reason: AbortReason, err: unknown): void;
+  /* The origin accepted a restart from a snapshot (Wedge-Resumed matched). */
+  snapshotResumed(): void;
 }
 
 export class Exchange {
@@ -129,7 +131,7 @@ export class Exchange {
       const interimLength = this.interim.reduce((sum, b) => sum + b.length, 0);
       this.host.streamMap.beginResponse(this.host.bytesToClient() - interimLength, head, this.interim);
       this.host.writeToClient(head.rawHead);
-    }
+    } else if (this.resumed.state) this.host.snapshotResumed();
     this.host.lifecycle.enter('relaying-body');
   }
 

@@ -31,6 +31,8 @@ export interface RelayObserver {
   spliced(count: number): void;
   /* A time limit expired (relay/deadlines.ts); what it led to is counted as a reject or abort. */
   timeout(deadline: Deadline): void;
+  /* A takeover's response was restarted from the origin's snapshot (the state contract). */
+  snapshotResumed?(): void;
 }
 
 /*

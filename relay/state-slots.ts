@@ -21,6 +21,8 @@ export type StoreResult = 'stored' | 'unknown' | 'backwards';
 
 export class StateSlot {
   snapshot: Snapshot | undefined;
+  /* When the snapshot was stored (ms, wall clock). */
+  storedAt: number | undefined;
   /* Told after every stored snapshot. */
   onStored: (() => void) | undefined;
 
@@ -60,6 +62,7 @@ export class StateSlots {
     const previous = slot.snapshot;
     if (previous && (snapshot.exchange < previous.exchange || (snapshot.exchange === previous.exchange && snapshot.offset < previous.offset))) return 'backwards';
     slot.snapshot = snapshot;
+    slot.storedAt = Date.now();
     slot.onStored?.();
     return 'stored';
   }

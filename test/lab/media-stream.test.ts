@@ -40,6 +40,7 @@ describe.skipIf(!IS_ROOT)('media stream crashed mid-stream (state contract)', ()
       const story = await lab.story();
       const metrics = await lab.metrics('s2');
       expect(metrics.value('wedge_takeovers_total', { result: 'resumed' }), story).toBe(1);
+      expect(metrics.value('wedge_snapshot_resumes_total'), story).toBe(1);
       expect(metrics.total('wedge_aborts_total'), story).toBe(0);
     } finally {
       curl.kill();

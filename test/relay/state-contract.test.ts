@@ -87,6 +87,12 @@ describe('state contract: headers and the state listener', () => {
     expect(await put(url.replace(/[0-9a-f]{32}$/, '0'.repeat(32)), Buffer.from('x'), '0', '3')).toBe(404);
     expect(await put(url, Buffer.alloc(4096, 7), '0', '2')).toBe(204);
     expect(connection.stateSlot?.snapshot?.data.length).toBe(4096);
+    const view = ((await (await fetch(`http://127.0.0.1:${wedge.adminPort}/connections`)).json()) as { connections: { id: string; snapshot?: unknown }[] }).connections.find((c) => c.id === connection.id);
+    expect(view?.snapshot).toMatchObject({ exchange: 0, offset: 2, bytes: 4096 });
+    const metrics = await (await fetch(`http://127.0.0.1:${wedge.adminPort}/metrics`)).text();
+    expect(metrics).toMatch(/^wedge_snapshots_total\{result="stored"\} 2$/m);
+    expect(metrics).toMatch(/^wedge_snapshots_total\{result="backwards"\} 1$/m);
+    expect(metrics).toMatch(/^wedge_snapshots_total\{result="too-large"\} 1$/m);
 
     // Another connection's slot with this connection's token: refused.
     const other = await converse('GET /b HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
