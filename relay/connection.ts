@@ -39,6 +39,7 @@ import { Lifecycle, type ConnectionState, type LifecycleChange } from './lifecyc
 import { RELAY_LIMITS, type RelayOptions, type Splicer } from './options.js';
 import { OriginLink } from './origin-link.js';
 import { RequestQueue, type PendingRequest } from './request-queue.js';
+import type { Snapshot } from '../stream-map/resume-plan.js';
 import type { StateSlot } from './state-slots.js';
 
 export type { AdoptedStream, RelayObserver, RelayOptions, Splicer, SpliceJob } from './options.js';
@@ -76,6 +77,9 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   private exchange: Exchange | undefined;
   /* Where the origin stores this connection's snapshots (the state contract), when it is on. */
   readonly stateSlot: StateSlot | undefined;
+  /* Adopted between exchanges with a snapshot at the end of exchange n: the session, handed to
+   * the origin with the client's next request (n + 1, Wedge-Resume-Offset 0). */
+  private session: Snapshot | undefined;
 
   constructor(client: Socket, options: RelayOptions) {
     super();
@@ -107,6 +111,12 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     };
     this.stateSlot = options.stateSlots?.open();
     if (this.stateSlot) this.stateSlot.onStored = () => this.emit('change', { kind: 'snapshot' });
+    if (this.stateSlot && adopted?.snapshot) {
+      // The adopter holds the old owner's snapshot until its origin stores a newer one.
+      this.stateSlot.snapshot = adopted.snapshot;
+      this.stateSlot.storedAt = Date.now();
+      this.session = sessionAt(this.streamMap, adopted.snapshot);
+    }
     this.queue = new RequestQueue(this.bytesFromClient, this.options, this.lifecycle, requests, (method) => this.options.observer.request(method));
     this.exchangeHost = {
       client,
@@ -311,9 +321,13 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
 
   private startExchange(request: PendingRequest): void {
     this.requests++;
-    this.exchange = Exchange.forRequest(this.exchangeHost, request);
+    const session = this.session?.exchange === request.exchange - 1 ? this.session : undefined;
+    this.session = undefined;
+    const fields = this.contractFields(request.exchange);
+    if (session) fields.push(['Wedge-Resume', session.data.toString('base64')], ['Wedge-Resume-Offset', '0']);
+    this.exchange = Exchange.forRequest(this.exchangeHost, request, session ? 0 : undefined);
     const [head, ...body] = this.queue.forward(request);
-    this.exchange.start([forwardedHead(head!, request.head.headers, this.contractFields(request.exchange)), ...body]);
+    this.exchange.start([forwardedHead(head!, request.head.headers, fields), ...body]);
     this.resumeReading();
   }
 
@@ -379,4 +393,11 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.log.warn({ bytes: chunk.length }, 'unsolicited bytes from origin');
     this.origin.drop();
   }
+}
+
+/* The snapshot, if it stands at the very end of its exchange (what a session between exchanges
+ * needs: the state accounts for that whole response). */
+function sessionAt(map: StreamMap, snapshot: Snapshot): Snapshot | undefined {
+  const exchange = map.retained.find((e) => e.index === snapshot.exchange);
+  return exchange?.bodyLength !== undefined && exchange.bodyLength === snapshot.offset ? snapshot : undefined;
 }

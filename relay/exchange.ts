@@ -56,8 +56,10 @@ export class Exchange {
   private bodySplice: BodySplice | undefined;
   private done = false;
 
-  static forRequest(host: ExchangeHost, request: PendingRequest): Exchange {
-    return new Exchange(host, request.head.method, request.head.keepAlive);
+  /* `sessionOffset`: the request carries a session's snapshot (Wedge-Resume), so its answer
+   * must say `Wedge-Resumed: <sessionOffset>`. */
+  static forRequest(host: ExchangeHost, request: PendingRequest, sessionOffset?: number): Exchange {
+    return new Exchange(host, request.head.method, request.head.keepAlive, undefined, sessionOffset);
   }
 
   static forResume(host: ExchangeHost, step: ResumeStep): Exchange {
@@ -71,6 +73,7 @@ export class Exchange {
     keepAlive: boolean,
     /* Set when this exchange re-fetches the rest of a recorded response after a takeover. */
     readonly resumed?: ResumeStep,
+    sessionOffset?: number,
   ) {
     this.keepAlive = keepAlive;
     this.framing = new ResponseFraming(
@@ -89,6 +92,7 @@ export class Exchange {
         },
       },
       resumed,
+      sessionOffset,
     );
   }
 

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { WedgeErrorCode } from '../errors/codes.js';
 import type { AbortReason, TakeoverAbort } from '../errors/reasons.js';
-import type { ResumeStep } from '../stream-map/resume-plan.js';
+import type { ResumeStep, Snapshot } from '../stream-map/resume-plan.js';
 import type { Exchange as MapExchange, StreamMap } from '../stream-map/stream-map.js';
 import type { Deadline, Timeouts } from './deadlines.js';
 import type { StateSlots } from './state-slots.js';
@@ -90,4 +90,6 @@ export interface AdoptedStream {
   replay: MapExchange[];
   /* The client had already sent its FIN: serve what is planned, then close. */
   clientFinished: boolean;
+  /* The origin's latest snapshot in the record (state contract), carried on here. */
+  snapshot?: Snapshot;
 }

@@ -48,6 +48,8 @@ export class ResponseFraming {
     private readonly method: string,
     private readonly sink: FramingSink,
     private readonly resume?: ResumeStep,
+    /* The request carried a session's snapshot: the answer must say `Wedge-Resumed: <this>`. */
+    private readonly sessionOffset?: number,
   ) {}
 
   /* Body bytes still to come of a known-length body, if that is where the response is. */
@@ -142,6 +144,10 @@ export class ResponseFraming {
       return this.onHeadBytes(rest);
     }
     if (this.resume) return this.onResumeHead(this.resume, head, rest);
+    const resumed = head.headers.find(([name]) => name === 'wedge-resumed')?.[1];
+    if (this.sessionOffset !== undefined && resumed !== String(this.sessionOffset)) {
+      return this.fail('resume-refused', `the request carried the session's snapshot, the answer has ${resumed === undefined ? 'no Wedge-Resumed' : `Wedge-Resumed: ${resumed}`}`);
+    }
     this.sink.head(head);
     switch (head.body.kind) {
       case 'none':

@@ -80,7 +80,7 @@ export function resumeConnection(
   }
   const connection = server.adopt(
     socket,
-    { streamMap: stream.map, bytesFromClient: clientOffset, bytesToClient: serverOffset, steps: plan.steps, replay: plan.replay, clientFinished: plan.clientFinished },
+    { streamMap: stream.map, bytesFromClient: clientOffset, bytesToClient: serverOffset, steps: plan.steps, replay: plan.replay, clientFinished: plan.clientFinished, ...(stream.snapshot ? { snapshot: stream.snapshot } : {}) },
     record.id,
   );
   logger.info(

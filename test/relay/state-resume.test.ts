@@ -13,6 +13,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wedgeState } from '../../app/index.js';
 import { WedgeServer } from '../../daemon/server.js';
+import { startStateStore } from '../../daemon/state-store.js';
 import { RelayConnection, type RelayObserver } from '../../relay/connection.js';
 import { StateSlots } from '../../relay/state-slots.js';
 import { planResume, type Snapshot } from '../../stream-map/resume-plan.js';
@@ -38,6 +39,7 @@ const request = 'GET /live HTTP/1.1\r\nHost: t\r\n\r\n';
 function generator(honours: boolean): http.Server {
   return http.createServer(async (req, res) => {
     const state = wedgeState(req);
+    if (req.url === '/count') return countVisits(state, honours, res);
     seen.push({ state: state.url, resume: req.headers['wedge-resume'] as string, resumeOffset: req.headers['wedge-resume-offset'] as string });
     if (honours && state.resume) {
       const from = Number(/^pos=(\d+)$/.exec(state.resume.snapshot.toString())![1]);
@@ -49,6 +51,15 @@ function generator(honours: boolean): http.Server {
     res.writeHead(200, { 'content-length': LENGTH });
     res.end(generated(0));
   });
+}
+
+/* A session: the visit count lives in the snapshot, stored at the end of each response. */
+async function countVisits(state: ReturnType<typeof wedgeState>, honours: boolean, res: http.ServerResponse): Promise<void> {
+  const resume = honours ? state.resume : undefined;
+  const body = String((resume ? Number(resume.snapshot.toString()) : 0) + 1);
+  await state.save(body, { offset: body.length });
+  res.writeHead(200, { 'content-length': body.length, ...(resume ? { 'wedge-resumed': String(resume.offset) } : {}) });
+  res.end(body);
 }
 
 async function listen(server: http.Server): Promise<number> {
@@ -166,6 +177,61 @@ describe('resume from a snapshot (state contract)', () => {
     const { received, reset } = await adoptAt(headLength + 4321, ignoring);
     expect(reset).toBe(true);
     expect(received.length).toBe(0);
+    expect(aborts).toEqual(['resume-refused']);
+  });
+
+  it('carries a session between exchanges: the next request hands the snapshot to the origin', async () => {
+    const count = 'GET /count HTTP/1.1\r\nHost: t\r\n\r\n';
+    const connected = new Promise<RelayConnection>((resolve) => wedge.once('connection', resolve));
+    const socket = net.connect(wedge.listenPort, '127.0.0.1');
+    socket.write(count);
+    await new Promise((resolve) => socket.once('data', resolve));
+    const connection = await connected;
+    const before = { map: StreamMap.fromJSON(JSON.parse(JSON.stringify(connection.streamMap.toJSON()))), snapshot: connection.stateSlot!.snapshot!, sent: connection.bytesToClient };
+    socket.destroy();
+    expect(before.snapshot).toMatchObject({ exchange: 0, offset: 1, data: Buffer.from('1') });
+
+    const answer = async (origin: http.Server): Promise<string> => {
+      const map = StreamMap.fromJSON(before.map.toJSON());
+      const known = Buffer.byteLength(count);
+      const plan = planResume(map, before.sent, known, known, before.snapshot);
+      if (plan.kind !== 'resume') throw new Error(`plan ${plan.kind}`);
+      // The adopter's origin stores its next snapshot: a real state listener serves these slots.
+      const slots = new StateSlots();
+      const store = await startStateStore(slots, { host: '127.0.0.1', port: 0 }, { snapshot() {} });
+      slots.base = `http://127.0.0.1:${(store.server.address() as net.AddressInfo).port}`;
+      const server = net.createServer((s) => {
+        new RelayConnection(s, {
+          origin: { host: '127.0.0.1', port: (origin.address() as net.AddressInfo).port },
+          logger: pino({ level: 'silent' }),
+          observer,
+          stateSlots: slots,
+          adopted: { streamMap: map, bytesFromClient: known, bytesToClient: before.sent, steps: plan.steps, replay: plan.replay, clientFinished: false, snapshot: before.snapshot },
+        });
+      });
+      const port = await listen(server as unknown as http.Server);
+      try {
+        const client = net.connect(port, '127.0.0.1');
+        const chunks: Buffer[] = [];
+        client.on('data', (c) => chunks.push(c));
+        client.on('error', () => undefined);
+        client.write('GET /count HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
+        await new Promise((resolve) => client.on('close', resolve));
+        return Buffer.concat(chunks).toString('latin1');
+      } finally {
+        server.close();
+        await store.close();
+      }
+    };
+    const carried = await answer(honest);
+    expect(carried).toMatch(/^HTTP\/1\.1 200 /);
+    expect(carried.endsWith('\r\n\r\n2')).toBe(true);
+
+    // An origin that ignores the session: a clear 502 before any byte of its answer, counted.
+    aborts.length = 0;
+    const refused = await answer(ignoring);
+    expect(refused).toMatch(/^HTTP\/1\.1 502 /);
+    expect(refused).not.toMatch(/\r\n\r\n1$/);
     expect(aborts).toEqual(['resume-refused']);
   });
 });
