@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PACKAGE_ROOT } from '../../config/package.js';
 import { Lab, type Background, type LogLine as Line } from '../support/lab.js';
-import type { BenchRow } from './report.js';
+import { median, type BenchRow } from './report.js';
 
 const CLIENT = join(PACKAGE_ROOT, 'test', 'bench', 'fixtures', 'migrate-client.py');
 const RESULTS = join(PACKAGE_ROOT, 'bench-results');
@@ -586,11 +586,6 @@ function round(ms: number): number {
   return Math.round(ms * 10) / 10;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 function medianOf(values: Array<number | null>): number {
   const known = values.filter((v): v is number => v !== null && Number.isFinite(v));

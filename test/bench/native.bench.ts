@@ -2,7 +2,7 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { checkPrivileges, socketFd, splice } from '../../native/index.js';
 import { Lab, PORT, startFixture, type NsProcess } from '../native/lab.js';
-import type { BenchRow } from './report.js';
+import { median, type BenchRow } from './report.js';
 
 /*
  * The native helper's costs:
@@ -38,10 +38,6 @@ const RELAYS: Record<string, Relay> = {
     }),
 };
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 function connect(port: number): Promise<net.Socket> {
   return new Promise((resolve) => {

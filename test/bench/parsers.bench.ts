@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { RequestParser } from '../../parsers/http-request.js';
 import { parseResponseHead } from '../../parsers/http-response.js';
 import { StreamMap } from '../../stream-map/stream-map.js';
-import type { BenchRow } from './report.js';
+import { median, type BenchRow } from './report.js';
 
 const ROUNDS = 7;
 
@@ -36,10 +36,6 @@ const RESPONSE = Buffer.from(
     'Accept-Ranges: bytes\r\n\r\n',
 );
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 /** Runs `work(iterations)` for rounds of about 200 ms; returns operations per second. */
 function opsPerSecond(work: (iterations: number) => void, perRound = 20_000): number {

@@ -8,3 +8,14 @@ export interface BenchRow {
   unit: string;
   note?: string;
 }
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/* "min–max" of a series, for a row's note (a shared machine is noisy: say how much). */
+export function spread(values: number[], digits = 2): string {
+  return `${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}`;
+}
