@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { ServeFlags } from '../daemon/serve-flags.js';
-import { DEFAULT_MAX_CONNECTIONS, RELAY_LIMITS } from '../relay/options.js';
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_ORIGIN_RECOVERY, RELAY_LIMITS } from '../relay/options.js';
+import { DEFAULT_PEER_PORT } from '../daemon/peer-range.js';
 
 export function registerServeCommand(program: Command): void {
   program
@@ -32,6 +33,8 @@ export function registerServeCommand(program: Command): void {
     .option('--idle-timeout <ms>', 'a keep-alive connection with no request (or closing, with nothing left to send) is closed quietly after this', String(RELAY_LIMITS.idleTimeoutMs))
     .option('--body-timeout <ms>', 'longest pause between two bytes of a request body; then 408 (or a reset once the response began)', String(RELAY_LIMITS.bodyTimeoutMs))
     .option('--response-timeout <ms>', 'longest pause in a response (origin silent, or client not reading); then 504 (or a reset once the response began)', String(RELAY_LIMITS.responseTimeoutMs))
+    .option('--origin-retry <ms>', 'when the origin drops a response mid-body (restarted, a worker killed) or stalls in it for --response-timeout, ask it again for the rest (Range + If-Range) for this long, then the peers\' origins; only if none serves the same representation, a counted reset', String(DEFAULT_ORIGIN_RECOVERY.retryMs))
+    .option('--peer-port <port>', 'with --address: TCP port on --address where this wedge serves the rest of a response from its origin to a peer whose own origin is away (requests signed with the cluster key; the same on every replica)', String(DEFAULT_PEER_PORT))
     .option('--max-request-line <bytes>', 'longest request line; beyond it 414 (WEDGE_ERR_HTTP_URI_TOO_LONG)', String(RELAY_LIMITS.maxRequestLineBytes))
     .option('--max-empty-lines <n>', 'empty lines (CRLF) ignored before a request line; more get 400', String(RELAY_LIMITS.maxEmptyLines))
     .option('--log-file <path>', 'write JSON logs here instead of stderr')

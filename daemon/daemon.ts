@@ -19,6 +19,7 @@ import { Replication } from '../replication/replication.js';
 import { RstGuard } from '../takeover/guard.js';
 import type { ServeFlags } from './serve-flags.js';
 import { WedgeServer } from './server.js';
+import { PeerRangeService, peerOrigins } from './peer-range.js';
 import { AddressTakeover } from '../takeover/movers/address.js';
 import { TakeoverPipeline } from '../takeover/pipeline.js';
 
@@ -43,6 +44,7 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
     ...(flags.splice ? { splicer: { splice } } : {}),
     maxConnections,
     ...(flags.stateListen ? { stateListen: parseEndpoint(flags.stateListen, '--state-listen') } : {}),
+    originRetryMs: positive(flags.originRetry, '--origin-retry'),
     limits: {
       headerTimeoutMs: positive(flags.headerTimeout, '--header-timeout'),
       idleTimeoutMs: positive(flags.idleTimeout, '--idle-timeout'),
@@ -76,9 +78,10 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
   if (flags.takeover !== 'address' && flags.takeover !== 'migrate') throw new WedgeError('WEDGE_ERR_CONFIG', `--takeover must be address or migrate, got "${flags.takeover}"`);
   if (flags.takeover === 'migrate' && !flags.migrateKey) throw new WedgeError('WEDGE_ERR_CONFIG', '--takeover migrate needs --migrate-key (the service\'s Ed25519 private key)');
   const { iface, prefixLength } = interfaceOf(self, flags.iface);
+  const keyRing = loadKeyRing({ ...(flags.stateKeyFile ? { keyFile: flags.stateKeyFile } : {}), env: process.env });
   const member = new SoftStateMember({
     self,
-    keyRing: loadKeyRing({ ...(flags.stateKeyFile ? { keyFile: flags.stateKeyFile } : {}), env: process.env }),
+    keyRing,
     groups: positive(flags.groups, '--groups'),
     baseGroup: parseAddress(flags.groupBase, '--group-base'),
     port: positive(flags.groupPort, '--group-port'),
@@ -89,6 +92,8 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
     heartbeatLeaseMs: positive(flags.heartbeatLease, '--heartbeat-lease'),
     logger,
   });
+  const peerRange = new PeerRangeService({ host: self, port: positive(flags.peerPort, '--peer-port') }, parseOriginUrl(flags.origin), keyRing, logger);
+  server.setOriginPeers(() => peerOrigins(alivePeers(member, self), positive(flags.peerPort, '--peer-port'), keyRing));
   const replication = new Replication(member, self, () => server.metrics.relinquished.inc(), logger);
   server.on('connection', (connection) => replication.accepted(connection));
   server.setProtection((id) => replication.protection(id));
@@ -102,6 +107,7 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
   exportSoftStateMetrics(server.metrics.registry, () => member.metrics);
   await guard.install();
   await member.start();
+  await peerRange.start();
   replication.start(positive(flags.advertInterval, '--advert-interval'));
   await serving?.start();
   const pipeline = (probeIface: string) => new TakeoverPipeline({ iface: probeIface, ...probe, resumesPerTurn: 1024 }, server, guard, replication, server.metrics, logger);
@@ -116,6 +122,7 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
     async stop() {
       replication.stop();
       await serving?.stop();
+      await peerRange.stop();
       await member.stop();
       await guard.uninstall();
     },
@@ -132,6 +139,15 @@ function shed(replication: Replication, count: number, server: WedgeServer, logg
   for (const id of chosen) if (replication.handOff(id)) server.metrics.handoffs.inc({ trigger: 'shed' });
   logger.warn({ asked: count, handedOff: chosen.length }, 'shedding load: connections handed to the group');
   return chosen.length;
+}
+
+/* Peers alive now, the least loaded first (their origins serve the rest of a dropped response). */
+function alivePeers(member: SoftStateMember, self: string): string[] {
+  return member
+    .peers()
+    .filter((peer) => peer.alive && peer.address !== self)
+    .sort((a, b) => (a.load?.connections ?? 0) - (b.load?.connections ?? 0))
+    .map((peer) => peer.address);
 }
 
 function readKey(path: string): string {

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RelayObserver } from '../relay/connection.js';
+import type { RecoveryResult, RecoverySource } from '../relay/origin-recovery.js';
 import type { Deadline } from '../relay/deadlines.js';
 import type { SoftStateMetrics } from '../softstate/index.js';
 import type { WedgeErrorCode } from '../errors/codes.js';
@@ -26,6 +27,7 @@ export class WedgeMetrics implements RelayObserver, TakeoverObserver {
   readonly handoffs = new Counter({ name: 'wedge_handoffs_total', help: 'Connections handed to the support group (TCP Migrate), by trigger', labelNames: ['trigger'], registers: [this.registry] });
   readonly snapshots = new Counter({ name: 'wedge_snapshots_total', help: 'Snapshot PUTs to the state listener (state contract), by result: stored, unknown (404), backwards (409), too-large (413), malformed (400), refused-peer (403)', labelNames: ['result'], registers: [this.registry] });
   readonly snapshotResumes = new Counter({ name: 'wedge_snapshot_resumes_total', help: 'Responses of taken-over connections restarted from the origin\'s snapshot (state contract; refusals are wedge_aborts_total{reason="resume-refused"})', registers: [this.registry] });
+  readonly originResumes = new Counter({ name: 'wedge_origin_resumes_total', help: 'Responses the origin dropped mid-body, by where the rest came from (source: local, peer) and result: resumed, origin-lost, representation-changed', labelNames: ['source', 'result'], registers: [this.registry] });
   readonly relinquished = new Counter({ name: 'wedge_relinquished_total', help: 'Connections given up silently because a peer took them over', registers: [this.registry] });
 
   constructor() {
@@ -55,6 +57,9 @@ export class WedgeMetrics implements RelayObserver, TakeoverObserver {
   }
   timeout(deadline: Deadline): void {
     this.timeoutsTotal.inc({ deadline });
+  }
+  originResume(source: RecoverySource, result: RecoveryResult): void {
+    this.originResumes.inc({ source, result });
   }
   /* `seconds`: probe, restore and resume of the connection, when this server did them. */
   takeover(result: TakeoverResult, seconds: number | undefined): void {

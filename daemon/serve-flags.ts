@@ -26,6 +26,8 @@ export interface ServeFlags {
   idleTimeout: string;
   bodyTimeout: string;
   responseTimeout: string;
+  originRetry: string;
+  peerPort: string;
   maxRequestLine: string;
   maxEmptyLines: string;
   logFile?: string;

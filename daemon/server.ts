@@ -16,7 +16,8 @@ import type { Logger } from 'pino';
 import { WedgeError } from '../errors/codes.js';
 import { RelayConnection, type AdoptedStream, type Splicer } from '../relay/connection.js';
 import { errorResponse } from '../relay/error-page.js';
-import { DEFAULT_MAX_CONNECTIONS, type RelayLimits } from '../relay/options.js';
+import { DEFAULT_MAX_CONNECTIONS, DEFAULT_ORIGIN_RECOVERY, type RelayLimits } from '../relay/options.js';
+import type { PeerOrigin } from '../relay/origin-recovery.js';
 import type { StreamMapJSON } from '../stream-map/stream-map.js';
 import { StateSlots } from '../relay/state-slots.js';
 import { startAdmin } from './admin.js';
@@ -34,6 +35,8 @@ export interface ServeConfig {
   maxConnections?: number;
   /* The state contract's listener (loopback), when on. */
   stateListen?: { host: string; port: number };
+  /* How long the local origin may stay away mid-response (--origin-retry). */
+  originRetryMs?: number;
 }
 
 /* How long a refused client may take to read its 503 before its socket is closed anyway. */
@@ -48,6 +51,7 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
   private stateSlots: StateSlots | undefined;
   private reportPeerDead: ((peer: string, reason: string) => void) | undefined;
   private shedder: ((count: number) => number) | undefined;
+  private originPeers: () => PeerOrigin[] = () => [];
   private protection: (id: string) => Protection = () => ({ protected: false, reason: 'failover is off (no --address)' });
 
   constructor(readonly config: ServeConfig) {
@@ -92,6 +96,12 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
   /* Whether each connection could be taken over now (the replication knows), when failover is on. */
   setProtection(protection: (id: string) => Protection): void {
     this.protection = protection;
+  }
+
+  /* The live peers' origins, asked for the rest of a response the local origin dropped, when
+   * failover is on (daemon/peer-range.ts). */
+  setOriginPeers(peers: () => PeerOrigin[]): void {
+    this.originPeers = peers;
   }
 
   /* Where the admin API's load-shedding calls go (TCP Migrate handoffs), when failover is on. */
@@ -160,6 +170,7 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
       logger: this.config.logger,
       observer: this.metrics,
       ...this.config.limits,
+      originRecovery: { retryMs: this.config.originRetryMs ?? DEFAULT_ORIGIN_RECOVERY.retryMs, peers: () => this.originPeers() },
       ...(this.config.splicer ? { splicer: this.config.splicer } : {}),
       ...(adopted ? { adopted } : {}),
       ...(id ? { id } : {}),

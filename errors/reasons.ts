@@ -19,8 +19,9 @@ export const ABORT_REASONS = {
   'origin-data-during-splice': 'the origin sent bytes outside the body being spliced',
   'client-timeout': 'the client sent no byte of the request body the origin was receiving for --body-timeout, after its response had begun',
   'response-timeout': 'no byte of the response moved for --response-timeout (the origin went silent, or the client stopped reading it), after it had begun',
-  'representation-changed': 'on resume, the local origin did not answer with the rest of the same representation (changed file, no ranges)',
   'resume-refused': 'on a resume from a snapshot (state contract), the local origin did not answer Wedge-Resumed with the snapshot\'s offset and the original status, or ended the resumed body early',
+  'representation-changed': 'on resume (after a takeover, or after the origin dropped a body), no origin answered with the rest of the same representation (changed file, no ranges)',
+  'origin-lost': 'the origin dropped (or stalled in) a response body, and neither the local origin within --origin-retry nor any peer\'s origin served the rest',
   stalled: 'the watchdog found bytes for a waiting client unacknowledged for its bound, and no exact repair (the client is not ahead, or its position cannot be resumed)',
 } as const satisfies Record<string, string>;
 

@@ -6,7 +6,7 @@ import { NativeError } from './errors.js';
 export interface SpliceResult {
   /** Bytes the destination accepted. */
   bytes: number;
-  /** The source reached end of stream. */
+  /** The source reached end of stream, or failed (a reset origin): the count says how far. */
   eof: boolean;
   /** The job was cancelled; bytes the engine held in its pipe were dropped. */
   cancelled: boolean;

@@ -20,7 +20,14 @@ export class BodySplice {
   private job: SpliceJob | undefined;
   private cancelled = false;
 
-  constructor(splicer: Splicer, origin: Socket, client: Socket, length: number, guard: (handle: () => void) => void, hooks: SpliceHooks) {
+  constructor(
+    splicer: Splicer,
+    origin: Socket,
+    client: Socket,
+    length: number,
+    private readonly guard: (handle: () => void) => void,
+    hooks: SpliceHooks,
+  ) {
     stopReading(origin);
     const start = () => {
       if (this.cancelled || !hooks.starting()) return;
@@ -47,5 +54,17 @@ export class BodySplice {
   cancel(): void {
     this.cancelled = true;
     this.job?.cancel();
+  }
+
+  /* Stops the splice and reports, exactly, how many bytes the client's socket got (a stalled
+   * origin's response is resumed from there). */
+  stop(stopped: (moved: number) => void): void {
+    this.cancel();
+    const job = this.job;
+    if (!job) return stopped(0);
+    job.done.then(
+      ({ bytes }) => this.guard(() => stopped(bytes)),
+      () => this.guard(() => stopped(job.bytes)),
+    );
   }
 }

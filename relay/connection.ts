@@ -36,11 +36,14 @@ import { Deadlines, type Deadline } from './deadlines.js';
 import { errorResponse, originError } from './error-page.js';
 import { Exchange, type ExchangeHost } from './exchange.js';
 import { Lifecycle, type ConnectionState, type LifecycleChange } from './lifecycle.js';
-import { RELAY_LIMITS, type RelayOptions, type Splicer } from './options.js';
+import { DEFAULT_ORIGIN_RECOVERY, RELAY_LIMITS, type RelayOptions, type Splicer } from './options.js';
 import { OriginLink } from './origin-link.js';
+import { OriginRecovery } from './origin-recovery.js';
 import { RequestQueue, type PendingRequest } from './request-queue.js';
 import type { Snapshot } from '../stream-map/resume-plan.js';
 import type { StateSlot } from './state-slots.js';
+import type { ResumeStep } from '../stream-map/resume-plan.js';
+import type { PeerOrigin, RecoveryResult, RecoverySource } from './origin-recovery.js';
 
 export type { AdoptedStream, RelayObserver, RelayOptions, Splicer, SpliceJob } from './options.js';
 
@@ -64,7 +67,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   bytesToClient = 0;
   requests = 0;
 
-  private readonly options: Required<Omit<RelayOptions, 'splicer' | 'adopted' | 'id' | 'stateSlots'>> & { splicer?: Splicer };
+  private readonly options: Required<Omit<RelayOptions, 'splicer' | 'adopted' | 'id' | 'stateSlots' | 'originRecovery'>> & { splicer?: Splicer };
   private readonly log: Logger;
   private readonly lifecycle: Lifecycle;
   private readonly queue: RequestQueue;
@@ -74,6 +77,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   private readonly ackBase: number;
   private readonly deadlines: Deadlines;
   private readonly exchangeHost: ExchangeHost;
+  private readonly recovery: OriginRecovery;
   private exchange: Exchange | undefined;
   /* Where the origin stores this connection's snapshots (the state contract), when it is on. */
   readonly stateSlot: StateSlot | undefined;
@@ -140,6 +144,15 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
       failed: (exchange, reason, err, beforeResponse) => this.exchangeFailed(exchange, reason, err, beforeResponse),
       clientFailed: (reason, err) => this.clientFailed(reason, err),
     };
+    const recoveryHost = {
+      client,
+      streamMap: this.streamMap,
+      bytesToClient: () => this.bytesToClient,
+      guard: (handle: () => void) => this.guard(handle),
+      resume: (step: ResumeStep, via: PeerOrigin | undefined) => this.resumeDropped(step, via),
+    };
+    const counted = (source: RecoverySource, result: RecoveryResult) => this.options.observer.originResume?.(source, result);
+    this.recovery = new OriginRecovery({ ...(options.originRecovery ?? DEFAULT_ORIGIN_RECOVERY), counted }, recoveryHost, this.log);
     const watched = { lifecycle: this.lifecycle, client, queue: this.queue, exchange: () => this.exchange };
     this.deadlines = new Deadlines(this.options, watched, (deadline, error) => this.expired(deadline, error), (handle) => this.guard(handle));
     if (adopted) {
@@ -231,6 +244,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     if (this.lifecycle.ended) return;
     this.deadlines.stop();
     this.stateSlot?.close();
+    this.recovery.cancel();
     this.exchange?.cancel();
     this.exchange = undefined;
     this.origin.drop();
@@ -343,7 +357,8 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     if (exchange.resumed?.exchange.responseEnd === undefined) this.streamMap.endResponse(this.bytesToClient);
     this.trimAcknowledged();
     this.exchange = undefined;
-    if (originSentExtra) {
+    this.recovery.finished();
+    if (originSentExtra || exchange.via) {
       this.log.warn('origin sent bytes beyond the response; dropping the origin connection');
       this.origin.drop();
     }
@@ -363,11 +378,14 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     if (acknowledged !== undefined) this.streamMap.trim(acknowledged, RETAINED_EXCHANGES);
   }
 
-  /* Before any response byte reached the client a clear 502 is possible; after, only a reset. */
+  /* Before any response byte reached the client a clear 502 is possible; after, the rest is asked
+   * for again (relay/origin-recovery.ts), and only if no origin serves it, a reset. */
   private exchangeFailed(exchange: Exchange, reason: AbortReason, err: unknown, beforeResponse: boolean): void {
     if (this.exchange !== exchange) return;
     if (!beforeResponse) {
-      this.fail(reason, err);
+      this.origin.drop();
+      const abort = this.recovery.failed(reason, err);
+      if (abort) this.fail(abort, err);
       return;
     }
     this.log.warn({ reason, err: err instanceof Error ? err.message : err }, 'origin failed before responding');
@@ -375,6 +393,13 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.exchange = undefined;
     this.origin.drop();
     this.sendReject(originError(reason, err));
+  }
+
+  /* The failed exchange's response continues from an origin (local, or a peer's: `via`). */
+  private resumeDropped(step: ResumeStep, via: PeerOrigin | undefined): void {
+    if (!this.lifecycle.serving || !this.exchange?.done) return;
+    this.exchange = Exchange.forResume(this.exchangeHost, step, via);
+    this.exchange.start([]);
   }
 
   /* ---- origin side ---- */

@@ -18,6 +18,7 @@ import { BodySplice } from './body-splice.js';
 import type { Lifecycle } from './lifecycle.js';
 import type { Splicer } from './options.js';
 import type { OriginLink } from './origin-link.js';
+import type { PeerOrigin } from './origin-recovery.js';
 import type { PendingRequest } from './request-queue.js';
 import { ResponseFraming } from './response-framing.js';
 import type { HeaderList } from '../parsers/http-common.js';
@@ -54,17 +55,18 @@ export class Exchange {
   keepAlive: boolean;
   private readonly interim: Buffer[] = [];
   private bodySplice: BodySplice | undefined;
-  private done = false;
+  private ended = false;
 
   /* `sessionOffset`: the request carries a session's snapshot (Wedge-Resume), so its answer
    * must say `Wedge-Resumed: <sessionOffset>`. */
   static forRequest(host: ExchangeHost, request: PendingRequest, sessionOffset?: number): Exchange {
-    return new Exchange(host, request.head.method, request.head.keepAlive, undefined, sessionOffset);
+    return new Exchange(host, request.head.method, request.head.keepAlive, undefined, undefined, sessionOffset);
   }
 
-  static forResume(host: ExchangeHost, step: ResumeStep): Exchange {
+  /* `via`: the rest comes from a peer's origin (relay/origin-recovery.ts), not the local one. */
+  static forResume(host: ExchangeHost, step: ResumeStep, via?: PeerOrigin): Exchange {
     const keepAlive = step.exchange.keepAlive === true && step.exchange.bodyKind !== 'until-close' && requestKeepsAlive(step.exchange);
-    return new Exchange(host, step.exchange.method, keepAlive, step);
+    return new Exchange(host, step.exchange.method, keepAlive, step, via);
   }
 
   private constructor(
@@ -73,6 +75,7 @@ export class Exchange {
     keepAlive: boolean,
     /* Set when this exchange re-fetches the rest of a recorded response after a takeover. */
     readonly resumed?: ResumeStep,
+    readonly via?: PeerOrigin,
     sessionOffset?: number,
   ) {
     this.keepAlive = keepAlive;
@@ -87,13 +90,25 @@ export class Exchange {
         body: (data) => host.writeToClient(data),
         end: (extra) => this.finish(extra),
         failed: (reason, err, beforeResponse) => {
-          this.done = true;
-          host.failed(this, reason, err, beforeResponse);
+          this.ended = true;
+          const splice = this.bodySplice;
+          if (!splice) return host.failed(this, reason, err, beforeResponse);
+          // A stalled splice: what it moved counts before the failure does (the rest may be resumed).
+          this.bodySplice = undefined;
+          splice.stop((moved) => {
+            host.spliced(moved);
+            host.failed(this, reason, err, beforeResponse);
+          });
         },
       },
       resumed,
       sessionOffset,
     );
+  }
+
+  /* It has finished or failed: nothing more comes of it. */
+  get done(): boolean {
+    return this.ended;
   }
 
   /* The kernel splice moving its body now, if any. */
@@ -111,9 +126,9 @@ export class Exchange {
       host.writeToClient(resumed.headRest);
       if (resumed.exchange.bodyLength === resumed.bodyOffset) return this.finish(false);
     }
-    host.origin.open();
+    host.origin.open(this.via?.endpoint);
     if (resumed?.state) host.writeToOrigin(stateRequest(resumed.exchange, resumed.state.offset, resumed.state.snapshot.data, host.contractFields(resumed.exchange.index)));
-    else if (resumed) host.writeToOrigin(rangeRequest(resumed.exchange, resumed.bodyOffset));
+    else if (resumed) host.writeToOrigin(rangeRequest(resumed.exchange, resumed.bodyOffset, this.via));
     else for (const chunk of held) host.writeToOrigin(chunk);
   }
 
@@ -121,11 +136,11 @@ export class Exchange {
     this.framing.push(chunk);
     const remaining = this.framing.remainingLength;
     const splicer = this.host.splicer;
-    if (!this.done && splicer && remaining !== undefined && remaining >= this.host.spliceThreshold) this.spliceRest(splicer, origin, remaining);
+    if (!this.ended && splicer && remaining !== undefined && remaining >= this.host.spliceThreshold) this.spliceRest(splicer, origin, remaining);
   }
 
   cancel(): void {
-    this.done = true;
+    this.ended = true;
     this.bodySplice?.cancel();
   }
 
@@ -140,7 +155,7 @@ export class Exchange {
   }
 
   private finish(originSentExtra: boolean): void {
-    this.done = true;
+    this.ended = true;
     this.host.finished(this, originSentExtra);
   }
 
@@ -150,12 +165,12 @@ export class Exchange {
     this.framing.toKernel();
     this.bodySplice = new BodySplice(splicer, origin, host.client, length, (handle) => host.guard(handle), {
       starting: () => {
-        if (this.done || host.lifecycle.ended) return false;
+        if (this.ended || host.lifecycle.ended) return false;
         host.lifecycle.enter('splicing');
         return true;
       },
       done: (moved) => {
-        if (this.done) return;
+        if (this.ended) return;
         this.bodySplice = undefined;
         host.spliced(moved);
         this.framing.spliced(moved);

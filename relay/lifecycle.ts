@@ -14,7 +14,8 @@
  *                  502 if the origin fails before any response byte. Can go wrong: the origin
  *                  fails or answers garbage (502 or abort), the client resets.
  *   relaying-body  the final head is recorded and relayed; the body flows through JavaScript,
- *                  framed exactly. Can go wrong: the origin closes early or frames badly (abort).
+ *                  framed exactly. Can go wrong: the origin closes early or stalls (the rest is
+ *                  asked for again: back to forwarding) or frames badly (abort).
  *   splicing       the rest of a known-length body moves in the kernel (native splice). Nothing
  *                  may be written to the client or read from the origin by JavaScript until the
  *                  splice reports. Can go wrong: the splice fails or comes up short (abort).
@@ -52,8 +53,9 @@ export const LEGAL_TRANSITIONS: Readonly<Record<ConnectionState, readonly Connec
   idle: ['forwarding', 'closing', ...ENDINGS],
   // -> idle: a response with nothing left to send (a resumed one already complete), or a 502.
   forwarding: ['relaying-body', 'idle', 'closing', ...ENDINGS],
-  'relaying-body': ['splicing', 'idle', 'closing', ...ENDINGS],
-  splicing: ['idle', 'closing', ...ENDINGS],
+  // -> forwarding: the origin dropped the body; the rest is asked for again (relay/origin-recovery.ts).
+  'relaying-body': ['splicing', 'forwarding', 'idle', 'closing', ...ENDINGS],
+  splicing: ['forwarding', 'idle', 'closing', ...ENDINGS],
   closing: ENDINGS,
   closed: [],
   aborted: [],

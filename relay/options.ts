@@ -10,6 +10,7 @@ import type { ResumeStep, Snapshot } from '../stream-map/resume-plan.js';
 import type { Exchange as MapExchange, StreamMap } from '../stream-map/stream-map.js';
 import type { Deadline, Timeouts } from './deadlines.js';
 import type { StateSlots } from './state-slots.js';
+import type { PeerOrigin, RecoverySource, RecoveryResult } from './origin-recovery.js';
 
 /* Moves `length` bytes from one socket fd to another inside the kernel. */
 export interface Splicer {
@@ -33,6 +34,8 @@ export interface RelayObserver {
   timeout(deadline: Deadline): void;
   /* A takeover's response was restarted from the origin's snapshot (the state contract). */
   snapshotResumed?(): void;
+  /* A response the origin dropped mid-body was finished from `source`, or given up (relay/origin-recovery.ts). */
+  originResume?(source: RecoverySource, result: RecoveryResult): void;
 }
 
 /*
@@ -76,10 +79,22 @@ export interface RelayOptions extends Partial<RelayLimits> {
   stateSlots?: StateSlots;
   /* A connection taken over from another server, to continue where its client stands. */
   adopted?: AdoptedStream;
+  /* Where the rest of a response the origin dropped mid-body comes from (relay/origin-recovery.ts). */
+  originRecovery?: OriginRecoveryOptions;
   /* The connection's name when its socket's addresses no longer say it: after a TCP Migrate the
    * socket is bound to this server's address, the client's still to the original server's. */
   id?: string;
 }
+
+export interface OriginRecoveryOptions {
+  /* How long the local origin may stay away before the peers' origins are asked (--origin-retry). */
+  retryMs: number;
+  /* The live peers' origins, in the order to ask them. */
+  peers(): PeerOrigin[];
+}
+
+/* Without --origin-retry: the local origin gets 5 s to come back (an Apache restart takes ~1 s). */
+export const DEFAULT_ORIGIN_RECOVERY: OriginRecoveryOptions = { retryMs: 5000, peers: () => [] };
 
 /* The state of a taken-over connection at the point the client has reached (stream-map/resume-plan.ts). */
 export interface AdoptedStream {

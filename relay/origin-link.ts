@@ -25,9 +25,11 @@ export class OriginLink {
     return this.socket;
   }
 
-  open(): Socket {
+  /* `endpoint`: another origin than the local one, for one exchange (a peer's, after the local
+   * origin dropped a response); the connection drops it after. */
+  open(endpoint = this.endpoint): Socket {
     if (this.socket && !this.socket.destroyed) return this.socket;
-    const socket = net.connect(this.endpoint);
+    const socket = net.connect(endpoint);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.guard(() => this.socket === socket && this.events.data(socket, chunk)));
     socket.on('end', () =>

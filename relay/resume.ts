@@ -6,19 +6,22 @@
 import { forwardedHead, isContractField } from '../parsers/forwarded-head.js';
 import type { HeaderList } from '../parsers/http-common.js';
 import type { ResponseHead } from '../parsers/http-response.js';
+import type { PeerOrigin } from './origin-recovery.js';
 import { ifRangeValidator, requestOf, resumeRange, type Exchange } from '../stream-map/stream-map.js';
 
 /* Request validators that would change what the origin answers; replaced by Range/If-Range. */
 const DROPPED_ON_RESUME = new Set(['range', 'if-range', 'if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since']);
 
-/* The original request again, asking for the rest of the body of the same representation. */
-export function rangeRequest(exchange: Exchange, bodyOffset: number): Buffer {
+/* The original request again, asking for the rest of the body of the same representation; for a
+ * peer's origin (`via`), with the header lines that authorise it there. */
+export function rangeRequest(exchange: Exchange, bodyOffset: number, via?: PeerOrigin): Buffer {
   const head = requestOf(exchange);
   const lines = [`GET ${head.target} HTTP/1.1`];
   for (const [name, value] of head.headers) if (!DROPPED_ON_RESUME.has(name) && !isContractField(name)) lines.push(`${name}: ${value}`);
   lines.push(`range: ${resumeRange(exchange, bodyOffset)}`);
   lines.push(`if-range: ${ifRangeValidator(exchange)}`);
-  return Buffer.from(lines.join('\r\n') + '\r\n\r\n', 'latin1');
+  const request = Buffer.from(lines.join('\r\n') + '\r\n', 'latin1');
+  return Buffer.concat([request, via ? via.authorize(request) : Buffer.alloc(0), Buffer.from('\r\n')]);
 }
 
 /* The request of a generated response again, restarting the origin from the snapshot at body byte

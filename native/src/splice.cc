@@ -19,8 +19,8 @@
  * bounded (kTurnBytes) so one fast pair cannot starve the others; a job that still has work
  * goes back on the ready list.
  *
- * Ends: `length` bytes delivered (eof=false), or the source reached EOF first (eof=true, with
- * the count), or cancel (bytes still in the pipe are dropped; the count says what the
+ * Ends: `length` bytes delivered (eof=false), or the source reached EOF or failed first
+ * (eof=true, with the count: a dead origin is a short body to resume, not an error), or cancel (bytes still in the pipe are dropped; the count says what the
  * destination got), or a failed syscall (the job's error names it and its errno; a destination
  * that epoll reports failed or hung up while there was nothing to write is 'epoll_wait').
  *
@@ -300,8 +300,9 @@ Turn SpliceEngine::Pump(Job& job, SysError* error) {
       } else if (n == 0) {
         job.sourceEof = progressed = true;
       } else if (errno != EAGAIN && errno != EINTR) {
-        *error = Fail("splice", errno, "from the source socket");
-        return Turn::kDone;
+        // A source that fails (an origin reset or killed mid-body) ends its bytes like EOF: what
+        // is in the pipe is still delivered, and the short count lets the caller resume the rest.
+        job.sourceEof = progressed = true;
       }
     }
     if (job.inPipe > 0) {
