@@ -1,7 +1,7 @@
 /*
  * `wedge lab ...`: a replica cluster on this machine, made of network namespaces. This file only
  * declares the subcommands and formats their output; each one's work is in its own module (up,
- * down, exec, crash, shape, status). Every subcommand finds its lab by name (--lab, else $WEDGE_LAB,
+ * down, exec, crash, origin, shape, status). Every subcommand finds its lab by name (--lab, else $WEDGE_LAB,
  * else "wedge") through the state file, since each runs as a separate process. With --json,
  * stdout carries exactly one JSON object; progress and errors go to stderr.
  */
@@ -12,6 +12,7 @@ import { labDown } from './down.js';
 import { labExec } from './exec.js';
 import { DEFAULT_FILES } from './files.js';
 import { AGENT_METRICS, resolveLabName } from './plan.js';
+import { labOrigin, ORIGIN_ACTIONS } from './origin.js';
 import { labShape } from './shape.js';
 import { labStatus, type LabStatus } from './status.js';
 import { requireState, type LabState, type OriginKind } from './state.js';
@@ -182,6 +183,18 @@ export function registerLabCommands(program: Command): void {
       const state = await requireState(resolveLabName(flags.lab));
       const killed = await labCrash(state, server);
       process.stderr.write(`lab ${state.lab}: ${server} crashed: link down, ${killed.length} processes killed\n`);
+    });
+
+  lab
+    .command('origin')
+    .description("fail or heal one server's origin while its wedge runs: stop, start, restart (apache: -k restart), kill-worker (SIGKILL the serving worker)")
+    .argument('<server>', 'server name, e.g. s1')
+    .argument('<action>', ORIGIN_ACTIONS.join('|'))
+    .option('--lab <name>', LAB_OPTION_HELP)
+    .action(async (server: string, action: string, flags: LabOption) => {
+      const state = await requireState(resolveLabName(flags.lab));
+      const done = await labOrigin(state, server, action);
+      process.stderr.write(`lab ${state.lab}: ${server} origin ${done}\n`);
     });
 
   lab
