@@ -7,6 +7,7 @@ import { Command } from 'commander';
 import { WedgeError } from '../errors/codes.js';
 import { registerServeCommand } from './serve-command.js';
 import { registerStatusCommand } from './status-command.js';
+import { registerDrainCommand } from './drain-command.js';
 import { registerDemoCommand } from './demo-command.js';
 import { registerAgentCommand } from './agent-command.js';
 import { registerLabCommands } from '../lab/command.js';
@@ -22,6 +23,7 @@ const program = new Command('wedge')
 
 registerServeCommand(program);
 registerStatusCommand(program);
+registerDrainCommand(program);
 registerDemoCommand(program);
 registerAgentCommand(program);
 registerLabCommands(program);

@@ -8,6 +8,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import { isLoopback } from '../config/endpoints.js';
 import { WedgeError } from '../errors/codes.js';
+import type { DrainView } from './drain.js';
 
 export interface AdminSource {
   name: string;
@@ -17,6 +18,8 @@ export interface AdminSource {
   declarePeerDead?(address: string, reason: string): void;
   /* Hands up to `count` connections to the support group; returns how many. */
   shed?(count: number): number;
+  /* A planned drain: start() begins it (once) and returns at once; status() as GET /drain shows it. */
+  drain?: { start(): void; status(): DrainView };
 }
 
 export interface AdminOptions {
@@ -58,6 +61,16 @@ export async function startAdmin(source: AdminSource, options: AdminOptions): Pr
     if (!Number.isSafeInteger(count) || count <= 0) return reply.code(400).send({ error: 'count must be a positive integer' });
     if (!source.shed) return reply.code(503).send({ error: 'soft state is not running on this server' });
     return { ok: true, asked: count, handedOff: source.shed(count) };
+  });
+
+  app.get('/drain', async (_request, reply) => {
+    if (!source.drain) return reply.code(503).send({ error: 'drain is not available on this server' });
+    return source.drain.status();
+  });
+  app.post('/drain', async (_request, reply) => {
+    if (!source.drain) return reply.code(503).send({ error: 'drain is not available on this server' });
+    source.drain.start();
+    return reply.code(202).send(source.drain.status());
   });
 
   await app.listen({ host: options.host, port: options.port });

@@ -22,6 +22,7 @@ import { WedgeServer } from './server.js';
 import { PeerRangeService, peerOrigins } from './peer-range.js';
 import { AddressTakeover } from '../takeover/movers/address.js';
 import { TakeoverPipeline } from '../takeover/pipeline.js';
+import { Drain, type DrainFailover } from './drain.js';
 
 /* Stalls longer than this are logged: they delay every connection, and past the heartbeat lease
  * peers declare this server dead. */
@@ -56,22 +57,38 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
   });
   watchEventLoop(logger);
   const failover = flags.address ? await startFailover(flags, listen, server, logger) : undefined;
-  await server.start();
-  if (!failover) logger.warn('no --address: failover is off (plain relay)');
-  const stop = () => {
+  const drain = new Drain(server, failover?.drain, positive(flags.drainTimeout, '--drain-timeout'), logger);
+  let stopping = false;
+  const stop = (code: number) => {
+    if (stopping) return;
+    stopping = true;
     logger.info('stopping');
     void (async () => {
       await failover?.stop();
       await server.stop();
-      process.exit(0);
+      process.exit(code);
     })();
   };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  const drainAndStop = (trigger: string) => {
+    void drain.start(trigger).then(
+      () => stop(0),
+      (err: Error) => {
+        logger.error({ err: err.message }, 'drain failed');
+        stop(1);
+      },
+    );
+  };
+  server.setDrainer({ start: () => drainAndStop('admin'), status: () => drain.status() });
+  await server.start();
+  if (!failover) logger.warn('no --address: failover is off (plain relay)');
+  if (flags.onSigterm !== 'drain' && flags.onSigterm !== 'exit') throw new WedgeError('WEDGE_ERR_CONFIG', `--on-sigterm must be drain or exit, got "${flags.onSigterm}"`);
+  // A second SIGTERM during a drain stops at once; SIGINT always does.
+  process.on('SIGTERM', () => (flags.onSigterm === 'drain' && drain.status().phase === 'serving' ? drainAndStop('sigterm') : stop(0)));
+  process.once('SIGINT', () => stop(0));
 }
 
 /* Soft state and takeover, wired to the server; returns how to stop them. */
-async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeServer, logger: Logger): Promise<{ stop(): Promise<void> }> {
+async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeServer, logger: Logger): Promise<{ stop(): Promise<void>; drain: DrainFailover }> {
   const self = parseAddress(flags.address!, '--address');
   const service = flags.service ? parseEndpoint(flags.service, '--service') : listen;
   if (service.host === '0.0.0.0') throw new WedgeError('WEDGE_ERR_CONFIG', 'give --service ADDR:PORT (the address clients use) when --listen is a wildcard');
@@ -103,7 +120,7 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
     ? new MigrateServing(service, serviceIdentity(readKey(flags.migrateKey)), server, replication, server.metrics, logger)
     : undefined;
   server.setPeerReporter((peer, reason) => member.declareDead(peer, reason));
-  server.setShedder((count) => shed(replication, count, server, logger));
+  server.setShedder((count) => shed(replication, count, server, logger, 'shed'));
   exportSoftStateMetrics(server.metrics.registry, () => member.metrics);
   await guard.install();
   await member.start();
@@ -111,14 +128,25 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
   replication.start(positive(flags.advertInterval, '--advert-interval'));
   await serving?.start();
   const pipeline = (probeIface: string) => new TakeoverPipeline({ iface: probeIface, ...probe, resumesPerTurn: 1024 }, server, guard, replication, server.metrics, logger);
+  let addresses: AddressTakeover | undefined;
   if (flags.takeover === 'migrate') {
     const race = { self, service: { address: service.host, port: service.port }, ...RACE };
     new MigrateRace(race, member, pipeline(interfaceOf(service.host).iface), replication, logger, serving && ((record, timeoutMs) => serving.invite(record, timeoutMs))).start();
   } else {
-    new AddressTakeover({ self, iface, prefixLength }, member, pipeline(iface), logger).start([service.host]);
+    addresses = new AddressTakeover({ self, iface, prefixLength }, member, pipeline(iface), logger);
+    addresses.start([service.host]);
   }
   logger.info({ self, service, iface, group: member.group, takeover: flags.takeover, migrateKey: !!serving }, 'failover on');
   return {
+    drain: {
+      takeover: flags.takeover,
+      servicePort: service.port,
+      held: () => addresses?.held() ?? [],
+      livePeers: () => alivePeers(member, self).length,
+      advertiseAll: () => replication.advertiseAll(),
+      handOffAll: () => shed(replication, Number.MAX_SAFE_INTEGER, server, logger, 'drain'),
+      leave: (reason) => member.leave(reason),
+    },
     async stop() {
       replication.stop();
       await serving?.stop();
@@ -133,11 +161,11 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
  * it serves (1,000 connections: the 500 ms cap), and 0-5 ms of jitter. */
 const RACE = { rankStepMs: 50, jitterMs: 5, loadDelayMsPerConnection: 0.5, maxLoadDelayMs: 500 };
 
-/* Load shedding: hands up to `count` movable connections to the group; returns how many. */
-function shed(replication: Replication, count: number, server: WedgeServer, logger: Logger): number {
+/* Load shedding (or a drain): hands up to `count` movable connections to the group; returns how many. */
+function shed(replication: Replication, count: number, server: WedgeServer, logger: Logger, trigger: 'shed' | 'drain'): number {
   const chosen = replication.movable().slice(0, count);
-  for (const id of chosen) if (replication.handOff(id)) server.metrics.handoffs.inc({ trigger: 'shed' });
-  logger.warn({ asked: count, handedOff: chosen.length }, 'shedding load: connections handed to the group');
+  for (const id of chosen) if (replication.handOff(id)) server.metrics.handoffs.inc({ trigger });
+  logger.warn({ trigger, asked: count, handedOff: chosen.length }, 'connections handed to the group');
   return chosen.length;
 }
 

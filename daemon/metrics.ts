@@ -28,6 +28,8 @@ export class WedgeMetrics implements RelayObserver, TakeoverObserver {
   readonly snapshots = new Counter({ name: 'wedge_snapshots_total', help: 'Snapshot PUTs to the state listener (state contract), by result: stored, unknown (404), backwards (409), too-large (413), malformed (400), refused-peer (403)', labelNames: ['result'], registers: [this.registry] });
   readonly snapshotResumes = new Counter({ name: 'wedge_snapshot_resumes_total', help: 'Responses of taken-over connections restarted from the origin\'s snapshot (state contract; refusals are wedge_aborts_total{reason="resume-refused"})', registers: [this.registry] });
   readonly originResumes = new Counter({ name: 'wedge_origin_resumes_total', help: 'Responses the origin dropped mid-body, by where the rest came from (source: local, peer) and result: resumed, origin-lost, representation-changed', labelNames: ['source', 'result'], registers: [this.registry] });
+  readonly drains = new Counter({ name: 'wedge_drains_total', help: 'Planned drains begun (wedge drain, POST /drain, SIGTERM)', registers: [this.registry] });
+  readonly drainedConnections = new Counter({ name: 'wedge_drained_connections_total', help: 'Connections live during a drain, by how they left: moved (a peer took them over), finished (ended here), reset (not moved within --drain-timeout, or failed)', labelNames: ['result'], registers: [this.registry] });
   readonly relinquished = new Counter({ name: 'wedge_relinquished_total', help: 'Connections given up silently because a peer took them over', registers: [this.registry] });
 
   constructor() {

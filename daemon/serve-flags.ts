@@ -30,6 +30,8 @@ export interface ServeFlags {
   peerPort: string;
   maxRequestLine: string;
   maxEmptyLines: string;
+  onSigterm: string;
+  drainTimeout: string;
   logFile?: string;
   logLevel: string;
 }

@@ -20,7 +20,7 @@ import { DEFAULT_MAX_CONNECTIONS, DEFAULT_ORIGIN_RECOVERY, type RelayLimits } fr
 import type { PeerOrigin } from '../relay/origin-recovery.js';
 import type { StreamMapJSON } from '../stream-map/stream-map.js';
 import { StateSlots } from '../relay/state-slots.js';
-import { startAdmin } from './admin.js';
+import { startAdmin, type AdminSource } from './admin.js';
 import { startStateStore } from './state-store.js';
 import { WedgeMetrics } from './metrics.js';
 
@@ -51,6 +51,7 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
   private stateSlots: StateSlots | undefined;
   private reportPeerDead: ((peer: string, reason: string) => void) | undefined;
   private shedder: ((count: number) => number) | undefined;
+  private drainer: AdminSource['drain'];
   private originPeers: () => PeerOrigin[] = () => [];
   private protection: (id: string) => Protection = () => ({ protected: false, reason: 'failover is off (no --address)' });
 
@@ -82,6 +83,7 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
         metricsContentType: this.metrics.registry.contentType,
         ...(this.reportPeerDead ? { declarePeerDead: this.reportPeerDead } : {}),
         ...(this.shedder ? { shed: this.shedder } : {}),
+        ...(this.drainer ? { drain: this.drainer } : {}),
       },
       this.config.admin,
     );
@@ -102,6 +104,11 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
    * failover is on (daemon/peer-range.ts). */
   setOriginPeers(peers: () => PeerOrigin[]): void {
     this.originPeers = peers;
+  }
+
+  /* What POST /drain starts and GET /drain shows (daemon/drain.ts). */
+  setDrainer(drainer: NonNullable<AdminSource['drain']>): void {
+    this.drainer = drainer;
   }
 
   /* Where the admin API's load-shedding calls go (TCP Migrate handoffs), when failover is on. */
@@ -127,9 +134,15 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
     return (this.admin?.server.address() as net.AddressInfo).port;
   }
 
+  /* No new client from now on (a drain); served and adopted connections go on. */
+  stopAccepting(): void {
+    if (this.server?.listening) this.server.close();
+  }
+
   async stop(): Promise<void> {
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    const closed = new Promise<void>((resolve) => (this.server?.listening ? this.server.close(() => resolve()) : resolve()));
     for (const connection of this.connections.values()) connection.client.destroy();
+    await closed;
     await this.admin?.close();
     await this.stateStore?.close();
   }

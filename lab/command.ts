@@ -9,6 +9,7 @@ import { Command, Option } from 'commander';
 import { WedgeError } from '../errors/codes.js';
 import { labCrash, labDeclareDead } from './crash.js';
 import { labDown } from './down.js';
+import { labDrain, labRollingRestart } from './drain.js';
 import { labExec } from './exec.js';
 import { DEFAULT_FILES } from './files.js';
 import { AGENT_METRICS, resolveLabName } from './plan.js';
@@ -220,6 +221,28 @@ export function registerLabCommands(program: Command): void {
       for (const r of results) process.stderr.write(`lab ${state.lab}: ${r.server}: ${r.ok ? 'told' : 'FAILED'} ${r.detail}\n`);
       const failed = results.filter((r) => !r.ok).map((r) => r.server);
       if (failed.length > 0) throw new WedgeError('WEDGE_ERR_LAB', `declare-dead ${server}: not accepted by ${failed.join(', ')}`);
+    });
+
+  lab
+    .command('drain')
+    .description("drain a server's wedge (`wedge drain --wait` in its namespace): its connections move to peers, the wedge exits, the server becomes `drained`")
+    .argument('<server>', 'server name, e.g. s1')
+    .option('--json', 'print the drain\'s last status as JSON')
+    .option('--lab <name>', LAB_OPTION_HELP)
+    .action(async (server: string, flags: LabOption & { json?: boolean }) => {
+      const state = await requireState(resolveLabName(flags.lab));
+      const report = await labDrain(state, server);
+      if (flags.json) process.stdout.write(JSON.stringify(report) + '\n');
+      else process.stderr.write(`lab ${state.lab}: ${server} drained: moved ${report.moved}, finished ${report.finished}, reset ${report.reset}\n`);
+    });
+
+  lab
+    .command('rolling-restart')
+    .description('restart every live wedge in turn: drain, start again, wait until it rejoined its group; live downloads keep running')
+    .option('--lab <name>', LAB_OPTION_HELP)
+    .action(async (flags: LabOption) => {
+      const state = await requireState(resolveLabName(flags.lab));
+      await labRollingRestart(state, progress(state.lab));
     });
 
   lab

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { WedgeError } from '../errors/codes.js';
 import { APACHE_BINARY } from '../examples/origins/apache.js';
 import { namespacePids } from './netns.js';
+import { isRunning, waitExit } from './procs.js';
 import { ORIGIN_PORT } from './plan.js';
 import { httpStatus, waitUntil } from './ready.js';
 import { runIn } from './run.js';
@@ -32,7 +33,7 @@ const READY_TIMEOUT_MS = 20_000;
 export async function labOrigin(state: LabState, name: string, action: string): Promise<string> {
   if (!(ORIGIN_ACTIONS as readonly string[]).includes(action)) throw new WedgeError('WEDGE_ERR_LAB', `unknown origin action "${action}"; use ${ORIGIN_ACTIONS.join(', ')}`);
   const server = findServer(state, name);
-  if (server.status !== 'alive') throw new WedgeError('WEDGE_ERR_LAB', `${server.name} has crashed`);
+  if (server.status === 'crashed') throw new WedgeError('WEDGE_ERR_LAB', `${server.name} has crashed`);
   switch (action as OriginAction) {
     case 'stop':
       return `stopped (pid ${await stop(server)})`;
@@ -56,7 +57,7 @@ export async function labOrigin(state: LabState, name: string, action: string): 
       }
       const pid = running(server);
       process.kill(pid, 'SIGKILL');
-      await exited(pid);
+      await waitExit(pid, STOP_GRACE_MS);
       return `origin ${pid} killed (SIGKILL), started again (pid ${await start(state, server)})`;
     }
   }
@@ -64,35 +65,19 @@ export async function labOrigin(state: LabState, name: string, action: string): 
 
 function running(server: ServerState): number {
   const pid = server.origin?.pid;
-  if (pid === undefined || !alive(pid)) throw new WedgeError('WEDGE_ERR_LAB', `${server.name}'s origin is not running (\`wedge lab origin ${server.name} start\`)`);
+  if (pid === undefined || !isRunning(pid)) throw new WedgeError('WEDGE_ERR_LAB', `${server.name}'s origin is not running (\`wedge lab origin ${server.name} start\`)`);
   return pid;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function exited(pid: number, graceMs = STOP_GRACE_MS): Promise<void> {
-  const until = Date.now() + graceMs;
-  while (alive(pid) && Date.now() < until) await sleep(20);
-  if (alive(pid)) process.kill(pid, 'SIGKILL');
-  while (alive(pid)) await sleep(20);
 }
 
 async function stop(server: ServerState): Promise<number> {
   const pid = running(server);
   process.kill(pid, 'SIGTERM');
-  await exited(pid);
+  await waitExit(pid, STOP_GRACE_MS);
   return pid;
 }
 
 async function start(state: LabState, server: ServerState): Promise<number> {
-  if (server.origin?.pid !== undefined && alive(server.origin.pid)) throw new WedgeError('WEDGE_ERR_LAB', `${server.name}'s origin already runs (pid ${server.origin.pid})`);
+  if (server.origin?.pid !== undefined && isRunning(server.origin.pid)) throw new WedgeError('WEDGE_ERR_LAB', `${server.name}'s origin already runs (pid ${server.origin.pid})`);
   const started = await startOrigin(state, server, state.origin);
   server.origin = { pid: started.pid, log: started.log };
   await writeState(state);

@@ -5,6 +5,7 @@
  * While `lab up` is still polling, an early exit is reported at once rather than after a timeout.
  */
 import { spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { closeSync, openSync } from 'node:fs';
 import { WedgeError } from '../errors/codes.js';
 
@@ -34,4 +35,24 @@ export function startDetachedIn(ns: string, argv: readonly string[], log: string
   } finally {
     closeSync(fd);
   }
+}
+
+export function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Waits up to `graceMs` for the process to exit, then SIGKILLs it; resolves once it is gone,
+ * with whether it had to be killed. */
+export async function waitExit(pid: number, graceMs: number): Promise<boolean> {
+  const until = Date.now() + graceMs;
+  while (isRunning(pid) && Date.now() < until) await sleep(20);
+  const killed = isRunning(pid);
+  if (killed) process.kill(pid, 'SIGKILL');
+  while (isRunning(pid)) await sleep(20);
+  return killed;
 }

@@ -29,7 +29,7 @@ export interface ServerState {
   iface: string;
   service: string;
   admin: string;
-  status: 'alive' | 'crashed';
+  status: 'alive' | 'crashed' | 'drained';
   /** Same as `vip` (added later; absent in older state files). */
   serviceAddress?: string;
   /** Interface holding the service address: `iface`, or in subnets mode `eth1` (to the router). */

@@ -18,7 +18,7 @@ export interface ServerStatus {
   service: string;
   admin: string;
   iface: string;
-  status: 'alive' | 'crashed';
+  status: 'alive' | 'crashed' | 'drained';
   origin: ProcessStatus | null;
   wedge: ProcessStatus | null;
   /** The address in `service` (VIP, or in subnets mode the server's own subnet address). */

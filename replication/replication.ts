@@ -216,6 +216,12 @@ export class Replication {
     }
   }
 
+  /* Every connection's record made and sent now (a planned drain: what the group takes over must
+   * be the latest). */
+  advertiseAll(): void {
+    for (const entry of this.tracked.values()) this.advertiseChange(entry);
+  }
+
   /* A connection let go without a word, then lost (a failed fast-forward): the group forgets it. */
   withdraw(id: string): void {
     this.group.remove(id);

@@ -16,6 +16,9 @@
  * event loop is busy. Each burst carries its records as they are when it leaves, so a round never
  * overwrites a newer triggered advert with an older copy.
  *
+ * A member that joins (or comes back) knows none of our records: when a peer becomes alive, a
+ * round starts at once (roundNow), so it can take over our connections from its first second.
+ *
  * Too large. A record whose encoding does not fit in maxFragments datagrams is refused by set()
  * with WEDGE_ERR_STATE_RECORD_TOO_LARGE and counted (recordsTooLarge).
  *
@@ -166,18 +169,30 @@ export class Adverts {
     this.sendAdverts(items, items.length - withdrawals.length);
   }
 
+  /* A periodic round now (a peer just joined or came back, and knows none of our records); the
+   * next one follows a whole interval later. */
+  roundNow(): void {
+    if (!this.send) return;
+    clearTimeout(this.advertTimer);
+    this.round();
+    this.schedulePeriodicAdvert();
+  }
+
   private schedulePeriodicAdvert(): void {
     const delay = this.advertIntervalMs * (0.9 + 0.2 * Math.random());
     this.advertTimer = setTimeout(() => {
       if (!this.send) return;
-      if (this.local.size > 0) {
-        this.counters.periodicAdverts++;
-        // A new round carries every current record: what is left of the previous one is stale.
-        this.paced = [...this.local.keys()];
-        if (!this.pacer) this.pace();
-      }
+      this.round();
       this.schedulePeriodicAdvert();
     }, delay);
+  }
+
+  private round(): void {
+    if (this.local.size === 0) return;
+    this.counters.periodicAdverts++;
+    // A new round carries every current record: what is left of the previous one is stale.
+    this.paced = [...this.local.keys()];
+    if (!this.pacer) this.pace();
   }
 
   private sendAdverts(items: Buffer[], records: number): void {

@@ -70,6 +70,11 @@ export class Link {
     this.sender.beat(load, services, now);
   }
 
+  /* No heartbeat after this call (the member leaves its group). */
+  silence(): void {
+    this.sender.silence();
+  }
+
   setKeyRing(ring: KeyRing): void {
     this.sender.setKeyRing(ring);
   }

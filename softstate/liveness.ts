@@ -31,6 +31,13 @@
  * the notice about itself, answers at once with a heartbeat, which refutes the report, and
  * emits 'declared-dead-self' (the daemon may step back or just carry on).
  *
+ * Leaving. A member that leaves on purpose (a planned drain) silences its heartbeats for good
+ * and then sends a notice about itself (declarer = peer = itself, three copies): its peers mark
+ * it dead at once ('peer-dead', reason "left: ..."), with no detection delay, and take over its
+ * addresses and connections as after a death. It goes on listening (it must hear who took what),
+ * but never refutes a notice again: heartbeats stopped before the notice left, so no later one
+ * can lift the bar.
+ *
  * Forgetting. A peer dead and unheard for max(6 x expiry, 60 s) is dropped from the table:
  * its records have expired long before.
  */
@@ -69,6 +76,8 @@ export interface LivenessWire {
   beat(load: Load, services: ServiceClaim[], now: boolean): void;
   /* Sends one copy of a notice to the support group of its peer. */
   notice(notice: DeathNotice): void;
+  /* Heartbeats end for good (before a leave notice goes out). */
+  silence(): void;
 }
 
 export interface LivenessOptions {
@@ -118,6 +127,7 @@ export class Liveness {
   private readonly noticeTimers = new Set<NodeJS.Timeout>();
   private load: { bytesPerSec: number; cpu?: number } = { bytesPerSec: 0 };
   private services: ServiceClaim[] = [];
+  private left = false;
 
   constructor(options: LivenessOptions) {
     this.options = options;
@@ -208,9 +218,17 @@ export class Liveness {
     return notice;
   }
 
+  /* This member leaves its group: heartbeats end, then its peers are told (see "Leaving"). */
+  leave(reason: string): DeathNotice {
+    this.left = true;
+    this.wire?.silence();
+    return this.declare(this.options.self, reason);
+  }
+
   /* A death notice about this member or a peer of its group (received, or declared here). */
   notice(notice: DeathNotice): void {
     if (notice.peer === this.options.self) {
+      if (this.left) return;
       this.options.logger?.warn({ declarer: notice.declarer, reason: notice.reason }, 'declared dead by a peer; refuting with a heartbeat');
       this.checkIn(true);
       this.options.events.declaredDeadSelf(notice.declarer, notice.reason);
@@ -229,7 +247,8 @@ export class Liveness {
     if (peer.bar) barCandidates.push(peer.bar);
     peer.bar = barCandidates.reduce((a, b) => (above(b.epoch, b.seq, a) ? b : a), { epoch: 0n, seq: 0 });
     if (!peer.alive) return;
-    this.markDead(peer, `declared dead by ${notice.declarer}${notice.reason ? `: ${notice.reason}` : ''}`);
+    if (notice.declarer === notice.peer) this.markDead(peer, `left: ${notice.reason}`);
+    else this.markDead(peer, `declared dead by ${notice.declarer}${notice.reason ? `: ${notice.reason}` : ''}`);
   }
 
   /*
@@ -276,6 +295,7 @@ export class Liveness {
   }
 
   private checkIn(now = false): void {
+    if (this.left) return;
     const { load, services } = this.beatContent();
     this.wire?.beat(load, services, now);
   }

@@ -141,7 +141,10 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
       connections: () => this.adverts.size,
       events: {
         peerDead: (peer, reason) => this.emit('peer-dead', peer, reason),
-        peerAlive: (peer) => this.emit('peer-alive', peer),
+        peerAlive: (peer) => {
+          this.adverts.roundNow();
+          this.emit('peer-alive', peer);
+        },
         declaredDeadSelf: (declarer, reason) => this.emit('declared-dead-self', declarer, reason),
       },
     });
@@ -173,6 +176,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
         link.send([this.outbox.noticeFrame(notice)], { address: target.address, port: target.port });
         this.counters.noticesSent++;
       },
+      silence: () => link.silence(),
     });
     this.housekeeper = setInterval(() => this.housekeeping(), 1000);
     this.adverts.start((frames) => link.send(frames));
@@ -246,6 +250,15 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   declareDead(peer: string, reason: string): void {
     if (!isAddress(peer)) throw new TypeError(`invalid peer address ${JSON.stringify(peer)}`);
     this.handleNotice(this.liveness.declare(peer, reason), true);
+  }
+
+  /*
+   * Leaves the group on purpose (a planned drain): no more heartbeats, and a notice that makes
+   * every peer take this server for dead now. Adverts go on, and everything heard is still
+   * processed, until stop().
+   */
+  leave(reason: string): void {
+    this.liveness.leave(reason);
   }
 
   peers(): PeerInfo[] {

@@ -24,6 +24,7 @@ let beat: { load: Heartbeat['load']; services: ServiceClaim[] } = setup.beat;
 let checkedInAt = performance.now();
 let heartbeatsSent = 0;
 let lastHeartbeatAt = 0;
+let silenced = false;
 let heartbeats: NodeJS.Timeout | undefined;
 let stats: NodeJS.Timeout | undefined;
 
@@ -37,7 +38,7 @@ function report(message: SenderReport): void {
 }
 
 function sendHeartbeat(): void {
-  if (performance.now() - checkedInAt > setup.leaseMs) return;
+  if (silenced || performance.now() - checkedInAt > setup.leaseMs) return;
   transport.send(outbox.heartbeat(beat.load, beat.services));
   lastHeartbeatAt = performance.now();
   heartbeatsSent++;
@@ -68,6 +69,9 @@ function onCommand(command: SenderCommand): void {
       checkedInAt = performance.now();
       beat = { load: command.load, services: command.services };
       if (command.now) sendHeartbeat();
+      return;
+    case 'silence':
+      silenced = true;
       return;
     case 'keys':
       outbox.setKeyRing(keyRingOf(command.ring));

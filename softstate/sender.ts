@@ -31,6 +31,8 @@ export type SenderCommand =
   | { kind: 'frames'; payload: Uint8Array; lengths: number[]; to?: Destination }
   | { kind: 'beat'; load: Heartbeat['load']; services: ServiceClaim[]; now: boolean }
   | { kind: 'keys'; ring: KeyRing }
+  /* This member leaves its group: no heartbeat after this one command, whatever follows. */
+  | { kind: 'silence' }
   | { kind: 'stop' };
 
 export type SenderReport =
@@ -94,6 +96,11 @@ export class SenderThread {
   /* The main thread's check-in, with what the next heartbeats carry; `now` sends one at once. */
   beat(load: Heartbeat['load'], services: ServiceClaim[], now = false): void {
     this.post({ kind: 'beat', load, services, now });
+  }
+
+  /* Heartbeats end for good: frames sent after this leave after the last heartbeat. */
+  silence(): void {
+    this.post({ kind: 'silence' });
   }
 
   setKeyRing(ring: KeyRing): void {

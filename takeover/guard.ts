@@ -12,11 +12,7 @@
  *
  * One table per daemon (`wedge_guard_<pid>`), removed when the daemon stops.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { WedgeError } from '../errors/codes.js';
-
-const run = promisify(execFile);
+import { nft } from './nft.js';
 
 /* SO_MARK of restored sockets ("WE"). */
 export const RESTORED_MARK = 0x5745;
@@ -35,7 +31,7 @@ export class RstGuard {
   /* Creates the (empty) table ahead of time, so that a takeover only adds elements. */
   async install(): Promise<void> {
     if (this.installed) return;
-    await this.nft(
+    await nft(
       `table ip ${this.table} {\n` +
         `  set adopting { type ipv4_addr . inet_service; flags timeout; timeout ${GUARD_SECONDS}s; }\n` +
         `  chain out { type filter hook output priority -300; tcp flags & rst == rst meta mark != ${RESTORED_MARK} ip daddr . tcp dport @adopting drop; }\n` +
@@ -47,22 +43,12 @@ export class RstGuard {
   async guard(clients: readonly ClientEndpoint[]): Promise<void> {
     if (clients.length === 0) return;
     await this.install();
-    await this.nft(`add element ip ${this.table} adopting { ${clients.map((c) => `${c.address} . ${c.port}`).join(', ')} }\n`);
+    await nft(`add element ip ${this.table} adopting { ${clients.map((c) => `${c.address} . ${c.port}`).join(', ')} }\n`);
   }
 
   async uninstall(): Promise<void> {
     if (!this.installed) return;
     this.installed = false;
-    await this.nft(`delete table ip ${this.table}\n`);
-  }
-
-  private async nft(script: string): Promise<void> {
-    try {
-      const child = run('nft', ['-f', '-']);
-      child.child.stdin!.end(script);
-      await child;
-    } catch (err) {
-      throw new WedgeError('WEDGE_ERR_TAKEOVER', `nft failed (${(err as Error).message.trim()}); is nftables installed?`);
-    }
+    await nft(`delete table ip ${this.table}\n`);
   }
 }

@@ -27,6 +27,7 @@
  * connections (replication/replication.ts), and of two adopters that acted at once (each thought
  * the other dead) one keeps it.
  */
+import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
 import { addAddress, gratuitousArp, removeAddress } from '../../native/index.js';
 import type { ConnectionRecord, SoftStateMember } from '../../softstate/index.js';
@@ -67,11 +68,25 @@ export class AddressTakeover {
     private readonly logger: Logger,
   ) {}
 
+  /*
+   * Own service addresses present on the interface are claimed at once. One that is not (this
+   * server drained or died, and a peer holds it now) is left to its holder; if, once the peers
+   * have been heard, no live one claims it, this server takes it back.
+   */
   start(ownServices: readonly string[]): void {
-    for (const address of ownServices) this.services.set(address, 0);
+    const present = new Set(addressesOn(this.config.iface));
+    for (const address of ownServices) {
+      if (present.has(address)) this.services.set(address, 0);
+      else setTimeout(() => void this.reclaim(address).catch((err: Error) => this.logger.error({ address, err: err.message }, 'cannot take back own service address')), this.member.deadAfterMs + 2 * this.member.heartbeatIntervalMs).unref();
+    }
     this.publishServices();
     detect(this.member, this.config.self, this.pipeline.served, (trigger) => void this.onTrigger(trigger));
     setInterval(() => this.yieldClaims(), CLAIM_CHECK_MS).unref();
+  }
+
+  /* The service addresses this server holds now (its own and adopted ones). */
+  held(): string[] {
+    return [...this.services.keys()];
   }
 
   private async onTrigger(trigger: Trigger): Promise<void> {
@@ -174,6 +189,19 @@ export class AddressTakeover {
     }
   }
 
+  private async reclaim(address: string): Promise<void> {
+    const holder = this.member.peers().find((p) => p.alive && p.services.some((c) => c.address === address));
+    if (holder || this.services.has(address) || this.adopting.has(address)) {
+      this.logger.info({ address, holder: holder?.address }, 'own service address held by a peer: left there');
+      return;
+    }
+    await addAddress(this.config.iface, `${address}/${this.config.prefixLength}`);
+    this.services.set(address, 0);
+    this.publishServices();
+    this.announce(address);
+    this.logger.warn({ address }, 'own service address held by no live peer: taken back');
+  }
+
   /* Gratuitous ARP now and twice more, in case the first is lost. */
   private announce(address: string): void {
     const send = () => {
@@ -200,4 +228,8 @@ export class AddressTakeover {
   private publishServices(): void {
     this.member.setServices([...this.services].map(([address, generation]) => ({ address, generation })));
   }
+}
+
+function addressesOn(iface: string): string[] {
+  return (networkInterfaces()[iface] ?? []).filter((e) => e.family === 'IPv4').map((e) => e.address);
 }

@@ -16,6 +16,7 @@ interface Harness {
   events: string[];
   beats: { load: Load; services: ServiceClaim[]; now: boolean }[];
   notices: DeathNotice[];
+  silenced: number;
   /* Moves the monotonic clock without running timers: our event loop was stalled. */
   stall(ms: number): void;
 }
@@ -41,9 +42,11 @@ function harness(): Harness {
   const wire: LivenessWire = {
     beat: (load, services, now) => beats.push({ load, services, now }),
     notice: (notice) => notices.push(notice),
+    silence: () => made.silenced++,
   };
+  const made: Harness = { liveness, events, beats, notices, silenced: 0, stall: (ms) => (skew += ms) };
   liveness.start(wire);
-  return { liveness, events, beats, notices, stall: (ms) => (skew += ms) };
+  return made;
 }
 
 function heartbeat(sender: string, seq: number, epoch = 1000n) {
@@ -61,6 +64,30 @@ afterEach(() => {
 });
 
 describe('Liveness', () => {
+  it('leaving: heartbeats are silenced before the notice about itself goes out, and no notice is refuted afterwards', () => {
+    const notice = h.liveness.leave('drain');
+    expect(h.silenced).toBe(1);
+    expect(notice).toMatchObject({ declarer: SELF, peer: SELF, reason: 'drain' });
+    expect(h.notices).toEqual([notice]);
+    vi.advanceTimersByTime(1000);
+    expect(h.notices).toHaveLength(3);
+    const beats = h.beats.length;
+    h.liveness.notice({ declarer: PEER, peer: SELF, reason: 'admin', at: Date.now() });
+    vi.advanceTimersByTime(500);
+    expect(h.beats.length, 'no check-in (so no heartbeat) after leaving').toBe(beats);
+    expect(h.events).toEqual([]);
+  });
+
+  it("a peer's notice about itself is its leave: dead at once, and only a newer heartbeat brings it back", () => {
+    h.liveness.heartbeat(heartbeat(PEER, 5));
+    h.liveness.notice({ declarer: PEER, peer: PEER, reason: 'drain', at: Date.now() });
+    expect(h.events).toEqual([`alive ${PEER}`, `dead ${PEER} left: drain`]);
+    h.liveness.heartbeat(heartbeat(PEER, 5));
+    expect(h.liveness.peers()[0]!.alive, 'a replayed old heartbeat does not revive it').toBe(false);
+    h.liveness.heartbeat(heartbeat(PEER, 1, 2000n));
+    expect(h.events.at(-1), 'restarted: a new epoch').toBe(`alive ${PEER}`);
+  });
+
   it('reports a silent peer dead after dead-after, within one check (400 + 50 ms)', () => {
     h.liveness.heartbeat(heartbeat(PEER, 1));
     expect(h.events).toEqual([`alive ${PEER}`]);

@@ -48,6 +48,8 @@ describe('SoftStateMember (loopback)', () => {
   it('advertises upserts at once, batched per tick, and withdraws removed records', async () => {
     const a = await member('10.99.0.1');
     const b = await member('10.99.0.2');
+    // Each one's arrival starts a round of the other's records: none yet.
+    await until(() => a.peers().some((p) => p.alive) && b.peers().some((p) => p.alive));
     const records = Array.from({ length: 40 }, (_, i) => sampleRecord(i));
     for (const r of records) expect(a.upsert(r)).toBe(true);
     await until(() => b.recordsOwnedBy('10.99.0.1').length === 40);
@@ -118,6 +120,31 @@ describe('SoftStateMember (loopback)', () => {
     expect(events).toEqual(['dead 10.99.0.2 declared dead by 10.99.0.3: operator says so', 'alive 10.99.0.2']);
     await until(() => c.peers().find((p) => p.address === '10.99.0.2')?.alive === true);
     expect(c.metrics.noticesSent).toBeGreaterThanOrEqual(1);
+  });
+
+  it('a member that joins gets every record at once, not a round later', async () => {
+    const slow = { advertIntervalMs: 60_000, expireMs: 120_000 };
+    const a = await member('10.99.0.1', slow);
+    for (let i = 0; i < 50; i++) a.upsert(sampleRecord(i));
+    const b = await member('10.99.0.2', slow);
+    await until(() => b.recordsOwnedBy('10.99.0.1').length === 50, 1500);
+  });
+
+  it('leaves on purpose: dead at once for its peers (no silence to wait out), never alive again by its heartbeats', async () => {
+    const a = await member('10.99.0.1');
+    const b = await member('10.99.0.2');
+    await until(() => a.peers().some((p) => p.alive) && b.peers().some((p) => p.alive));
+    const dead = once(b, 'peer-dead');
+    a.leave('drain');
+    // Its notice, not the silent check (that would say 'silent').
+    expect(await dead).toEqual(['10.99.0.1', 'left: drain']);
+    let revived = false;
+    b.on('peer-alive', () => (revived = true));
+    // The leaver still listens, and answers no death report with a heartbeat.
+    b.declareDead('10.99.0.1', 'checking');
+    await new Promise((r) => setTimeout(r, 600));
+    expect(revived).toBe(false);
+    expect(b.peers().find((p) => p.address === '10.99.0.1')?.alive).toBe(false);
   });
 
   it('refuses a record too large for the allowed fragments with a counted error', async () => {
