@@ -9,6 +9,7 @@
  *                      other alive (it rejoined its group), then the next one
  */
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { COMPILED_CLI } from '../config/package.js';
 import { WedgeError } from '../errors/codes.js';
 import { ADMIN_PORT } from './plan.js';
@@ -21,6 +22,7 @@ import { findServer, writeState, type LabState, type ServerState } from './state
 /* Beyond the wedge's default --drain-timeout (30 s). */
 const DRAIN_WAIT_S = 45;
 const REJOIN_TIMEOUT_MS = 30_000;
+const REJOIN_MARGIN_MS = 300;
 
 /* What `wedge drain --json` printed last. */
 export interface DrainReport {
@@ -62,6 +64,8 @@ export async function labRollingRestart(state: LabState, say: (line: string) => 
     await waitUntil(`${server.name}'s wedge`, started, Date.now() + REJOIN_TIMEOUT_MS, () => undefined, async () => {
       return (await httpStatus(server.ns, `${server.admin}/healthz`)) === 200 && (await rejoined(state));
     });
+    // Its peers' records reach it right after they see it alive; a moment's margin before the next drain.
+    await sleep(REJOIN_MARGIN_MS);
     say(`${server.name}: drained (moved ${drained.moved}, finished ${drained.finished}, reset ${drained.reset}), restarted (pid ${started.pid}), rejoined`);
   }
 }

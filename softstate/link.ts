@@ -47,6 +47,10 @@ export class Link {
       beat: start.beat,
     };
     const transport = new MulticastTransport(setup.transport);
+    // Listening before the first heartbeat leaves: peers answer it at once (with every record
+    // they hold, when we are new to them), and what arrives before a listener is lost.
+    transport.on('message', (datagram) => onDatagram(datagram));
+    transport.on('error', onError);
     await transport.start();
     let sender: SenderThread;
     try {
@@ -55,8 +59,6 @@ export class Link {
       await transport.stop();
       throw err;
     }
-    transport.on('message', (datagram) => onDatagram(datagram));
-    transport.on('error', onError);
     return new Link(transport, sender);
   }
 
