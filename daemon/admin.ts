@@ -18,8 +18,8 @@ export interface AdminSource {
   declarePeerDead?(address: string, reason: string): void;
   /* Hands up to `count` connections to the support group; returns how many. */
   shed?(count: number): number;
-  /* A planned drain: start() begins it (once) and returns at once; status() as GET /drain shows it. */
-  drain?: { start(): void; status(): DrainView };
+  /* A planned drain: start() begins it (once) and resolves when it is over; status() as GET /drain shows it. */
+  drain?: { start(): Promise<void>; status(): DrainView };
 }
 
 export interface AdminOptions {
@@ -67,10 +67,13 @@ export async function startAdmin(source: AdminSource, options: AdminOptions): Pr
     if (!source.drain) return reply.code(503).send({ error: 'drain is not available on this server' });
     return source.drain.status();
   });
-  app.post('/drain', async (_request, reply) => {
+  // ?wait=1 answers when the drain is over (the wedge exits right after).
+  app.post<{ Querystring: { wait?: string } }>('/drain', async (request, reply) => {
     if (!source.drain) return reply.code(503).send({ error: 'drain is not available on this server' });
-    source.drain.start();
-    return reply.code(202).send(source.drain.status());
+    const done = source.drain.start();
+    if (request.query.wait === undefined) return reply.code(202).send(source.drain.status());
+    await done;
+    return source.drain.status();
   });
 
   await app.listen({ host: options.host, port: options.port });

@@ -69,21 +69,20 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
       process.exit(code);
     })();
   };
-  const drainAndStop = (trigger: string) => {
-    void drain.start(trigger).then(
+  const drainAndStop = (trigger: string): Promise<void> =>
+    drain.start(trigger).then(
       () => stop(0),
       (err: Error) => {
         logger.error({ err: err.message }, 'drain failed');
         stop(1);
       },
     );
-  };
   server.setDrainer({ start: () => drainAndStop('admin'), status: () => drain.status() });
   await server.start();
   if (!failover) logger.warn('no --address: failover is off (plain relay)');
   if (flags.onSigterm !== 'drain' && flags.onSigterm !== 'exit') throw new WedgeError('WEDGE_ERR_CONFIG', `--on-sigterm must be drain or exit, got "${flags.onSigterm}"`);
   // A second SIGTERM during a drain stops at once; SIGINT always does.
-  process.on('SIGTERM', () => (flags.onSigterm === 'drain' && drain.status().phase === 'serving' ? drainAndStop('sigterm') : stop(0)));
+  process.on('SIGTERM', () => (flags.onSigterm === 'drain' && drain.status().phase === 'serving' ? void drainAndStop('sigterm') : stop(0)));
   process.once('SIGINT', () => stop(0));
 }
 
