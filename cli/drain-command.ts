@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { request } from 'undici';
-import type { DrainView } from '../daemon/drain.js';
+import type { DrainView } from '../daemon/admin.js';
 import { WedgeError } from '../errors/codes.js';
 
 /* How a request fails when the wedge exits before its answer is read. */

@@ -37,6 +37,7 @@ export function registerServeCommand(program: Command): void {
     .option('--peer-port <port>', 'with --address: TCP port on --address where this wedge serves the rest of a response from its origin to a peer whose own origin is away (requests signed with the cluster key; the same on every replica)', String(DEFAULT_PEER_PORT))
     .option('--max-request-line <bytes>', 'longest request line; beyond it 414 (WEDGE_ERR_HTTP_URI_TOO_LONG)', String(RELAY_LIMITS.maxRequestLineBytes))
     .option('--max-empty-lines <n>', 'empty lines (CRLF) ignored before a request line; more get 400', String(RELAY_LIMITS.maxEmptyLines))
+    .option('--forwarded <mode>', 'tell the origin each client\'s address: none, xff (X-Forwarded-For) or forwarded (RFC 7239 Forwarded: for=...); the client\'s own X-Forwarded-For and Forwarded fields are then removed (Apache: mod_remoteip with RemoteIPHeader X-Forwarded-For; nginx: real_ip_header)', 'none')
     .option('--on-sigterm <action>', 'drain (hand every connection to the support group, then exit; see `wedge drain`) or exit (stop at once, like SIGINT)', 'drain')
     .option('--drain-timeout <ms>', 'longest drain: connections still here then are reset (counted, reason drain-not-moved)', '30000')
     .option('--log-file <path>', 'write JSON logs here instead of stderr')

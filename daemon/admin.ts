@@ -8,7 +8,6 @@ import { timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import { isLoopback } from '../config/endpoints.js';
 import { WedgeError } from '../errors/codes.js';
-import type { DrainView } from './drain.js';
 
 export interface AdminSource {
   name: string;
@@ -20,6 +19,21 @@ export interface AdminSource {
   shed?(count: number): number;
   /* A planned drain: start() begins it (once) and resolves when it is over; status() as GET /drain shows it. */
   drain?: { start(): Promise<void>; status(): DrainView };
+}
+
+export type DrainPhase = 'serving' | 'draining' | 'drained';
+
+/* GET /drain. */
+export interface DrainView {
+  phase: DrainPhase;
+  startedAt?: string;
+  finishedAt?: string;
+  /* Connections still served here. */
+  remaining: number;
+  /* Of the connections live at the start (and adopted during the drain), how each ended. */
+  moved: number;
+  finished: number;
+  reset: number;
 }
 
 export interface AdminOptions {

@@ -23,6 +23,7 @@ import { PeerRangeService, peerOrigins } from './peer-range.js';
 import { AddressTakeover } from '../takeover/movers/address.js';
 import { TakeoverPipeline } from '../takeover/pipeline.js';
 import { Drain, type DrainFailover } from './drain.js';
+import { FORWARDED_MODES, type ForwardedMode } from '../parsers/forwarded-head.js';
 
 /* Stalls longer than this are logged: they delay every connection, and past the heartbeat lease
  * peers declare this server dead. */
@@ -46,6 +47,7 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
     maxConnections,
     ...(flags.stateListen ? { stateListen: parseEndpoint(flags.stateListen, '--state-listen') } : {}),
     originRetryMs: positive(flags.originRetry, '--origin-retry'),
+    forwarded: forwardedMode(flags.forwarded),
     limits: {
       headerTimeoutMs: positive(flags.headerTimeout, '--header-timeout'),
       idleTimeoutMs: positive(flags.idleTimeout, '--idle-timeout'),
@@ -192,6 +194,11 @@ function interfaceOf(address: string, wanted?: string): { iface: string; prefixL
     if (entry?.cidr) return { iface: name, prefixLength: Number(entry.cidr.split('/')[1]) };
   }
   throw new WedgeError('WEDGE_ERR_CONFIG', `--address ${address} is not on ${wanted ? `interface ${wanted}` : 'any interface'} of this host`);
+}
+
+function forwardedMode(text: string): ForwardedMode {
+  if (!(FORWARDED_MODES as readonly string[]).includes(text)) throw new WedgeError('WEDGE_ERR_CONFIG', `--forwarded must be one of ${FORWARDED_MODES.join(', ')}, got "${text}"`);
+  return text as ForwardedMode;
 }
 
 function positive(text: string, option: string): number {

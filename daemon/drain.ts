@@ -24,26 +24,12 @@ import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promi
 import type { Logger } from 'pino';
 import type { EndState } from '../relay/connection.js';
 import { nft } from '../takeover/nft.js';
+import type { DrainView } from './admin.js';
 import type { WedgeServer } from './server.js';
 
 /* Long enough for the loop to read and map what the clients' sockets hold. */
 const SETTLE_MS = 10;
 const POLL_MS = 20;
-
-export type DrainPhase = 'serving' | 'draining' | 'drained';
-
-/* GET /drain. */
-export interface DrainView {
-  phase: DrainPhase;
-  startedAt?: string;
-  finishedAt?: string;
-  /* Connections still served here. */
-  remaining: number;
-  /* Of the connections live at the start (and adopted during the drain), how each ended. */
-  moved: number;
-  finished: number;
-  reset: number;
-}
 
 /* What a drain needs of the failover machinery (daemon.ts). */
 export interface DrainFailover {

@@ -30,6 +30,7 @@ export interface ServeFlags {
   peerPort: string;
   maxRequestLine: string;
   maxEmptyLines: string;
+  forwarded: string;
   onSigterm: string;
   drainTimeout: string;
   logFile?: string;

@@ -19,6 +19,7 @@ import { errorResponse } from '../relay/error-page.js';
 import { DEFAULT_MAX_CONNECTIONS, DEFAULT_ORIGIN_RECOVERY, type RelayLimits } from '../relay/options.js';
 import type { PeerOrigin } from '../relay/origin-recovery.js';
 import type { StreamMapJSON } from '../stream-map/stream-map.js';
+import type { ForwardedMode } from '../parsers/forwarded-head.js';
 import { StateSlots } from '../relay/state-slots.js';
 import { startAdmin, type AdminSource } from './admin.js';
 import { startStateStore } from './state-store.js';
@@ -37,6 +38,8 @@ export interface ServeConfig {
   stateListen?: { host: string; port: number };
   /* How long the local origin may stay away mid-response (--origin-retry). */
   originRetryMs?: number;
+  /* How the origin learns each client's address (--forwarded). */
+  forwarded?: ForwardedMode;
 }
 
 /* How long a refused client may take to read its 503 before its socket is closed anyway. */
@@ -188,6 +191,7 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
       ...(adopted ? { adopted } : {}),
       ...(id ? { id } : {}),
       ...(this.stateSlots ? { stateSlots: this.stateSlots } : {}),
+      ...(this.config.forwarded ? { forwarded: this.config.forwarded } : {}),
     });
     this.connections.set(connection.id, connection);
     this.metrics.connectionsTotal.inc();

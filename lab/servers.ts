@@ -72,6 +72,8 @@ export function wedgeServeOptions(state: LabState, server: ServerState, keyFile:
     ['--origin', originUrl()],
     ['--admin', `127.0.0.1:${ADMIN_PORT}`],
     ['--state-key-file', keyFile],
+    // The origin logs (and may act on) the real client address.
+    ['--forwarded', 'xff'],
     // The user's own origin may keep the state contract (README, "Stateful origins").
     ...(state.origin === 'command' ? ([['--state-listen', `127.0.0.1:${STATE_PORT}`]] as [string, string][]) : []),
     ...migrate,

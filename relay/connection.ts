@@ -27,7 +27,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { WedgeError } from '../errors/codes.js';
 import type { AbortReason } from '../errors/reasons.js';
-import { forwardedHead } from '../parsers/forwarded-head.js';
+import { clientAddressFields, forwardedHead } from '../parsers/forwarded-head.js';
 import type { HeaderList } from '../parsers/http-common.js';
 import type { RequestHead } from '../parsers/http-request.js';
 import { progress, socketFd } from '../native/index.js';
@@ -67,7 +67,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   bytesToClient = 0;
   requests = 0;
 
-  private readonly options: Required<Omit<RelayOptions, 'splicer' | 'adopted' | 'id' | 'stateSlots' | 'originRecovery'>> & { splicer?: Splicer };
+  private readonly options: Required<Omit<RelayOptions, 'splicer' | 'adopted' | 'id' | 'stateSlots' | 'originRecovery' | 'forwarded'>> & { splicer?: Splicer };
   private readonly log: Logger;
   private readonly lifecycle: Lifecycle;
   private readonly queue: RequestQueue;
@@ -81,6 +81,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   private exchange: Exchange | undefined;
   /* Where the origin stores this connection's snapshots (the state contract), when it is on. */
   readonly stateSlot: StateSlot | undefined;
+  private readonly addressFields: HeaderList;
   /* Adopted between exchanges with a snapshot at the end of exchange n: the session, handed to
    * the origin with the client's next request (n + 1, Wedge-Resume-Offset 0). */
   private session: Snapshot | undefined;
@@ -113,6 +114,8 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
       forwardBody: (data: Buffer) => this.writeToOrigin(data),
       forwardedRequestFailed: (error: WedgeError, reason: AbortReason) => this.exchange?.framing.abandon(reason, error),
     };
+    // The socket's peer is the client also after a takeover (a restored or migrated socket).
+    this.addressFields = clientAddressFields(options.forwarded ?? 'none', client.remoteAddress ?? '');
     this.stateSlot = options.stateSlots?.open();
     if (this.stateSlot) this.stateSlot.onStored = () => this.emit('change', { kind: 'snapshot' });
     if (this.stateSlot && adopted?.snapshot) {
@@ -132,7 +135,8 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
       bytesToClient: () => this.bytesToClient,
       writeToClient: (data) => this.writeToClient(data),
       writeToOrigin: (data) => this.writeToOrigin(data),
-      contractFields: (exchange) => this.contractFields(exchange),
+      originFields: (exchange) => this.originFields(exchange),
+      addressFields: () => this.addressFields,
       snapshotResumed: () => this.options.observer.snapshotResumed?.(),
       spliced: (moved) => {
         this.bytesToClient += moved;
@@ -337,7 +341,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.requests++;
     const session = this.session?.exchange === request.exchange - 1 ? this.session : undefined;
     this.session = undefined;
-    const fields = this.contractFields(request.exchange);
+    const fields = this.originFields(request.exchange);
     if (session) fields.push(['Wedge-Resume', session.data.toString('base64')], ['Wedge-Resume-Offset', '0']);
     this.exchange = Exchange.forRequest(this.exchangeHost, request, session ? 0 : undefined);
     const [head, ...body] = this.queue.forward(request);
@@ -345,9 +349,10 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.resumeReading();
   }
 
-  /* The state contract's fields for the origin (none when the contract is off). */
-  private contractFields(exchange: number): HeaderList {
-    return this.stateSlot ? [['Wedge-Exchange', String(exchange)], ['Wedge-State', this.stateSlot.url]] : [];
+  /* The state contract's fields (when it is on) and the client's address (--forwarded). */
+  private originFields(exchange: number): HeaderList {
+    const contract: HeaderList = this.stateSlot ? [['Wedge-Exchange', String(exchange)], ['Wedge-State', this.stateSlot.url]] : [];
+    return [...contract, ...this.addressFields];
   }
 
   /* What follows a response: its end in the map, then the next exchange, or the close. */

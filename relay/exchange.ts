@@ -36,8 +36,11 @@ export interface ExchangeHost {
   bytesToClient(): number;
   writeToClient(data: Buffer): void;
   writeToOrigin(data: Buffer): void;
-  /* The state contract's Wedge-Exchange and Wedge-State for exchange n (none when it is off). */
-  contractFields(exchange: number): HeaderList;
+  /* What the wedge adds to exchange n's request: the state contract's Wedge-Exchange and
+   * Wedge-State (when it is on) and the client's address (with --forwarded). */
+  originFields(exchange: number): HeaderList;
+  /* The client's address for the origin (with --forwarded), alone. */
+  addressFields(): HeaderList;
   /* Bytes the kernel moved to the client. */
   spliced(moved: number): void;
   guard(handle: () => void): void;
@@ -127,8 +130,8 @@ export class Exchange {
       if (resumed.exchange.bodyLength === resumed.bodyOffset) return this.finish(false);
     }
     host.origin.open(this.via?.endpoint);
-    if (resumed?.state) host.writeToOrigin(stateRequest(resumed.exchange, resumed.state.offset, resumed.state.snapshot.data, host.contractFields(resumed.exchange.index)));
-    else if (resumed) host.writeToOrigin(rangeRequest(resumed.exchange, resumed.bodyOffset, this.via));
+    if (resumed?.state) host.writeToOrigin(stateRequest(resumed.exchange, resumed.state.offset, resumed.state.snapshot.data, host.originFields(resumed.exchange.index)));
+    else if (resumed) host.writeToOrigin(rangeRequest(resumed.exchange, resumed.bodyOffset, host.addressFields(), this.via));
     else for (const chunk of held) host.writeToOrigin(chunk);
   }
 

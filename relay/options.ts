@@ -11,6 +11,7 @@ import type { Exchange as MapExchange, StreamMap } from '../stream-map/stream-ma
 import type { Deadline, Timeouts } from './deadlines.js';
 import type { StateSlots } from './state-slots.js';
 import type { PeerOrigin, RecoverySource, RecoveryResult } from './origin-recovery.js';
+import type { ForwardedMode } from '../parsers/forwarded-head.js';
 
 /* Moves `length` bytes from one socket fd to another inside the kernel. */
 export interface Splicer {
@@ -81,6 +82,8 @@ export interface RelayOptions extends Partial<RelayLimits> {
   adopted?: AdoptedStream;
   /* Where the rest of a response the origin dropped mid-body comes from (relay/origin-recovery.ts). */
   originRecovery?: OriginRecoveryOptions;
+  /* How the origin learns the client's address (--forwarded; default none). */
+  forwarded?: ForwardedMode;
   /* The connection's name when its socket's addresses no longer say it: after a TCP Migrate the
    * socket is bound to this server's address, the client's still to the original server's. */
   id?: string;

@@ -3,7 +3,7 @@
  * the original request again, asking for the rest of the body of the same representation, and
  * the check that the origin's answer is exactly that.
  */
-import { forwardedHead, isContractField } from '../parsers/forwarded-head.js';
+import { forwardedHead, strippedBy } from '../parsers/forwarded-head.js';
 import type { HeaderList } from '../parsers/http-common.js';
 import type { ResponseHead } from '../parsers/http-response.js';
 import type { PeerOrigin } from './origin-recovery.js';
@@ -12,12 +12,15 @@ import { ifRangeValidator, requestOf, resumeRange, type Exchange } from '../stre
 /* Request validators that would change what the origin answers; replaced by Range/If-Range. */
 const DROPPED_ON_RESUME = new Set(['range', 'if-range', 'if-match', 'if-none-match', 'if-modified-since', 'if-unmodified-since']);
 
-/* The original request again, asking for the rest of the body of the same representation; for a
- * peer's origin (`via`), with the header lines that authorise it there. */
-export function rangeRequest(exchange: Exchange, bodyOffset: number, via?: PeerOrigin): Buffer {
+/* The original request again, asking for the rest of the body of the same representation, with
+ * the wedge's own `fields` (the client's address); for a peer's origin (`via`), with the header
+ * lines that authorise it there. */
+export function rangeRequest(exchange: Exchange, bodyOffset: number, fields: HeaderList, via?: PeerOrigin): Buffer {
   const head = requestOf(exchange);
   const lines = [`GET ${head.target} HTTP/1.1`];
-  for (const [name, value] of head.headers) if (!DROPPED_ON_RESUME.has(name) && !isContractField(name)) lines.push(`${name}: ${value}`);
+  const stripped = strippedBy(fields);
+  for (const [name, value] of head.headers) if (!DROPPED_ON_RESUME.has(name) && !stripped(name)) lines.push(`${name}: ${value}`);
+  for (const [name, value] of fields) lines.push(`${name}: ${value}`);
   lines.push(`range: ${resumeRange(exchange, bodyOffset)}`);
   lines.push(`if-range: ${ifRangeValidator(exchange)}`);
   const request = Buffer.from(lines.join('\r\n') + '\r\n', 'latin1');
