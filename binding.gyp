@@ -11,7 +11,8 @@
         "native/src/migrate.cc",
         "native/src/capture.cc",
         "native/src/limits.cc",
-        "native/src/progress.cc"
+        "native/src/progress.cc",
+        "native/src/handover.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],

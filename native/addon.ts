@@ -141,6 +141,7 @@ export interface RawAddon {
   probeMany(batch: RawProbeBatch): Promise<(RawProbeAnswer | RawRestoredProbe | NativeError)[]>;
   gratuitousArp(ifname: string, ipv4: string): void;
   progress(fd: number): RawProgress;
+  takeFd(pid: number, fd: number): number;
   spliceStart(sourceFd: number, destinationFd: number, length: number, onDone: RawSpliceDone): number;
   spliceBytes(id: number): number | null;
   spliceCancel(id: number): void;

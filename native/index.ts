@@ -28,6 +28,7 @@ export {
 export { probeAndRestore, type RestoreRequest, type RestoredProbe, type RestoredSocket, type ProbeRestoreResult } from './probe-restore.js';
 export { addAddress, removeAddress, gratuitousArp } from './addr.js';
 export { raiseOpenFileLimit } from './limits.js';
+export { takeFd } from './handover.js';
 export { progress, type Progress } from './progress.js';
 export { splice, type SpliceJob, type SpliceResult } from './splice.js';
 export {

@@ -94,6 +94,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSplice(env, exports);
   InitMigrate(env, exports);
   InitLimits(env, exports);
+  InitHandover(env, exports);
   InitProgress(env, exports);
   return exports;
 }

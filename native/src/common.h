@@ -96,6 +96,7 @@ void InitAddr(Napi::Env env, Napi::Object exports);
 void InitSplice(Napi::Env env, Napi::Object exports);
 void InitMigrate(Napi::Env env, Napi::Object exports);
 void InitLimits(Napi::Env env, Napi::Object exports);
+void InitHandover(Napi::Env env, Napi::Object exports);
 void InitProgress(Napi::Env env, Napi::Object exports);
 
 /* The Internet checksum (RFC 1071) of raw segments built by hand: add 16-bit words, then fold. */
