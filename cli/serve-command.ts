@@ -38,6 +38,7 @@ export function registerServeCommand(program: Command): void {
     .option('--max-request-line <bytes>', 'longest request line; beyond it 414 (WEDGE_ERR_HTTP_URI_TOO_LONG)', String(RELAY_LIMITS.maxRequestLineBytes))
     .option('--max-empty-lines <n>', 'empty lines (CRLF) ignored before a request line; more get 400', String(RELAY_LIMITS.maxEmptyLines))
     .option('--forwarded <mode>', 'tell the origin each client\'s address: none, xff (X-Forwarded-For) or forwarded (RFC 7239 Forwarded: for=...); the client\'s own X-Forwarded-For and Forwarded fields are then removed (Apache: mod_remoteip with RemoteIPHeader X-Forwarded-For; nginx: real_ip_header)', 'none')
+    .option('--handover <path>', 'in-place upgrade: a unix socket (mode 0600) where this wedge hands its listener and live connections to a new `wedge serve` started with the same option; at start-up, take them from the wedge running there (none: start afresh)')
     .option('--on-sigterm <action>', 'drain (hand every connection to the support group, then exit; see `wedge drain`) or exit (stop at once, like SIGINT)', 'drain')
     .option('--drain-timeout <ms>', 'longest drain: connections still here then are reset (counted, reason drain-not-moved)', '30000')
     .option('--log-file <path>', 'write JSON logs here instead of stderr')

@@ -23,6 +23,10 @@ import { PeerRangeService, peerOrigins } from './peer-range.js';
 import { AddressTakeover } from '../takeover/movers/address.js';
 import { TakeoverPipeline } from '../takeover/pipeline.js';
 import { Drain, type DrainFailover } from './drain.js';
+import { connectPredecessor, listenForSuccessor, type HandedFailover, type Handing } from './handover.js';
+import type { RelayConnection } from '../relay/connection.js';
+import type { ConnectionRecord } from '../softstate/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { FORWARDED_MODES, type ForwardedMode } from '../parsers/forwarded-head.js';
 
 /* Stalls longer than this are logged: they delay every connection, and past the heartbeat lease
@@ -58,10 +62,16 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
     },
   });
   watchEventLoop(logger);
-  const failover = flags.address ? await startFailover(flags, listen, server, logger) : undefined;
-  const drain = new Drain(server, failover?.drain, positive(flags.drainTimeout, '--drain-timeout'), logger);
+  const drainTimeoutMs = positive(flags.drainTimeout, '--drain-timeout');
+  // An in-place upgrade: the running wedge hands this one its listener first, then (its own
+  // failover stopped) its connections.
+  const predecessor = flags.handover ? await connectPredecessor(flags.handover, logger) : undefined;
+  if (predecessor) await predecessor.takeListener(server);
+  const handed = await predecessor?.state();
+  const failover = flags.address ? await startFailover(flags, listen, server, logger, handed?.failover) : undefined;
+  const drain = new Drain(server, failover?.drain, drainTimeoutMs, logger);
   let stopping = false;
-  const stop = (code: number) => {
+  const stop = (code: number): void => {
     if (stopping) return;
     stopping = true;
     logger.info('stopping');
@@ -80,7 +90,23 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
       },
     );
   server.setDrainer({ start: () => drainAndStop('admin'), status: () => drain.status() });
-  await server.start();
+  if (predecessor) {
+    await server.startServices();
+    predecessor.adopt(handed!.connections, server, (connection, record) => failover?.track(connection, record));
+  } else {
+    await server.start();
+  }
+  if (flags.handover) {
+    const handing: Handing = {
+      listenerFd: () => server.listenerFd,
+      stopAccepting: () => server.stopAccepting(),
+      connections: () => [...server.connections.values()],
+      record: (id) => failover?.record(id),
+      stopFailover: async () => failover?.stopForHandover(),
+      stopServices: () => server.stopServices(),
+    };
+    await listenForSuccessor(flags.handover, handing, logger, (left) => void finishHere(left, drainTimeoutMs, logger).then(() => stop(0)));
+  }
   if (!failover) logger.warn('no --address: failover is off (plain relay)');
   if (flags.onSigterm !== 'drain' && flags.onSigterm !== 'exit') throw new WedgeError('WEDGE_ERR_CONFIG', `--on-sigterm must be drain or exit, got "${flags.onSigterm}"`);
   // A second SIGTERM during a drain stops at once; SIGINT always does.
@@ -88,8 +114,29 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
   process.once('SIGINT', () => stop(0));
 }
 
-/* Soft state and takeover, wired to the server; returns how to stop them. */
-async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeServer, logger: Logger): Promise<{ stop(): Promise<void>; drain: DrainFailover }> {
+/* After an in-place upgrade: what could not be handed over (a request arriving) finishes here,
+ * within the drain timeout; what is still here then is reset. */
+async function finishHere(left: readonly RelayConnection[], timeoutMs: number, logger: Logger): Promise<void> {
+  const until = performance.now() + timeoutMs;
+  const open = () => left.filter((c) => c.state !== 'closed' && c.state !== 'aborted' && c.state !== 'relinquished');
+  while (open().length > 0 && performance.now() < until) await sleep(20);
+  for (const connection of open()) connection.reset('drain-not-moved');
+  logger.warn({ finishedHere: left.length }, 'in-place upgrade done: exiting');
+}
+
+interface Failover {
+  drain: DrainFailover;
+  /* A connection handed over in place, served here from now on with its record. */
+  track(connection: RelayConnection, record: ConnectionRecord): void;
+  record(id: string): ConnectionRecord | undefined;
+  /* Everything stopped for an in-place upgrade; what the next process carries on. */
+  stopForHandover(): Promise<HandedFailover>;
+  stop(): Promise<void>;
+}
+
+/* Soft state and takeover, wired to the server; returns how to stop them. `inherited`: the
+ * predecessor's sender and claims (an in-place upgrade). */
+async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeServer, logger: Logger, inherited?: HandedFailover): Promise<Failover> {
   const self = parseAddress(flags.address!, '--address');
   const service = flags.service ? parseEndpoint(flags.service, '--service') : listen;
   if (service.host === '0.0.0.0') throw new WedgeError('WEDGE_ERR_CONFIG', 'give --service ADDR:PORT (the address clients use) when --listen is a wildcard');
@@ -109,11 +156,14 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
     deadAfterMs: positive(flags.deadAfter, '--dead-after'),
     heartbeatLeaseMs: positive(flags.heartbeatLease, '--heartbeat-lease'),
     logger,
+    ...(inherited ? { epoch: BigInt(inherited.sender.epoch), lastSeq: inherited.sender.lastSeq } : {}),
   });
   const peerRange = new PeerRangeService({ host: self, port: positive(flags.peerPort, '--peer-port') }, parseOriginUrl(flags.origin), keyRing, logger);
   server.setOriginPeers(() => peerOrigins(alivePeers(member, self), positive(flags.peerPort, '--peer-port'), keyRing));
   const replication = new Replication(member, self, () => server.metrics.relinquished.inc(), logger);
   server.on('connection', (connection) => replication.accepted(connection));
+  // Accepted on a predecessor's listener before failover was up (an in-place upgrade).
+  for (const connection of server.connections.values()) replication.accepted(connection);
   server.setProtection((id) => replication.protection(id));
   const guard = new RstGuard();
   const probe = { probeTimeoutMs: 100, probeRetries: 4 };
@@ -135,9 +185,19 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
     new MigrateRace(race, member, pipeline(interfaceOf(service.host).iface), replication, logger, serving && ((record, timeoutMs) => serving.invite(record, timeoutMs))).start();
   } else {
     addresses = new AddressTakeover({ self, iface, prefixLength }, member, pipeline(iface), logger);
-    addresses.start([service.host]);
+    addresses.start([service.host], inherited?.services);
   }
-  logger.info({ self, service, iface, group: member.group, takeover: flags.takeover, migrateKey: !!serving }, 'failover on');
+  logger.info({ self, service, iface, group: member.group, takeover: flags.takeover, migrateKey: !!serving, inherited: !!inherited }, 'failover on');
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    replication.stop();
+    await serving?.stop();
+    await peerRange.stop();
+    await member.stop();
+    await guard.uninstall();
+  };
   return {
     drain: {
       takeover: flags.takeover,
@@ -148,13 +208,13 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
       handOffAll: () => shed(replication, Number.MAX_SAFE_INTEGER, server, logger, 'drain'),
       leave: (reason) => member.leave(reason),
     },
-    async stop() {
-      replication.stop();
-      await serving?.stop();
-      await peerRange.stop();
-      await member.stop();
-      await guard.uninstall();
+    track: (connection, record) => replication.track(connection, record.transport, record.migration, record.migrate),
+    record: (id) => replication.record(id),
+    async stopForHandover() {
+      await stop();
+      return { sender: { epoch: member.sender.epoch.toString(), lastSeq: member.sender.lastSeq }, services: addresses?.claims() ?? [] };
     },
+    stop,
   };
 }
 

@@ -32,6 +32,7 @@ export interface ServeFlags {
   maxEmptyLines: string;
   forwarded: string;
   onSigterm: string;
+  handover?: string;
   drainTimeout: string;
   logFile?: string;
   logLevel: string;

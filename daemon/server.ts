@@ -63,13 +63,31 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
   }
 
   async start(): Promise<void> {
-    const { listen, logger } = this.config;
+    await this.listen();
+    await this.startServices();
+  }
+
+  /* Accepting clients: on `listen`, or on the listening socket a predecessor handed over (an
+   * in-place upgrade: the same socket, its accept queue included). */
+  async listen(listenerFd?: number): Promise<void> {
+    const { listen } = this.config;
     const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.accept(socket));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: listen.host, port: listen.port, backlog: 4096 }, () => resolve());
+      if (listenerFd === undefined) server.listen({ host: listen.host, port: listen.port, backlog: 4096 }, () => resolve());
+      else server.listen({ fd: listenerFd }, () => resolve());
     });
     this.server = server;
+  }
+
+  /* The listening socket's descriptor (handed to the next process on an in-place upgrade). */
+  get listenerFd(): number {
+    return (this.server as unknown as { _handle: { fd: number } })._handle.fd;
+  }
+
+  /* The state contract's listener and the admin API. */
+  async startServices(): Promise<void> {
+    const { logger, listen } = this.config;
     const { stateListen } = this.config;
     if (stateListen) {
       const slots = new StateSlots();
@@ -146,8 +164,14 @@ export class WedgeServer extends EventEmitter<{ connection: [RelayConnection] }>
     const closed = new Promise<void>((resolve) => (this.server?.listening ? this.server.close(() => resolve()) : resolve()));
     for (const connection of this.connections.values()) connection.client.destroy();
     await closed;
+    await this.stopServices();
+  }
+
+  /* Frees the admin API's and the state listener's ports (for the next process, on an upgrade). */
+  async stopServices(): Promise<void> {
     await this.admin?.close();
     await this.stateStore?.close();
+    this.admin = this.stateStore = undefined;
   }
 
   private accept(socket: Socket): void {

@@ -20,6 +20,7 @@ export const ERRORS = {
   WEDGE_ERR_ORIGIN_UNREACHABLE: { status: 502, message: 'origin unreachable' },
   WEDGE_ERR_LAB: { message: 'lab operation failed' },
   WEDGE_ERR_TAKEOVER: { message: 'takeover step failed' },
+  WEDGE_ERR_HANDOVER: { message: 'in-place upgrade failed' },
   WEDGE_ERR_STATE_KEY: { message: 'missing or invalid soft-state cluster key' },
   WEDGE_ERR_STATE_TRANSPORT: { message: 'soft-state multicast channel failed' },
   WEDGE_ERR_STATE_RECORD_TOO_LARGE: { message: 'soft-state record too large to advertise' },

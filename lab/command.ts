@@ -9,7 +9,7 @@ import { Command, Option } from 'commander';
 import { WedgeError } from '../errors/codes.js';
 import { labCrash, labDeclareDead } from './crash.js';
 import { labDown } from './down.js';
-import { labDrain, labRollingRestart } from './drain.js';
+import { labDrain, labRollingRestart, labUpgrade } from './drain.js';
 import { labExec } from './exec.js';
 import { DEFAULT_FILES } from './files.js';
 import { AGENT_METRICS, resolveLabName } from './plan.js';
@@ -234,6 +234,19 @@ export function registerLabCommands(program: Command): void {
       const report = await labDrain(state, server);
       if (flags.json) process.stdout.write(JSON.stringify(report) + '\n');
       else process.stderr.write(`lab ${state.lab}: ${server} drained: moved ${report.moved}, finished ${report.finished}, reset ${report.reset}\n`);
+    });
+
+  lab
+    .command('upgrade')
+    .description("replace a server's wedge process in place: a new `wedge serve` takes its listener and every live connection (--handover), the old one exits")
+    .argument('<server>', 'server name, e.g. s1')
+    .option('--json', 'print {server, oldPid, newPid}')
+    .option('--lab <name>', LAB_OPTION_HELP)
+    .action(async (server: string, flags: LabOption & { json?: boolean }) => {
+      const state = await requireState(resolveLabName(flags.lab));
+      const report = await labUpgrade(state, server);
+      if (flags.json) process.stdout.write(JSON.stringify(report) + '\n');
+      else process.stderr.write(`lab ${state.lab}: ${server} upgraded in place: wedge ${report.oldPid} -> ${report.newPid}\n`);
     });
 
   lab

@@ -74,6 +74,8 @@ export function wedgeServeOptions(state: LabState, server: ServerState, keyFile:
     ['--state-key-file', keyFile],
     // The origin logs (and may act on) the real client address.
     ['--forwarded', 'xff'],
+    // `lab upgrade` starts the next wedge process, which takes everything over through it.
+    ['--handover', join(state.runDir, `${server.name}-handover.sock`)],
     // The user's own origin may keep the state contract (README, "Stateful origins").
     ...(state.origin === 'command' ? ([['--state-listen', `127.0.0.1:${STATE_PORT}`]] as [string, string][]) : []),
     ...migrate,

@@ -31,7 +31,8 @@ import { clientAddressFields, forwardedHead } from '../parsers/forwarded-head.js
 import type { HeaderList } from '../parsers/http-common.js';
 import type { RequestHead } from '../parsers/http-request.js';
 import { progress, socketFd } from '../native/index.js';
-import { StreamMap, type StreamMapChange } from '../stream-map/stream-map.js';
+import { StreamMap, type StreamMapChange, type StreamMapJSON } from '../stream-map/stream-map.js';
+import { stopReading } from './socket-handle.js';
 import { Deadlines, type Deadline } from './deadlines.js';
 import { errorResponse, originError } from './error-page.js';
 import { Exchange, type ExchangeHost } from './exchange.js';
@@ -50,8 +51,19 @@ export type { AdoptedStream, RelayObserver, RelayOptions, Splicer, SpliceJob } f
 export type ConnectionChange = LifecycleChange | { kind: 'map'; change: StreamMapChange } | { kind: 'snapshot' };
 export type EndState = 'closed' | 'aborted' | 'relinquished';
 /* Why a connection was let go silently: a peer took it (its record superseded ours, or the
- * client's agent answers with RST after a move), or it is rebuilt here at once. */
-export type Relinquished = 'taken-over' | 'rebuilt-here';
+ * client's agent answers with RST after a move), it is rebuilt here at once, or the next wedge
+ * process took its socket (an in-place upgrade). */
+export type Relinquished = 'taken-over' | 'rebuilt-here' | 'handed-over';
+
+/* A connection stopped for an in-place upgrade: its socket (the next process takes the fd) and
+ * its exact position, in the shape of a record's stream (replication/records.ts). */
+export interface FrozenConnection {
+  id: string;
+  fd: number;
+  ackBase: number;
+  stream: { map: StreamMapJSON; sent: number; received: number; snapshot?: Snapshot };
+  pending: Buffer;
+}
 
 
 /* Acknowledged exchanges kept in the map, at most (every unacknowledged one stays). */
@@ -107,7 +119,8 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.streamMap = adopted?.streamMap ?? new StreamMap();
     this.streamMap.onChange = (change) => this.emit('change', { kind: 'map', change });
     this.bytesFromClient = adopted?.bytesFromClient ?? 0;
-    this.bytesToClient = this.ackBase = adopted?.bytesToClient ?? 0;
+    this.bytesToClient = adopted?.bytesToClient ?? 0;
+    this.ackBase = adopted?.ackBase ?? this.bytesToClient;
     const requests = {
       requestBegun: (start: number, head: RequestHead) => this.streamMap.beginRequest(start, head).index,
       requestEnded: (end: number) => this.streamMap.endRequest(end),
@@ -170,7 +183,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     client.on('close', () => this.guard(() => this.end('closed')));
     // An adopted connection has work before the client says anything; start it once the owner
     // has registered its listeners.
-    if (adopted) process.nextTick(() => this.guard(() => this.pump()));
+    if (adopted) process.nextTick(() => this.guard(() => (adopted.pending?.length ? this.onClientData(adopted.pending) : this.pump())));
     this.deadlines.update();
   }
 
@@ -212,6 +225,38 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.exchange?.cancel();
     closeSilently(this.client);
     this.end('relinquished', why);
+  }
+
+  /*
+   * An in-place upgrade (daemon/handover.ts): everything stops without a byte more to either
+   * side, and the position goes to the next process, which takes the socket as it is (the kernel
+   * still delivers what this one queued: `sent` is the kernel's write position). Undefined when
+   * the connection is not at a clean point (a request arriving is half parsed here): it stays.
+   */
+  async freeze(): Promise<FrozenConnection | undefined> {
+    if (!this.lifecycle.serving || this.queue.arriving || this.queue.headPending) return undefined;
+    stopReading(this.client);
+    this.origin.drop();
+    this.deadlines.stop();
+    this.recovery.cancel();
+    await this.exchange?.halt();
+    if (this.lifecycle.ended) return undefined;
+    const unread = this.client.read() as Buffer | null;
+    const fd = socketFd(this.client);
+    const kernel = progress(fd);
+    const snapshot = this.stateSlot?.snapshot;
+    const stream = {
+      map: this.streamMap.toJSON(this.ackBase + kernel.bytesAcked),
+      sent: this.ackBase + kernel.bytesAcked + kernel.inFlight + kernel.notSent,
+      received: this.bytesFromClient,
+      ...(snapshot ? { snapshot } : {}),
+    };
+    return { id: this.id, fd, ackBase: this.ackBase, stream, pending: unread ?? Buffer.alloc(0) };
+  }
+
+  /* The next process holds the socket now: this one closes its descriptor and forgets it. */
+  handedOver(): void {
+    this.end('relinquished', 'handed-over');
   }
 
   /* Found stuck for good from outside (takeover/watchdog.ts): reset the client and count `reason`. */

@@ -147,6 +147,14 @@ export class Exchange {
     this.bodySplice?.cancel();
   }
 
+  /* Stops for a handover, without a byte more to the client: resolves once a kernel splice (if
+   * one runs) has stopped moving. */
+  halt(): Promise<void> {
+    this.ended = true;
+    const splice = this.bodySplice;
+    return splice ? new Promise((resolve) => splice.stop(() => resolve())) : Promise.resolve();
+  }
+
   private onHead(head: ResponseHead): void {
     if (!this.resumed) {
       this.keepAlive = this.keepAlive && head.keepAlive && head.body.kind !== 'until-close';

@@ -110,4 +110,8 @@ export interface AdoptedStream {
   clientFinished: boolean;
   /* The origin's latest snapshot in the record (state contract), carried on here. */
   snapshot?: Snapshot;
+  /* Handed over in place (the same kernel socket): where its acknowledgement count starts, and
+   * the client's bytes the old process had read but not parsed yet. */
+  ackBase?: number;
+  pending?: Buffer;
 }

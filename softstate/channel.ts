@@ -65,6 +65,8 @@ export interface OutboxOptions {
   ring: KeyRing;
   self: string;
   epoch?: bigint;
+  /* With `epoch`: the sequence number the same sender sealed last (an in-place upgrade). */
+  lastSeq?: number;
   mtu?: number;
   maxFragments?: number;
 }
@@ -77,7 +79,7 @@ export class Outbox {
   private messageId = Math.floor(Math.random() * 0x1_0000_0000);
 
   constructor(options: OutboxOptions) {
-    this.sealer = new DatagramSealer(options.ring, options.self, options.epoch);
+    this.sealer = new DatagramSealer(options.ring, options.self, options.epoch, options.lastSeq);
     this.mtu = options.mtu ?? DEFAULT_MTU;
     this.maxFragments = Math.min(options.maxFragments ?? DEFAULT_MAX_FRAGMENTS, MAX_FRAGMENTS_LIMIT);
     this.maxPayload = this.mtu - datagramOverhead(options.self);

@@ -280,16 +280,20 @@ export class ReplayGuard {
 export class DatagramSealer {
   readonly sender: string;
   readonly epoch: bigint;
-  private seq = 0;
+  private seq: number;
 
+  /* `lastSeq`: the sequence number this incarnation sealed last, when another process sealed
+   * with the same epoch before (an in-place upgrade carries the sender on). */
   constructor(
     private ring: KeyRing,
     sender: string,
     epoch: bigint = newEpoch(),
+    lastSeq = 0,
   ) {
     if (!isAddress(sender)) throw new WedgeError('WEDGE_ERR_CONFIG', `invalid soft-state sender id ${JSON.stringify(sender)}`);
     this.sender = sender;
     this.epoch = epoch;
+    this.seq = lastSeq;
   }
 
   get lastSeq(): number {

@@ -31,7 +31,7 @@ export class Link {
    * epoch (so both threads are one sender) and starts heartbeating with `beat`. */
   static async open(
     settings: MemberSettings,
-    start: { ring: KeyRing; epoch: bigint; beat: SenderSetup['beat'] },
+    start: { ring: KeyRing; epoch: bigint; lastSeq: number; beat: SenderSetup['beat'] },
     onDatagram: (datagram: Buffer) => void,
     onError: (err: Error) => void,
   ): Promise<Link> {
@@ -40,6 +40,7 @@ export class Link {
       ring: start.ring,
       self: settings.self,
       epoch: start.epoch.toString(),
+      lastSeq: start.lastSeq,
       mtu: settings.mtu,
       transport: { group: group.address, port: group.port, interfaceAddress, loopback },
       heartbeatIntervalMs: settings.heartbeatIntervalMs,
@@ -83,6 +84,11 @@ export class Link {
 
   get sent(): TransportStats {
     return this.sender.stats;
+  }
+
+  /* The sequence number sealed last (exact after close()). */
+  get lastSeq(): number {
+    return this.sender.lastSeq;
   }
 
   get heartbeatsSent(): number {

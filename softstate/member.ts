@@ -101,6 +101,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
   private readonly ourGroup: GroupMembership;
   private readonly logger: SoftStateMemberOptions['logger'];
   private link: Link | undefined;
+  private lastSeqSealed = 0;
   private housekeeper: NodeJS.Timeout | undefined;
   private readonly counters = {
     noticesSent: 0,
@@ -129,7 +130,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
       self: this.self,
       mtu: settings.mtu,
       maxFragments: settings.maxFragments,
-      ...(options.epoch !== undefined ? { epoch: options.epoch } : {}),
+      ...(options.epoch !== undefined ? { epoch: options.epoch, lastSeq: options.lastSeq ?? 0 } : {}),
     });
     this.inbox = new Inbox({ ring: options.keyRing, self: this.self, maxDatagram: settings.mtu });
     this.table = new SoftStateTable({ ttlMs: this.expireMs });
@@ -166,7 +167,7 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
       if (this.listenerCount('error') > 0) this.emit('error', err);
       else this.logger?.warn({ err }, 'soft-state socket error');
     };
-    const setup = { ring: this.keyRing, epoch: this.outbox.epoch, beat: this.liveness.beatContent() };
+    const setup = { ring: this.keyRing, epoch: this.outbox.epoch, lastSeq: this.outbox.lastSeq, beat: this.liveness.beatContent() };
     const link = await Link.open(this.settings, setup, (datagram) => this.receive(datagram), onError);
     this.link = link;
     this.liveness.start({
@@ -191,6 +192,13 @@ export class SoftStateMember extends EventEmitter<SoftStateMemberEvents> {
     const link = this.link;
     this.link = undefined;
     await link?.close();
+    if (link) this.lastSeqSealed = link.lastSeq;
+  }
+
+  /* This member's sender as the next process carries it on after stop() (an in-place upgrade:
+   * same epoch, sequence numbers above every one sealed, so peers see no restart). */
+  get sender(): { epoch: bigint; lastSeq: number } {
+    return { epoch: this.outbox.epoch, lastSeq: this.link?.lastSeq ?? this.lastSeqSealed };
   }
 
   /* Key rotation (e.g. on SIGHUP): seal with the ring's newest key, open with any of its keys. */

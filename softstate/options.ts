@@ -45,8 +45,10 @@ export interface SoftStateMemberOptions {
   maxFragments?: number;
   /* Receive our own multicast (single-host setups); own datagrams are dropped by sender id. */
   loopback?: boolean;
-  /* Fixed epoch (tests); default: boot time. */
+  /* Fixed epoch (tests; an in-place upgrade carries its predecessor's on); default: boot time. */
   epoch?: bigint;
+  /* With `epoch`: the predecessor's last sequence number (in-place upgrade). */
+  lastSeq?: number;
   logger?: Pick<Logger, 'debug' | 'info' | 'warn'>;
 }
 

@@ -18,7 +18,7 @@ const STATS_INTERVAL_MS = 250;
 
 const setup = workerData as SenderSetup;
 const port = parentPort!;
-const outbox = new Outbox({ ring: keyRingOf(setup.ring), self: setup.self, epoch: BigInt(setup.epoch), mtu: setup.mtu });
+const outbox = new Outbox({ ring: keyRingOf(setup.ring), self: setup.self, epoch: BigInt(setup.epoch), lastSeq: setup.lastSeq, mtu: setup.mtu });
 const transport = new MulticastTransport({ ...setup.transport, receive: false });
 let beat: { load: Heartbeat['load']; services: ServiceClaim[] } = setup.beat;
 let checkedInAt = performance.now();
@@ -50,7 +50,7 @@ function heartbeatIfDue(): void {
 }
 
 function reportStats(): void {
-  report({ kind: 'stats', stats: { ...transport.stats }, heartbeatsSent });
+  report({ kind: 'stats', stats: { ...transport.stats }, heartbeatsSent, lastSeq: outbox.lastSeq });
 }
 
 function onCommand(command: SenderCommand): void {

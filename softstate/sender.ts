@@ -19,6 +19,8 @@ export interface SenderSetup {
   self: string;
   /* bigint as a decimal string: the member's epoch, so both threads seal as one sender. */
   epoch: string;
+  /* The sequence number sealed last under this epoch (0, or the predecessor's: in-place upgrade). */
+  lastSeq: number;
   mtu: number;
   transport: MulticastTransportOptions;
   heartbeatIntervalMs: number;
@@ -39,7 +41,7 @@ export type SenderReport =
   | { kind: 'ready' }
   | { kind: 'failed'; message: string }
   | { kind: 'error'; message: string }
-  | { kind: 'stats'; stats: TransportStats; heartbeatsSent: number };
+  | { kind: 'stats'; stats: TransportStats; heartbeatsSent: number; lastSeq: number };
 
 /* Under vitest this module runs from its .ts source; the worker always runs compiled (npm test
  * builds first). */
@@ -50,6 +52,8 @@ function workerScript(): URL {
 export class SenderThread {
   stats: TransportStats = { sent: 0, sentBytes: 0, received: 0, receivedBytes: 0, dropped: 0, sendErrors: 0 };
   heartbeatsSent = 0;
+  /* The sequence number sealed last (exact once stop() has resolved). */
+  lastSeq = 0;
   private readonly worker: Worker;
   private readonly exited: Promise<void>;
 
@@ -60,6 +64,7 @@ export class SenderThread {
       if (report.kind === 'stats') {
         this.stats = report.stats;
         this.heartbeatsSent = report.heartbeatsSent;
+        this.lastSeq = report.lastSeq;
       } else if (report.kind === 'error') onError(new Error(`soft-state sender: ${report.message}`));
     });
     worker.on('error', onError);

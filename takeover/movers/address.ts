@@ -30,7 +30,7 @@
 import { networkInterfaces } from 'node:os';
 import type { Logger } from 'pino';
 import { addAddress, gratuitousArp, removeAddress } from '../../native/index.js';
-import type { ConnectionRecord, SoftStateMember } from '../../softstate/index.js';
+import type { ConnectionRecord, ServiceClaim, SoftStateMember } from '../../softstate/index.js';
 import { chooseAdopter } from '../choose.js';
 import { detect, type Trigger } from '../detect.js';
 import type { Mover, TakeoverPipeline } from '../pipeline.js';
@@ -73,9 +73,11 @@ export class AddressTakeover {
    * server drained or died, and a peer holds it now) is left to its holder; if, once the peers
    * have been heard, no live one claims it, this server takes it back.
    */
-  start(ownServices: readonly string[]): void {
+  start(ownServices: readonly string[], inherited?: readonly ServiceClaim[]): void {
     const present = new Set(addressesOn(this.config.iface));
-    for (const address of ownServices) {
+    // An in-place upgrade carries the predecessor's claims on, at their generations.
+    for (const claim of inherited ?? []) this.services.set(claim.address, claim.generation);
+    for (const address of inherited ? [] : ownServices) {
       if (present.has(address)) this.services.set(address, 0);
       else setTimeout(() => void this.reclaim(address).catch((err: Error) => this.logger.error({ address, err: err.message }, 'cannot take back own service address')), this.member.deadAfterMs + 2 * this.member.heartbeatIntervalMs).unref();
     }
@@ -87,6 +89,11 @@ export class AddressTakeover {
   /* The service addresses this server holds now (its own and adopted ones). */
   held(): string[] {
     return [...this.services.keys()];
+  }
+
+  /* The same, with their generations (what an in-place upgrade carries on). */
+  claims(): ServiceClaim[] {
+    return [...this.services].map(([address, generation]) => ({ address, generation }));
   }
 
   private async onTrigger(trigger: Trigger): Promise<void> {
