@@ -111,7 +111,10 @@ class Channel {
 export interface Successor {
   listen(listenerFd: number): Promise<void>;
   adopt(socket: net.Socket, adopted: AdoptedStream, id: string): RelayConnection;
+  readonly metrics: { inherited: { inc(labels: { result: InheritedResult }): void } };
 }
+
+type InheritedResult = 'resumed' | 'finished' | 'reset' | 'untaken';
 
 /* The running predecessor at `path`, or undefined when none answers there (a first start). */
 export async function connectPredecessor(path: string, logger: Logger): Promise<Predecessor | undefined> {
@@ -158,6 +161,7 @@ export class Predecessor {
         fd = takeFd(this.pid, handed.fd);
       } catch (err) {
         this.logger.error({ conn: handed.id, err: (err as Error).message }, 'cannot take the socket of a handed-over connection');
+        server.metrics.inherited.inc({ result: 'untaken' });
         continue;
       }
       taken.push(handed.id);
@@ -176,6 +180,7 @@ function serveHanded(handed: HandedConnection, socket: net.Socket, server: Succe
   const stream = parseReplicatedStream(handed.stream);
   const { sent, received } = handed.stream;
   const plan = stream ? planResume(stream.map, sent, received, received, stream.snapshot) : { kind: 'abort' as const, reason: 'the stream map does not parse' };
+  server.metrics.inherited.inc({ result: plan.kind === 'resume' ? 'resumed' : plan.kind === 'abort' ? 'reset' : 'finished' });
   switch (plan.kind) {
     case 'closed':
       socket.destroy();

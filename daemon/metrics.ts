@@ -30,6 +30,7 @@ export class WedgeMetrics implements RelayObserver, TakeoverObserver {
   readonly originResumes = new Counter({ name: 'wedge_origin_resumes_total', help: 'Responses the origin dropped mid-body, by where the rest came from (source: local, peer) and result: resumed, origin-lost, representation-changed', labelNames: ['source', 'result'], registers: [this.registry] });
   readonly drains = new Counter({ name: 'wedge_drains_total', help: 'Planned drains begun (wedge drain, POST /drain, SIGTERM)', registers: [this.registry] });
   readonly drainedConnections = new Counter({ name: 'wedge_drained_connections_total', help: 'Connections live during a drain, by how they left: moved (a peer took them over), finished (ended here), reset (not moved within --drain-timeout, or failed)', labelNames: ['result'], registers: [this.registry] });
+  readonly inherited = new Counter({ name: 'wedge_upgrade_connections_total', help: 'Connections taken over in place from the previous wedge process (an in-place upgrade, --handover), by result: resumed, finished (nothing left to send), reset (not resumable exactly), untaken (its socket could not be taken; the old process reset it)', labelNames: ['result'], registers: [this.registry] });
   readonly relinquished = new Counter({ name: 'wedge_relinquished_total', help: 'Connections given up silently because a peer took them over', registers: [this.registry] });
 
   constructor() {

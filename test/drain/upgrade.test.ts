@@ -61,7 +61,9 @@ describe.skipIf(!IS_ROOT || !existsSync('/usr/sbin/apache2'))('in-place upgrade,
     await expectSameBytes(big, lab.file('/big.bin'));
     const status = await lab.status<{ servers: { wedge: { pid: number; running: boolean } }[] }>();
     expect(status.servers[0]!.wedge).toEqual(expect.objectContaining({ pid: report!.newPid, running: true }));
-    expect((await lab.metrics('s1')).total('wedge_aborts_total')).toBe(0);
+    const metrics = await lab.metrics('s1');
+    expect(metrics.value('wedge_upgrade_connections_total', { result: 'resumed' }), 'the new process resumed the download').toBe(1);
+    expect(metrics.total('wedge_aborts_total')).toBe(0);
     const head = await lab.exec('client', ['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', '-I', lab.url('s1', '/big.bin')]);
     expect(head.stdout.toString('utf8'), 'a new connection after the upgrade').toBe('200');
   });
