@@ -1,5 +1,6 @@
 /* `wedge serve`'s options as commander hands them over (text, checked by the daemon). */
 export interface ServeFlags {
+  config?: string;
   name: string;
   listen: string;
   origin: string;
