@@ -8,6 +8,7 @@ import { WedgeError } from '../errors/codes.js';
 import { registerServeCommand } from './serve-command.js';
 import { registerStatusCommand } from './status-command.js';
 import { registerDrainCommand } from './drain-command.js';
+import { registerCheckCommand } from './check-command.js';
 import { registerDemoCommand } from './demo-command.js';
 import { registerAgentCommand } from './agent-command.js';
 import { registerLabCommands } from '../lab/command.js';
@@ -22,6 +23,7 @@ const program = new Command('wedge')
   .configureHelp({ sortSubcommands: false });
 
 registerServeCommand(program);
+registerCheckCommand(program);
 registerStatusCommand(program);
 registerDrainCommand(program);
 registerDemoCommand(program);

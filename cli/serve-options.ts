@@ -81,6 +81,15 @@ export function resolveServeFlags(command: Command): ServeFlags {
   return command.opts<ServeFlags>();
 }
 
+/* The options that take positive integers (counts, durations, ports): those with a numeric default. */
+export function numericOptions(command: Command): (keyof ServeFlags)[] {
+  return command.options.filter(isNumeric).map((o) => o.attributeName() as keyof ServeFlags);
+}
+
+function isNumeric(option: Option): boolean {
+  return typeof option.defaultValue === 'string' && /^\d+$/.test(option.defaultValue);
+}
+
 function takesValue(option: Option): boolean {
   return option.required || option.optional;
 }
@@ -102,8 +111,7 @@ function valueFor(option: Option, key: string, value: ConfigValue, file: string)
   }
   if (typeof value === 'boolean') throw new WedgeError('WEDGE_ERR_CONFIG', `${file}: ${key}: expected a value, got ${value}`);
   const text = String(value);
-  // Options whose default is a count or a duration take positive integers only.
-  if (typeof option.defaultValue === 'string' && /^\d+$/.test(option.defaultValue) && !/^[1-9]\d*$/.test(text)) {
+  if (isNumeric(option) && !/^[1-9]\d*$/.test(text)) {
     throw new WedgeError('WEDGE_ERR_CONFIG', `${file}: ${key}: expected a positive integer, got ${JSON.stringify(value)}`);
   }
   return text;
