@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { isLoopback, type Endpoint } from '../config/endpoints.js';
+import { PACKAGE_VERSION } from '../config/package.js';
 import { WedgeError } from '../errors/codes.js';
 
 /* Prometheus metrics of one client agent, and the loopback HTTP endpoint that serves them. */
@@ -24,6 +25,7 @@ export class AgentMetrics {
       },
     });
     collectDefaultMetrics({ register: this.registry, prefix: 'wedge_agent_' });
+    new Gauge({ name: 'wedge_agent_build_info', help: 'Always 1; the labels say which agent runs (version) on which Node.js (node)', labelNames: ['version', 'node'], registers: [this.registry] }).set({ version: PACKAGE_VERSION, node: process.versions.node }, 1);
     // Both results show from the start, so a dashboard can tell "none yet" from "not exported".
     for (const result of ['ok', 'unnegotiated']) this.negotiations.inc({ result }, 0);
   }

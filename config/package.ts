@@ -19,6 +19,7 @@ function packageRoot(): string {
 }
 
 export const PACKAGE_ROOT = packageRoot();
+export const PACKAGE_VERSION = (JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 /* `node <this> serve|origin|agent ...`: what the lab starts inside its hosts. */
 export const COMPILED_CLI = join(PACKAGE_ROOT, 'dist', 'cli', 'cli.js');
 export const BIN_DIR = join(PACKAGE_ROOT, 'bin');

@@ -173,6 +173,8 @@ async function startFailover(flags: ServeFlags, listen: Endpoint, server: WedgeS
   server.setPeerReporter((peer, reason) => member.declareDead(peer, reason));
   server.setShedder((count) => shed(replication, count, server, logger, 'shed'));
   exportSoftStateMetrics(server.metrics.registry, () => member.metrics);
+  server.metrics.lastHeard = (peer) => member.peers().find((p) => p.address === peer)?.lastHeardAt;
+  member.on('peer-dead', (peer, reason) => reason === 'silent' && server.metrics.peerSilent(peer));
   await guard.install();
   await member.start();
   await peerRange.start();

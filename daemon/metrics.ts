@@ -6,6 +6,7 @@ import type { SoftStateMetrics } from '../softstate/index.js';
 import type { WedgeErrorCode } from '../errors/codes.js';
 import { takeoverOutcome, type AbortReason, type TakeoverAbort, type TakeoverResult } from '../errors/reasons.js';
 import type { TakeoverObserver } from '../takeover/pipeline.js';
+import { PACKAGE_VERSION } from '../config/package.js';
 
 /* Prometheus metrics of one wedge daemon. Names follow `wedge_<thing>_<unit>`. */
 export class WedgeMetrics implements RelayObserver, TakeoverObserver {
@@ -20,6 +21,8 @@ export class WedgeMetrics implements RelayObserver, TakeoverObserver {
   readonly timeoutsTotal = new Counter({ name: 'wedge_timeouts_total', help: 'Client connection time limits that expired, by deadline: header (408), idle (closed quietly), body (408 or client-timeout abort), response (504 or response-timeout abort)', labelNames: ['deadline'], registers: [this.registry] });
 
   readonly takeovers = new Counter({ name: 'wedge_takeovers_total', help: 'Takeover attempts of dead (or handing-off) peers\' connections, by result: resumed, finished, aborted, lost-race and stood-down (TCP Migrate: another candidate took it)', labelNames: ['result'], registers: [this.registry] });
+  readonly detectionSeconds = new Histogram({ name: 'wedge_failure_detection_seconds', help: 'Peers found dead here by silence: from the last heartbeat heard from the peer to its death', buckets: [0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.75, 1, 2, 5], registers: [this.registry] });
+  readonly clientStallSeconds = new Histogram({ name: 'wedge_client_stall_seconds', help: 'Connections resumed here after a takeover: from the last heartbeat heard from the old owner to the resume (an upper estimate of the silence the client saw)', buckets: [0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2, 5], registers: [this.registry] });
   readonly takeoverSeconds = new Histogram({ name: 'wedge_takeover_seconds', help: 'Probe, restore and resume of one connection', buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2], registers: [this.registry] });
   readonly migrateNegotiations = new Counter({ name: 'wedge_migrate_negotiations_total', help: 'TCP Migrate key exchanges with client agents, by result', labelNames: ['result'], registers: [this.registry] });
   readonly migrateInvitations = new Counter({ name: 'wedge_migrate_invitations_total', help: 'Client agents invited to run the key exchange of a connection adopted without a key (its server died during the exchange), by result (agreed, unanswered)', labelNames: ['result'], registers: [this.registry] });
@@ -33,8 +36,23 @@ export class WedgeMetrics implements RelayObserver, TakeoverObserver {
   readonly inherited = new Counter({ name: 'wedge_upgrade_connections_total', help: 'Connections taken over in place from the previous wedge process (an in-place upgrade, --handover), by result: resumed, finished (nothing left to send), reset (not resumable exactly), untaken (its socket could not be taken; the old process reset it)', labelNames: ['result'], registers: [this.registry] });
   readonly relinquished = new Counter({ name: 'wedge_relinquished_total', help: 'Connections given up silently because a peer took them over', registers: [this.registry] });
 
+  /* Wall-clock ms of the last heartbeat heard from a peer (the soft-state member's, when failover is on). */
+  lastHeard: (peer: string) => number | undefined = () => undefined;
+
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'wedge_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'wedge_' });
+    new Gauge({ name: 'wedge_build_info', help: 'Always 1; the labels say which wedge runs (version) on which Node.js (node)', labelNames: ['version', 'node'], registers: [this.registry] }).set({ version: PACKAGE_VERSION, node: process.versions.node }, 1);
+  }
+
+  /* A peer found dead by silence (the member's 'peer-dead' with reason 'silent'). */
+  peerSilent(peer: string): void {
+    const heard = this.lastHeard(peer);
+    if (heard !== undefined) this.detectionSeconds.observe((Date.now() - heard) / 1000);
+  }
+
+  resumed(owner: string): void {
+    const heard = this.lastHeard(owner);
+    if (heard !== undefined) this.clientStallSeconds.observe((Date.now() - heard) / 1000);
   }
 
   request(method: string): void {

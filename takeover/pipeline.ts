@@ -59,6 +59,8 @@ export interface ServedConnections extends WatchedConnections {
 
 export interface TakeoverObserver {
   takeover(result: TakeoverResult, seconds: number | undefined): void;
+  /* A connection of `owner` was resumed here just now (for the client-stall estimate). */
+  resumed(owner: string): void;
   abort(reason: AbortReason): void;
 }
 
@@ -215,6 +217,7 @@ export class TakeoverPipeline {
         if (outcome.result === 'resumed') {
           this.watchdog.adopted(outcome.connection);
           this.replication.track(outcome.connection, outcome.transport, adoptee.record.migration + 1, adoptee.record.migrate);
+          this.observer.resumed(adoptee.record.owner);
         }
         result = outcome.result;
       } catch (err) {

@@ -24,7 +24,7 @@ describe.skipIf(!IS_ROOT || !existsSync('/usr/bin/setpriv'))('wedge check on a l
 
   async function check(args: string[], prefix: string[] = []): Promise<{ code: number; out: string }> {
     const result = await lab.exec('s1', [...prefix, 'wedge', 'check', ...args]);
-    return { code: result.code, out: result.stdout.toString('utf8') + result.stderr.toString('utf8') };
+    return { code: result.code, out: result.stdout.toString('utf8') + result.stderr };
   }
 
   it('verifies everything on a good host (exit 0)', async () => {
