@@ -12,7 +12,8 @@
         "native/src/capture.cc",
         "native/src/limits.cc",
         "native/src/progress.cc",
-        "native/src/handover.cc"
+        "native/src/handover.cc",
+        "native/src/notify.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],

@@ -9,6 +9,7 @@ import { registerServeCommand } from './serve-command.js';
 import { registerStatusCommand } from './status-command.js';
 import { registerDrainCommand } from './drain-command.js';
 import { registerCheckCommand } from './check-command.js';
+import { registerUpgradeCommand } from './upgrade-command.js';
 import { registerDemoCommand } from './demo-command.js';
 import { registerAgentCommand } from './agent-command.js';
 import { registerLabCommands } from '../lab/command.js';
@@ -24,6 +25,7 @@ const program = new Command('wedge')
 
 registerServeCommand(program);
 registerCheckCommand(program);
+registerUpgradeCommand(program);
 registerStatusCommand(program);
 registerDrainCommand(program);
 registerDemoCommand(program);

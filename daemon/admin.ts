@@ -57,7 +57,7 @@ export async function startAdmin(source: AdminSource, options: AdminOptions): Pr
     }
   });
 
-  app.get('/healthz', async () => ({ ok: true, server: source.name }));
+  app.get('/healthz', async () => ({ ok: true, server: source.name, pid: process.pid }));
   app.get('/connections', async () => ({ server: source.name, connections: source.connections() }));
   app.get('/metrics', async (_request, reply) => {
     reply.header('content-type', source.metricsContentType);

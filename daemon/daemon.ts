@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
-import { raiseOpenFileLimit, splice } from '../native/index.js';
+import { notifySystemd, raiseOpenFileLimit, splice } from '../native/index.js';
 import { preflight, preflightTarget } from './preflight.js';
 import { loadKeyRing, SoftStateMember } from '../softstate/index.js';
 import { parseAddress, parseEndpoint, parseOriginUrl, type Endpoint } from '../config/endpoints.js';
@@ -75,20 +75,23 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info('stopping');
+    notifySystemd('STOPPING=1');
     void (async () => {
       await failover?.stop();
       await server.stop();
       process.exit(code);
     })();
   };
-  const drainAndStop = (trigger: string): Promise<void> =>
-    drain.start(trigger).then(
+  const drainAndStop = (trigger: string): Promise<void> => {
+    notifySystemd('STOPPING=1\nSTATUS=draining');
+    return drain.start(trigger).then(
       () => stop(0),
       (err: Error) => {
         logger.error({ err: err.message }, 'drain failed');
         stop(1);
       },
     );
+  };
   server.setDrainer({ start: () => drainAndStop('admin'), status: () => drain.status() });
   if (predecessor) {
     await server.startServices();
@@ -96,6 +99,8 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
   } else {
     await server.start();
   }
+  // systemd (Type=notify): ready, and after an in-place upgrade this process is the service's main one.
+  notifySystemd(`READY=1\nMAINPID=${process.pid}\nSTATUS=serving${predecessor ? ' (upgraded in place)' : ''}`);
   if (flags.handover) {
     const handing: Handing = {
       listenerFd: () => server.listenerFd,

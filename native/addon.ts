@@ -142,6 +142,7 @@ export interface RawAddon {
   gratuitousArp(ifname: string, ipv4: string): void;
   progress(fd: number): RawProgress;
   takeFd(pid: number, fd: number): number;
+  notifySystemd(state: string): boolean;
   spliceStart(sourceFd: number, destinationFd: number, length: number, onDone: RawSpliceDone): number;
   spliceBytes(id: number): number | null;
   spliceCancel(id: number): void;

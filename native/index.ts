@@ -29,6 +29,7 @@ export { probeAndRestore, type RestoreRequest, type RestoredProbe, type Restored
 export { addAddress, removeAddress, gratuitousArp } from './addr.js';
 export { raiseOpenFileLimit } from './limits.js';
 export { takeFd } from './handover.js';
+export { notifySystemd } from './notify.js';
 export { progress, type Progress } from './progress.js';
 export { splice, type SpliceJob, type SpliceResult } from './splice.js';
 export {

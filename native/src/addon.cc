@@ -95,6 +95,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMigrate(env, exports);
   InitLimits(env, exports);
   InitHandover(env, exports);
+  InitNotify(env, exports);
   InitProgress(env, exports);
   return exports;
 }

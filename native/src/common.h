@@ -97,6 +97,7 @@ void InitSplice(Napi::Env env, Napi::Object exports);
 void InitMigrate(Napi::Env env, Napi::Object exports);
 void InitLimits(Napi::Env env, Napi::Object exports);
 void InitHandover(Napi::Env env, Napi::Object exports);
+void InitNotify(Napi::Env env, Napi::Object exports);
 void InitProgress(Napi::Env env, Napi::Object exports);
 
 /* The Internet checksum (RFC 1071) of raw segments built by hand: add 16-bit words, then fold. */

@@ -17,7 +17,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../config/package.js';
 import { download, wrk } from './load.js';
-import { checkPeersInstalled, cpuSeconds, freePorts, startHaproxy, startNginxStream, startOrigin, waitForPort } from './peers.js';
+import { checkPeersInstalled, cpuSeconds, startHaproxy, startNginxStream, startOrigin } from './peers.js';
+import { freePorts, waitForPort } from '../support/ports.js';
 import { median, spread, type BenchRow } from './report.js';
 
 const BIG_MIB = 256;

@@ -1,0 +1,104 @@
+/*
+ * systemd's side of the deployment, on loopback without systemd: a unix datagram socket as
+ * $NOTIFY_SOCKET, a plain-relay `wedge serve --handover` in front of the built-in origin, a slow
+ * curl download through it, and `wedge upgrade` (what the unit's ExecReload runs) with the same
+ * options. Checked: READY=1 with MAINPID from the first process, then from the second; `wedge
+ * upgrade` returns once the new process serves and the old one has exited; the download is
+ * byte-exact across the upgrade.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, describe, expect, it } from 'vitest';
+import { COMPILED_CLI } from '../../config/package.js';
+import { freePorts, waitForPort } from '../support/ports.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'wedge-systemd-'));
+const started: ChildProcess[] = [];
+/* Started by `wedge upgrade` (detached), not by the test. */
+let upgraded: number | undefined;
+
+function start(argv: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const child = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  started.push(child);
+  return child;
+}
+
+/* Datagrams arriving on a unix socket (python3: Node has no unix datagram sockets), one per line. */
+function notifySocket(path: string): { lines: string[] } {
+  const receiver = start(['python3', '-c', 'import socket,sys\ns=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.bind(sys.argv[1])\nprint("bound", flush=True)\nwhile True: print(s.recv(4096).decode().replace("\\n", " "), flush=True)', path]);
+  const received = { lines: [] as string[] };
+  receiver.stdout!.on('data', (chunk: Buffer) => received.lines.push(...chunk.toString().split('\n').filter((l) => l.length > 0)));
+  return received;
+}
+
+async function until(what: string, predicate: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  return child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+afterAll(() => {
+  for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  if (upgraded !== undefined) {
+    try {
+      process.kill(upgraded, 'SIGKILL');
+    } catch {
+      // exited already
+    }
+  }
+});
+
+describe('systemd readiness and wedge upgrade (loopback)', () => {
+  it('READY=1 with each process as MAINPID, and a download survives `wedge upgrade` byte-exact', async () => {
+    const [originPort, listenPort, adminPort] = await freePorts(3);
+    const root = join(dir, 'root');
+    const body = randomBytes(24 * 1024 * 1024);
+    await import('node:fs/promises').then((fs) => fs.mkdir(root, { recursive: true }));
+    writeFileSync(join(root, 'big.bin'), body);
+    start([process.execPath, COMPILED_CLI, 'origin', '--root', root, '--listen', `127.0.0.1:${originPort}`]);
+    await waitForPort(originPort!);
+
+    const notify = join(dir, 'notify.sock');
+    const received = notifySocket(notify);
+    await until('the notify socket', () => received.lines.includes('bound'));
+    const options = ['--listen', `127.0.0.1:${listenPort}`, '--origin', `http://127.0.0.1:${originPort}`, '--admin', `127.0.0.1:${adminPort}`, '--handover', join(dir, 'handover.sock'), '--log-file', join(dir, 'wedge.log')];
+    const first = start([process.execPath, COMPILED_CLI, 'serve', ...options], { NOTIFY_SOCKET: notify });
+    await until('READY from the first process', () => received.lines.some((l) => l.startsWith(`READY=1 MAINPID=${first.pid} `)));
+
+    const out = join(dir, 'download.bin');
+    const curl = start(['curl', '-sS', '--max-time', '60', '--limit-rate', '4M', '-o', out, `http://127.0.0.1:${listenPort}/big.bin`]);
+    await until('the download under way', () => {
+      try {
+        return readFileSync(out).length > 2 * 1024 * 1024;
+      } catch {
+        return false;
+      }
+    });
+
+    const upgrade = start([process.execPath, COMPILED_CLI, 'upgrade', ...options], { NOTIFY_SOCKET: notify });
+    let said = '';
+    upgrade.stdout!.on('data', (chunk: Buffer) => (said += chunk.toString()));
+    let errors = '';
+    upgrade.stderr!.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+    expect(await exited(upgrade), errors).toBe(0);
+    const second = Number(/-> (\d+)/.exec(said)?.[1]);
+    upgraded = second;
+    expect(said).toContain(`upgraded in place: wedge ${first.pid} -> ${second}`);
+    expect(await exited(first), 'the old process exits cleanly').toBe(0);
+    await until('READY from the new process', () => received.lines.some((l) => l.startsWith(`READY=1 MAINPID=${second} `)));
+
+    expect(await exited(curl), 'curl').toBe(0);
+    const got = readFileSync(out);
+    expect({ bytes: got.length, sha256: createHash('sha256').update(got).digest('hex') }).toEqual({ bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') });
+  });
+});
