@@ -3,7 +3,7 @@
 # Run as root (apt-get). Called by `npm run demo`, `npm test` and .ci/run.
 set -euo pipefail
 
-packages=(apache2 haproxy nginx-light libnginx-mod-stream wrk nftables tcpdump iproute2 curl wget procps python3 docker.io docker-compose debootstrap)
+packages=(apache2 haproxy nginx-light libnginx-mod-stream wrk nftables tcpdump iproute2 curl wget procps python3 util-linux systemd docker.io docker-compose debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
