@@ -184,6 +184,8 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     // An adopted connection has work before the client says anything; start it once the owner
     // has registered its listeners.
     if (adopted) process.nextTick(() => this.guard(() => (adopted.pending?.length ? this.onClientData(adopted.pending) : this.pump())));
+    // The origin's handshake overlaps the client's first request instead of following it.
+    else this.origin.open();
     this.deadlines.update();
   }
 
