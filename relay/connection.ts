@@ -41,7 +41,7 @@ import { DEFAULT_ORIGIN_RECOVERY, RELAY_LIMITS, type RelayOptions, type Splicer 
 import { OriginLink } from './origin-link.js';
 import { OriginRecovery } from './origin-recovery.js';
 import { RequestQueue, type PendingRequest } from './request-queue.js';
-import type { Snapshot } from '../stream-map/resume-plan.js';
+import { sessionAt, type Snapshot } from '../stream-map/resume-plan.js';
 import type { StateSlot } from './state-slots.js';
 import type { ResumeStep } from '../stream-map/resume-plan.js';
 import type { PeerOrigin, RecoveryResult, RecoverySource } from './origin-recovery.js';
@@ -123,7 +123,7 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.ackBase = adopted?.ackBase ?? this.bytesToClient;
     const requests = {
       requestBegun: (start: number, head: RequestHead) => this.streamMap.beginRequest(start, head).index,
-      requestEnded: (end: number) => this.streamMap.endRequest(end),
+      requestEnded: (end: number, body: Buffer | 'too-large') => this.streamMap.endRequest(end, body),
       forwardBody: (data: Buffer) => this.writeToOrigin(data),
       forwardedRequestFailed: (error: WedgeError, reason: AbortReason) => this.exchange?.framing.abandon(reason, error),
     };
@@ -184,8 +184,6 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     // An adopted connection has work before the client says anything; start it once the owner
     // has registered its listeners.
     if (adopted) process.nextTick(() => this.guard(() => (adopted.pending?.length ? this.onClientData(adopted.pending) : this.pump())));
-    // The origin's handshake overlaps the client's first request instead of following it.
-    else this.origin.open();
     this.deadlines.update();
   }
 
@@ -472,9 +470,3 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
   }
 }
 
-/* The snapshot, if it stands at the very end of its exchange (what a session between exchanges
- * needs: the state accounts for that whole response). */
-function sessionAt(map: StreamMap, snapshot: Snapshot): Snapshot | undefined {
-  const exchange = map.retained.find((e) => e.index === snapshot.exchange);
-  return exchange?.bodyLength !== undefined && exchange.bodyLength === snapshot.offset ? snapshot : undefined;
-}

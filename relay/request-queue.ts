@@ -18,7 +18,7 @@
 import { WedgeError } from '../errors/codes.js';
 import type { AbortReason } from '../errors/reasons.js';
 import { RequestParser, type RequestHead, type RequestParserOptions } from '../parsers/http-request.js';
-import { requestOf, type Exchange } from '../stream-map/stream-map.js';
+import { REQUEST_LOG_BYTES, requestOf, type Exchange } from '../stream-map/stream-map.js';
 import type { ResumeStep } from '../stream-map/resume-plan.js';
 import type { Lifecycle } from './lifecycle.js';
 
@@ -33,6 +33,9 @@ export interface PendingRequest {
   exchange: number;
   /* Replayed after a takeover: its bytes were never held here. */
   replayed?: boolean;
+  /* Its body's bytes so far, for the replay log; undefined once past REQUEST_LOG_BYTES. */
+  logged?: Buffer[];
+  loggedBytes?: number;
 }
 export interface PendingReject {
   kind: 'reject';
@@ -48,7 +51,8 @@ export type PendingItem = PendingRequest | PendingReject | PendingResume;
 export interface RequestSink {
   /* Returns the exchange's index. */
   requestBegun(start: number, head: RequestHead): number;
-  requestEnded(end: number): void;
+  /* `body`: the request body's wire bytes, or 'too-large' past the replay log's bound. */
+  requestEnded(end: number, body: Buffer | 'too-large'): void;
   forwardBody(data: Buffer): void;
   forwardedRequestFailed(error: WedgeError, reason: AbortReason): void;
 }
@@ -161,7 +165,7 @@ export class RequestQueue {
       return;
     }
     const exchange = this.sink.requestBegun(start, head);
-    const request: PendingRequest = { kind: 'request', head, start, bodyChunks: [], forwarded: false, exchange };
+    const request: PendingRequest = { kind: 'request', head, start, bodyChunks: [], forwarded: false, exchange, logged: [], loggedBytes: 0 };
     this.parsing = request;
     this.items.push(request);
     this.heldBytes += head.rawHead.length;
@@ -171,6 +175,10 @@ export class RequestQueue {
   private onBody(data: Buffer): void {
     const request = this.parsing;
     if (!request) return;
+    if (request.logged && request.loggedBytes! + data.length <= REQUEST_LOG_BYTES) {
+      request.logged.push(data);
+      request.loggedBytes! += data.length;
+    } else delete request.logged;
     if (request.forwarded) this.sink.forwardBody(data);
     else {
       request.bodyChunks.push(data);
@@ -183,7 +191,8 @@ export class RequestQueue {
     if (!request) return;
     request.end = end;
     this.parsing = undefined;
-    this.sink.requestEnded(end);
+    this.sink.requestEnded(end, request.logged ? Buffer.concat(request.logged) : 'too-large');
+    delete request.logged;
     // After a request that closes the connection, further bytes are not requests (RFC 9112 §9.6).
     if (!request.head.keepAlive) this.lifecycle.note('last-request');
   }
@@ -191,5 +200,6 @@ export class RequestQueue {
 
 /* A request from the stream map, to send to the origin again (already recorded there). */
 function recordedRequest(exchange: Exchange): PendingRequest {
-  return { kind: 'request', head: requestOf(exchange), start: exchange.requestStart, end: exchange.requestEnd!, bodyChunks: [], forwarded: false, exchange: exchange.index, replayed: true };
+  const bodyChunks = exchange.requestBody ? [exchange.requestBody] : [];
+  return { kind: 'request', head: requestOf(exchange), start: exchange.requestStart, end: exchange.requestEnd!, bodyChunks, forwarded: false, exchange: exchange.index, replayed: true };
 }

@@ -31,7 +31,9 @@ export function rangeRequest(exchange: Exchange, bodyOffset: number, fields: Hea
  * `offset` (the state contract); `fields` are the adopter's own Wedge-Exchange and Wedge-State. */
 export function stateRequest(exchange: Exchange, offset: number, snapshot: Buffer, fields: HeaderList): Buffer {
   const head = requestOf(exchange);
-  return forwardedHead(head.rawHead, head.headers, [...fields, ['Wedge-Resume', snapshot.toString('base64')], ['Wedge-Resume-Offset', String(offset)]]);
+  const resumed = forwardedHead(head.rawHead, head.headers, [...fields, ['Wedge-Resume', snapshot.toString('base64')], ['Wedge-Resume-Offset', String(offset)]]);
+  // A request with a body (a POST of the session) goes again whole, from the replay log.
+  return exchange.requestBody ? Buffer.concat([resumed, exchange.requestBody]) : resumed;
 }
 
 /* Why the origin's answer to stateRequest() is not the restart it asked for, if so. */

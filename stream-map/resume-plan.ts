@@ -11,13 +11,32 @@
  *                                the answer must be the 206 of exactly the same representation
  *   between exchanges            adopt the idle connection as it is
  * Requests the old owner had received but not begun to answer (pipelined) are sent to the
- * origin again in order if they are complete GETs or HEADs; anything else cannot be replayed.
+ * origin again in order if they are complete GETs or HEADs, or (the state contract) any request
+ * whose body is in the replay log, once the origin's state is restored from the snapshot first;
+ * anything else cannot be replayed.
  * A response that is not resumable this way (generated: chunked, no validator, not a GET) is
  * resumed from the origin's snapshot when one covers the client's position (the state contract).
  * A client that has sent bytes the soft state does not know about, an offset the map cannot
  * explain, or an unresumable response all mean reset: never a guess.
  */
-import { requestOf, type Exchange, type StreamMap } from './stream-map.js';
+import { notReplayable, requestOf, type Exchange, type StreamMap } from './stream-map.js';
+
+/*
+ * What the origin will know when the replayed requests reach it: 'restored' (a step restarts it
+ * from the snapshot first), or the exchange after which the snapshot stands (the adopter hands it
+ * to the origin with the next request, so the replay must start right there), or nothing.
+ */
+type Session = 'restored' | number | undefined;
+
+function sessionEnd(map: StreamMap, snapshot: Snapshot | undefined): Session {
+  return snapshot && sessionAt(map, snapshot)?.exchange;
+}
+
+/* The snapshot when it stands at the end of a whole exchange (a session between exchanges). */
+export function sessionAt(map: StreamMap, snapshot: Snapshot): Snapshot | undefined {
+  const exchange = map.retained.find((e) => e.index === snapshot.exchange);
+  return exchange?.bodyLength !== undefined && exchange.bodyLength === snapshot.offset ? snapshot : undefined;
+}
 
 /* The origin's snapshot of a connection's state (the state contract): it accounts for every
  * request up to and including `exchange` and for the first `offset` bytes of its response body. */
@@ -60,7 +79,7 @@ export function planResume(map: StreamMap, serverOffset: number, clientOffset: n
     case 'unresumable': {
       const step = snapshot && stateStep(position.exchange, serverOffset, snapshot, map);
       if (typeof step !== 'object') return { kind: 'abort', reason: `${position.reason}${step ? `; ${step}` : ''}` };
-      return followingSteps(map, position.exchange.index + 1, [step], clientFinished);
+      return followingSteps(map, position.exchange.index + 1, [step], clientFinished, 'restored');
     }
     case 'headers':
     case 'body': {
@@ -69,12 +88,12 @@ export function planResume(map: StreamMap, serverOffset: number, clientOffset: n
         position.kind === 'headers'
           ? { exchange, headRest: exchange.head!.subarray(position.offset), bodyOffset: 0 }
           : { exchange, headRest: Buffer.alloc(0), bodyOffset: position.bodyOffset };
-      return followingSteps(map, exchange.index + 1, [first], clientFinished);
+      return followingSteps(map, exchange.index + 1, [first], clientFinished, sessionEnd(map, snapshot));
     }
     case 'between': {
       // The last exchange closed the connection: all that is left to send is the FIN.
       if (position.after && closesConnection(position.after)) return { kind: 'finish' };
-      const plan = followingSteps(map, position.after ? position.after.index + 1 : 0, [], clientFinished);
+      const plan = followingSteps(map, position.after ? position.after.index + 1 : 0, [], clientFinished, sessionEnd(map, snapshot));
       // The client closed an idle connection: nothing to send but our FIN.
       return plan.kind === 'resume' && clientFinished && plan.replay.length === 0 && plan.steps.length === 0 ? { kind: 'finish' } : plan;
     }
@@ -86,7 +105,7 @@ export function planResume(map: StreamMap, serverOffset: number, clientOffset: n
  * (they must be resumable from their first byte); requests it had not answered yet are replayed
  * if they are complete GETs or HEADs.
  */
-function followingSteps(map: StreamMap, fromIndex: number, steps: ResumeStep[], clientFinished: boolean): ResumePlan {
+function followingSteps(map: StreamMap, fromIndex: number, steps: ResumeStep[], clientFinished: boolean, session: Session): ResumePlan {
   const replay: Exchange[] = [];
   for (const exchange of map.retained) {
     if (exchange.index < fromIndex) continue;
@@ -95,8 +114,10 @@ function followingSteps(map: StreamMap, fromIndex: number, steps: ResumeStep[], 
       steps.push({ exchange, headRest: exchange.head!, bodyOffset: 0 });
       continue;
     }
-    if (exchange.requestEnd === undefined) return { kind: 'abort', reason: `request ${exchange.index} was still arriving` };
-    if (exchange.method !== 'GET' && exchange.method !== 'HEAD') return { kind: 'abort', reason: `${exchange.method} request in flight cannot be replayed` };
+    // With the origin's state restored first, every replayed request takes effect once.
+    const stateful = session === 'restored' || (session !== undefined && (replay[0] ?? exchange).index === session + 1);
+    const reason = notReplayable(exchange, stateful);
+    if (reason) return { kind: 'abort', reason };
     replay.push(exchange);
   }
   return { kind: 'resume', steps, replay, clientFinished };
@@ -111,7 +132,9 @@ function followingSteps(map: StreamMap, fromIndex: number, steps: ResumeStep[], 
  */
 function stateStep(exchange: Exchange, offset: number, snapshot: Snapshot, map: StreamMap): ResumeStep | string {
   if (exchange.bodyKind !== 'length' && exchange.bodyKind !== 'until-close') return `a ${exchange.bodyKind} body cannot be resumed from a snapshot`;
-  if (exchange.requestEnd !== exchange.requestStart + exchange.requestHead.length) return 'its request had a body';
+  // Its request goes to the origin again: with its body, from the replay log.
+  const unsendable = notReplayable(exchange, true);
+  if (unsendable) return unsendable;
   const headEnd = exchange.responseStart! + exchange.headerLength!;
   const inHead = offset < headEnd;
   const bodyOffset = inHead ? 0 : offset - headEnd;

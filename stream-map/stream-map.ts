@@ -60,6 +60,10 @@ export interface Exchange {
   target: string;
   /** Exact request head bytes, to issue the same request (same Accept-Encoding, ...) again. */
   requestHead: Buffer;
+  /** The request body's wire bytes, when it has one of at most REQUEST_LOG_BYTES (the replay log). */
+  requestBody?: Buffer;
+  /** The body was larger than the log holds: the request cannot be sent again. */
+  requestBodyTooLarge?: boolean;
   requestStart: number;
   requestEnd?: number;
   responseStart?: number;
@@ -92,7 +96,24 @@ export interface StreamMapJSON {
   exchanges: ExchangeJSON[];
 }
 
-export type ExchangeJSON = Omit<Exchange, 'requestHead' | 'head'> & { requestHead: string; head?: string };
+export type ExchangeJSON = Omit<Exchange, 'requestHead' | 'head' | 'requestBody'> & { requestHead: string; head?: string; requestBody?: string };
+
+/** The longest request body kept in the map (and so in the soft state) for a replay. */
+export const REQUEST_LOG_BYTES = 4096;
+
+/**
+ * Why the request of `exchange` cannot be sent to an origin again, if so. GET and HEAD can be;
+ * any other method only with `stateful` (the origin restarts from a snapshot that accounts for
+ * every earlier exchange, so the request takes effect once), and only with its body in the log.
+ */
+export function notReplayable(exchange: Exchange, stateful: boolean): string | undefined {
+  if (exchange.requestEnd === undefined) return `request ${exchange.index} was still arriving`;
+  if (exchange.method !== 'GET' && exchange.method !== 'HEAD' && !stateful) return `${exchange.method} request in flight cannot be replayed without a snapshot`;
+  if (exchange.requestBodyTooLarge) return `request ${exchange.index}'s body is larger than the ${REQUEST_LOG_BYTES}-byte replay log`;
+  const bodyLength = exchange.requestEnd - exchange.requestStart - exchange.requestHead.length;
+  if (bodyLength > 0 && !exchange.requestBody) return `request ${exchange.index}'s body was not logged`;
+  return undefined;
+}
 
 const NOT_BEGUN = 'response not begun';
 
@@ -139,11 +160,19 @@ export class StreamMap {
     return exchange;
   }
 
-  endRequest(end: number): void {
+  /** `body`: the request body's wire bytes (checked against the request's length), or
+   * 'too-large' when they did not fit the log; undefined: not logged. */
+  endRequest(end: number, body?: Buffer | 'too-large'): void {
     checkOffset(end, 'request end');
     const exchange = this.exchanges[this.exchanges.length - 1];
     if (!exchange || exchange.requestEnd !== undefined) fail('endRequest without an open request');
     if (end < exchange.requestStart + exchange.requestHead.length) fail(`request end ${end} inside its head`);
+    const bodyLength = end - exchange.requestStart - exchange.requestHead.length;
+    if (body === 'too-large') exchange.requestBodyTooLarge = true;
+    else if (body !== undefined) {
+      if (body.length !== bodyLength || body.length > REQUEST_LOG_BYTES) fail(`request body of ${body.length} bytes logged for ${bodyLength} on the wire`);
+      if (body.length > 0) exchange.requestBody = body;
+    }
     exchange.requestEnd = end;
     this.onChange?.('request-ended');
   }
@@ -255,8 +284,9 @@ export class StreamMap {
       base: drop > 0 ? this.exchanges[drop - 1]!.responseEnd! : this.base,
       nextIndex: this.nextIndex,
       exchanges: this.exchanges.slice(drop).map((exchange) => {
-        const { requestHead, head, validator, contentRange, ...rest } = exchange;
+        const { requestHead, head, validator, contentRange, requestBody, ...rest } = exchange;
         const json: ExchangeJSON = { ...rest, validator: { ...validator }, requestHead: requestHead.toString('base64') };
+        if (requestBody) json.requestBody = requestBody.toString('base64');
         if (contentRange) json.contentRange = { ...contentRange };
         if (head) json.head = head.toString('base64');
         return json;
@@ -283,7 +313,7 @@ export class StreamMap {
       // The record calls re-check request ordering; the decoded exchange then replaces the
       // placeholder they created.
       map.addRequest(e.requestStart, e.method, e.target, e.requestHead);
-      if (e.requestEnd !== undefined) map.endRequest(e.requestEnd);
+      if (e.requestEnd !== undefined) map.endRequest(e.requestEnd, e.requestBodyTooLarge ? 'too-large' : e.requestBody);
       map.exchanges[map.exchanges.length - 1] = e;
       if (e.responseStart !== undefined) {
         if (map.respondedCount !== map.exchanges.length - 1) fail('response recorded for a later request first');
@@ -425,6 +455,8 @@ function decodeExchange(raw: unknown): Exchange {
   if (typeof validator['etag'] === 'string') exchange.validator.etag = validator['etag'];
   if (typeof validator['lastModified'] === 'string') exchange.validator.lastModified = validator['lastModified'];
   if (typeof r['notResumableReason'] === 'string') exchange.notResumableReason = r['notResumableReason'];
+  if (r['requestBody'] !== undefined) exchange.requestBody = decodeBytes(r['requestBody'], 'requestBody');
+  if (r['requestBodyTooLarge'] === true) exchange.requestBodyTooLarge = true;
   if (typeof r['keepAlive'] === 'boolean') exchange.keepAlive = r['keepAlive'];
   if (['none', 'length', 'chunked', 'until-close'].includes(r['bodyKind'] as string)) {
     exchange.bodyKind = r['bodyKind'] as ResponseBody['kind'];

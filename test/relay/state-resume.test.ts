@@ -17,7 +17,8 @@ import { startStateStore } from '../../daemon/state-store.js';
 import { RelayConnection, type RelayObserver } from '../../relay/connection.js';
 import { StateSlots } from '../../relay/state-slots.js';
 import { planResume, type Snapshot } from '../../stream-map/resume-plan.js';
-import { StreamMap } from '../../stream-map/stream-map.js';
+import { REQUEST_LOG_BYTES, StreamMap } from '../../stream-map/stream-map.js';
+import { requestHead } from '../stream-map/stream-map-fixtures.js';
 
 const LENGTH = 60_000;
 const SNAPSHOT_AT = 1000;
@@ -40,6 +41,7 @@ function generator(honours: boolean): http.Server {
   return http.createServer(async (req, res) => {
     const state = wedgeState(req);
     if (req.url === '/count') return countVisits(state, honours, res);
+    if (req.url === '/add') return addToCount(state, honours, req, res);
     seen.push({ state: state.url, resume: req.headers['wedge-resume'] as string, resumeOffset: req.headers['wedge-resume-offset'] as string });
     if (honours && state.resume) {
       const from = Number(/^pos=(\d+)$/.exec(state.resume.snapshot.toString())![1]);
@@ -57,6 +59,18 @@ function generator(honours: boolean): http.Server {
 async function countVisits(state: ReturnType<typeof wedgeState>, honours: boolean, res: http.ServerResponse): Promise<void> {
   const resume = honours ? state.resume : undefined;
   const body = String((resume ? Number(resume.snapshot.toString()) : 0) + 1);
+  await state.save(body, { offset: body.length });
+  res.writeHead(200, { 'content-length': body.length, ...(resume ? { 'wedge-resumed': String(resume.offset) } : {}) });
+  res.end(body);
+}
+
+/* The same session, changed by a POST: its body is added to the count (so a replay twice, or with
+ * a lost body, would show). */
+async function addToCount(state: ReturnType<typeof wedgeState>, honours: boolean, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  let text = '';
+  for await (const chunk of req) text += chunk;
+  const resume = honours ? state.resume : undefined;
+  const body = String((resume ? Number(resume.snapshot.toString()) : 0) + Number(text));
   await state.save(body, { offset: body.length });
   res.writeHead(200, { 'content-length': body.length, ...(resume ? { 'wedge-resumed': String(resume.offset) } : {}) });
   res.end(body);
@@ -233,5 +247,79 @@ describe('resume from a snapshot (state contract)', () => {
     expect(refused).toMatch(/^HTTP\/1\.1 502 /);
     expect(refused).not.toMatch(/\r\n\r\n1$/);
     expect(aborts).toEqual(['resume-refused']);
+  });
+
+  it('replays a POST already in flight from the replay log, once, after the session it follows', async () => {
+    const count = 'GET /count HTTP/1.1\r\nHost: t\r\n\r\n';
+    const post = (body: string) => `POST /add HTTP/1.1\r\nHost: t\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
+    const connected = new Promise<RelayConnection>((resolve) => wedge.once('connection', resolve));
+    const socket = net.connect(wedge.listenPort, '127.0.0.1');
+    socket.write(count);
+    await new Promise((resolve) => socket.once('data', resolve));
+    const connection = await connected;
+    const served = { map: JSON.stringify(connection.streamMap.toJSON()), snapshot: connection.stateSlot!.snapshot!, sent: connection.bytesToClient };
+    socket.destroy();
+
+    /* The old owner had also received (and logged) `body` in a POST, and died before answering it. */
+    const adopted = (body: string, logged: Buffer | 'too-large') => {
+      const map = StreamMap.fromJSON(JSON.parse(served.map));
+      const start = Buffer.byteLength(count);
+      map.beginRequest(start, requestHead(post(body)));
+      map.endRequest(start + Buffer.byteLength(post(body)), logged);
+      return { map: StreamMap.fromJSON(JSON.parse(JSON.stringify(map.toJSON()))), known: start + Buffer.byteLength(post(body)) };
+    };
+    const { map, known } = adopted('5', Buffer.from('5'));
+    expect(map.retained[1]!.requestBody?.toString()).toBe('5');
+    expect(planResume(StreamMap.fromJSON(map.toJSON()), served.sent, known, known)).toMatchObject({ kind: 'abort', reason: expect.stringMatching(/without a snapshot/) });
+    const big = 'x'.repeat(REQUEST_LOG_BYTES + 1);
+    const tooLarge = adopted(big, 'too-large');
+    expect(planResume(tooLarge.map, served.sent, tooLarge.known, tooLarge.known, served.snapshot)).toMatchObject({ kind: 'abort', reason: expect.stringMatching(/larger than the 4096-byte replay log/) });
+
+    const plan = planResume(map, served.sent, known, known, served.snapshot);
+    if (plan.kind !== 'resume') throw new Error(`plan ${plan.kind}`);
+    expect(plan.replay.map((e) => e.method)).toEqual(['POST']);
+    const slots = new StateSlots();
+    const store = await startStateStore(slots, { host: '127.0.0.1', port: 0 }, { snapshot() {} });
+    slots.base = `http://127.0.0.1:${(store.server.address() as net.AddressInfo).port}`;
+    const server = net.createServer((s) => {
+      new RelayConnection(s, {
+        origin: { host: '127.0.0.1', port: (honest.address() as net.AddressInfo).port },
+        logger: pino({ level: 'silent' }),
+        observer,
+        stateSlots: slots,
+        adopted: { streamMap: map, bytesFromClient: known, bytesToClient: served.sent, steps: plan.steps, replay: plan.replay, clientFinished: false, snapshot: served.snapshot },
+      });
+    });
+    const port = await listen(server as unknown as http.Server);
+    try {
+      const client = net.connect(port, '127.0.0.1');
+      const chunks: Buffer[] = [];
+      client.on('data', (c) => chunks.push(c));
+      client.on('error', () => undefined);
+      await new Promise((resolve) => client.on('close', resolve));
+      const answer = Buffer.concat(chunks).toString('latin1');
+      // The session said 1; the replayed POST added 5, once.
+      expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+      expect(answer.endsWith('\r\n\r\n6')).toBe(true);
+    } finally {
+      server.close();
+      await store.close();
+    }
+  });
+
+  it('logs each request body in the stream map (the replay log), up to its bound', async () => {
+    const connected = new Promise<RelayConnection>((resolve) => wedge.once('connection', resolve));
+    const socket = net.connect(wedge.listenPort, '127.0.0.1');
+    const big = '9'.repeat(REQUEST_LOG_BYTES + 1);
+    let answered = 0;
+    socket.on('data', (c) => (answered += (c.toString('latin1').match(/HTTP\/1\.1 200/g) ?? []).length));
+    socket.write(`POST /add HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\n7POST /add HTTP/1.1\r\nHost: t\r\nContent-Length: ${big.length}\r\n\r\n${big}`);
+    const connection = await connected;
+    while (answered < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+    socket.destroy();
+    const [small, large] = connection.streamMap.retained.slice(-2);
+    expect(small!.requestBody?.toString()).toBe('7');
+    expect(large!.requestBody).toBeUndefined();
+    expect(large!.requestBodyTooLarge).toBe(true);
   });
 });
