@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { wedgeState } from '../../app/index.js';
 import { WedgeServer } from '../../daemon/server.js';
 import { startStateStore } from '../../daemon/state-store.js';
-import { RelayConnection, type RelayObserver } from '../../relay/connection.js';
+import { RelayConnection, type AdoptedStream, type RelayObserver } from '../../relay/connection.js';
 import { StateSlots } from '../../relay/state-slots.js';
 import { planResume, type Snapshot } from '../../stream-map/resume-plan.js';
 import { REQUEST_LOG_BYTES, StreamMap } from '../../stream-map/stream-map.js';
@@ -157,6 +157,32 @@ async function adoptAt(offset: number, origin: http.Server): Promise<{ received:
   }
 }
 
+/*
+ * Serves one adopted connection (`adopted`) against `origin`, with a real state listener for the
+ * adopter's own snapshots; the client writes `send` (if anything) and reads until the close.
+ */
+async function adoptedSession(origin: http.Server, adopted: AdoptedStream, send?: string): Promise<string> {
+  const slots = new StateSlots();
+  const store = await startStateStore(slots, { host: '127.0.0.1', port: 0 }, { snapshot() {} });
+  slots.base = `http://127.0.0.1:${(store.server.address() as net.AddressInfo).port}`;
+  const server = net.createServer((s) => {
+    new RelayConnection(s, { origin: { host: '127.0.0.1', port: (origin.address() as net.AddressInfo).port }, logger: pino({ level: 'silent' }), observer, stateSlots: slots, adopted });
+  });
+  const port = await listen(server as unknown as http.Server);
+  try {
+    const client = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    client.on('data', (c) => chunks.push(c));
+    client.on('error', () => undefined);
+    if (send) client.write(send);
+    await new Promise((resolve) => client.on('close', resolve));
+    return Buffer.concat(chunks).toString('latin1');
+  } finally {
+    server.close();
+    await store.close();
+  }
+}
+
 describe('resume from a snapshot (state contract)', () => {
   it('the original response was generated: not resumable by Range, and its snapshot is at 1000', () => {
     expect(original.map.retained[0]!.resumable).toBe(false);
@@ -211,31 +237,8 @@ describe('resume from a snapshot (state contract)', () => {
       const plan = planResume(map, before.sent, known, known, before.snapshot);
       if (plan.kind !== 'resume') throw new Error(`plan ${plan.kind}`);
       // The adopter's origin stores its next snapshot: a real state listener serves these slots.
-      const slots = new StateSlots();
-      const store = await startStateStore(slots, { host: '127.0.0.1', port: 0 }, { snapshot() {} });
-      slots.base = `http://127.0.0.1:${(store.server.address() as net.AddressInfo).port}`;
-      const server = net.createServer((s) => {
-        new RelayConnection(s, {
-          origin: { host: '127.0.0.1', port: (origin.address() as net.AddressInfo).port },
-          logger: pino({ level: 'silent' }),
-          observer,
-          stateSlots: slots,
-          adopted: { streamMap: map, bytesFromClient: known, bytesToClient: before.sent, steps: plan.steps, replay: plan.replay, clientFinished: false, snapshot: before.snapshot },
-        });
-      });
-      const port = await listen(server as unknown as http.Server);
-      try {
-        const client = net.connect(port, '127.0.0.1');
-        const chunks: Buffer[] = [];
-        client.on('data', (c) => chunks.push(c));
-        client.on('error', () => undefined);
-        client.write('GET /count HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
-        await new Promise((resolve) => client.on('close', resolve));
-        return Buffer.concat(chunks).toString('latin1');
-      } finally {
-        server.close();
-        await store.close();
-      }
+      const adopted = { streamMap: map, bytesFromClient: known, bytesToClient: before.sent, steps: plan.steps, replay: plan.replay, clientFinished: false, snapshot: before.snapshot };
+      return adoptedSession(origin, adopted, 'GET /count HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n');
     };
     const carried = await answer(honest);
     expect(carried).toMatch(/^HTTP\/1\.1 200 /);
@@ -278,33 +281,10 @@ describe('resume from a snapshot (state contract)', () => {
     const plan = planResume(map, served.sent, known, known, served.snapshot);
     if (plan.kind !== 'resume') throw new Error(`plan ${plan.kind}`);
     expect(plan.replay.map((e) => e.method)).toEqual(['POST']);
-    const slots = new StateSlots();
-    const store = await startStateStore(slots, { host: '127.0.0.1', port: 0 }, { snapshot() {} });
-    slots.base = `http://127.0.0.1:${(store.server.address() as net.AddressInfo).port}`;
-    const server = net.createServer((s) => {
-      new RelayConnection(s, {
-        origin: { host: '127.0.0.1', port: (honest.address() as net.AddressInfo).port },
-        logger: pino({ level: 'silent' }),
-        observer,
-        stateSlots: slots,
-        adopted: { streamMap: map, bytesFromClient: known, bytesToClient: served.sent, steps: plan.steps, replay: plan.replay, clientFinished: false, snapshot: served.snapshot },
-      });
-    });
-    const port = await listen(server as unknown as http.Server);
-    try {
-      const client = net.connect(port, '127.0.0.1');
-      const chunks: Buffer[] = [];
-      client.on('data', (c) => chunks.push(c));
-      client.on('error', () => undefined);
-      await new Promise((resolve) => client.on('close', resolve));
-      const answer = Buffer.concat(chunks).toString('latin1');
-      // The session said 1; the replayed POST added 5, once.
-      expect(answer).toMatch(/^HTTP\/1\.1 200 /);
-      expect(answer.endsWith('\r\n\r\n6')).toBe(true);
-    } finally {
-      server.close();
-      await store.close();
-    }
+    const answer = await adoptedSession(honest, { streamMap: map, bytesFromClient: known, bytesToClient: served.sent, steps: plan.steps, replay: plan.replay, clientFinished: false, snapshot: served.snapshot });
+    // The session said 1; the replayed POST added 5, once.
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    expect(answer.endsWith('\r\n\r\n6')).toBe(true);
   });
 
   it('logs each request body in the stream map (the replay log), up to its bound', async () => {
