@@ -236,7 +236,9 @@ function frameFromValue(value: unknown): Frame | undefined {
     }
     case FRAME_HEARTBEAT: {
       const [, sender, epoch, connections, bytesPerSec, cpu, addresses, generations] = value;
-      if (value.length !== 8 || !Array.isArray(addresses) || !Array.isArray(generations) || addresses.length !== generations.length) return undefined;
+      // Fields after these are a later version's (a clock, say): ignored, so that a cluster
+      // upgraded one replica at a time keeps hearing every heartbeat.
+      if (value.length < 8 || !Array.isArray(addresses) || !Array.isArray(generations) || addresses.length !== generations.length) return undefined;
       const heartbeat = parseHeartbeat({
         sender,
         epoch,

@@ -1,3 +1,4 @@
+import { pack, unpack } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
 import {
   decodeFrame,
@@ -66,6 +67,13 @@ describe('codec', () => {
     expect(decodeFrame(encodeDeathNotice(notice))).toEqual({ ok: true, value: { kind: 'death', notice } });
     const bare = { declarer: '10.99.0.2', peer: '10.99.0.3', reason: '', at: 5 };
     expect(decodeFrame(encodeDeathNotice(bare))).toEqual({ ok: true, value: { kind: 'death', notice: bare } });
+  });
+
+  it("reads a later version's heartbeat, ignoring the fields it adds at the end", () => {
+    const heartbeat = { sender: '10.99.0.2', epoch: '0123456789abcdef', load: { connections: 1, bytesPerSec: 0 }, services: [] };
+    const later = pack([...(unpack(encodeHeartbeat(heartbeat)) as unknown[]), 1796590000000]);
+    expect(decodeFrame(later)).toMatchObject({ ok: true, value: { kind: 'heartbeat', heartbeat: { sender: '10.99.0.2', load: { connections: 1 } } } });
+    expect(decodeFrame(pack((unpack(encodeHeartbeat(heartbeat)) as unknown[]).slice(0, 7)))).toEqual({ ok: false, reason: 'garbled' });
   });
 
   it('batches 1,000 records into frames that all fit the budget, losing none', () => {
