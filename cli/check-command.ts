@@ -14,8 +14,9 @@ export function registerCheckCommand(program: Command): void {
 Prints one line per item, "[+] VERIFIED ..." or "[!] CHECK FAILED ... Fix: ...", and exits 2 if any
 failed: every option parses; the origin answers; with --address also the cluster key (mode 0600,
 32 bytes or 64 hex digits), root or CAP_NET_ADMIN + CAP_NET_RAW, TCP_REPAIR, nft,
-net.ipv4.ip_nonlocal_bind (address takeover), the interface holding --address, and its multicast
-route. Example:  wedge check --config /etc/wedge/wedge.yaml`,
+net.ipv4.ip_nonlocal_bind (address takeover), the interface holding --address, its multicast
+route, and the clock offset to every live peer heard in the group (within 500 ms; asked on
+--peer-port). Example:  wedge check --config /etc/wedge/wedge.yaml`,
     )
     .action(async (_flags: unknown, command: Command) => {
       const { checkConfiguration } = await import('../daemon/check.js');

@@ -9,6 +9,9 @@
  * line. Out: the request, without that line, to the local origin, and the origin's answer,
  * byte for byte, back to the peer (whose relay checks it is the 206 of the same representation).
  *
+ * Besides, `GET /wedge-time` answers this host's wall clock (no key: nothing secret), so that a
+ * peer's `wedge check` can measure the clock offset the TCP timestamps depend on.
+ *
  * Scope: only GETs with Range and If-Range, signed within the last 30 s by a holder of the
  * cluster key; anything else gets a 403 and is closed, logged, without reaching the origin. A
  * stranger can learn nothing the service address would not tell it; a replayed signed request
@@ -25,6 +28,8 @@ const AUTH_HEADER = 'x-wedge-peer-auth';
 const MAX_SKEW_MS = 30_000;
 const MAX_HEAD_BYTES = 32 * 1024;
 const HEAD_TIMEOUT_MS = 5000;
+/* `GET /wedge-time`: this host's wall clock, for a peer's `wedge check` (not secret, no key). */
+export const TIME_PATH = '/wedge-time';
 
 function macKey(ring: KeyRing, keyId: number): Buffer | undefined {
   const key = ring.keys.get(keyId);
@@ -101,6 +106,11 @@ export class PeerRangeService {
       if (end < 0 && head.length <= MAX_HEAD_BYTES) return;
       peer.off('data', onData);
       peer.setTimeout(0);
+      if (head.subarray(0, TIME_PATH.length + 5).toString('latin1') === `GET ${TIME_PATH} `) {
+        const body = JSON.stringify({ now: Date.now() });
+        peer.end(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+        return;
+      }
       const verdict = end < 0 ? { ok: false as const, why: 'head too long' } : verifyRange(this.ring, head.subarray(0, end + 4));
       if (!verdict.ok) {
         this.log.warn({ peer: peer.remoteAddress, why: verdict.why }, 'peer range request refused');

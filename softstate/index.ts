@@ -28,6 +28,7 @@ export {
   type SupportGroup,
 } from './groups.js';
 export { compareVersions } from './table.js';
+export { heartbeatsHeard } from './listen.js';
 export {
   connectionId,
   type ConnectionRecord,
