@@ -1,9 +1,8 @@
 /*
  * `wedge check` in a lab server's namespace, with the lab's own wedge options: everything
  * verified on a good host (s2's clock measured too); then each fault named with its fix and a
- * non-zero exit: the two
- * capabilities dropped (setpriv), the multicast route deleted, a cluster key others can read,
- * a key that is not one, and a --config file with a bad key.
+ * non-zero exit: the two capabilities dropped (setpriv), the multicast route deleted, a cluster
+ * key others can read, a key that is not one, and a --config file with a bad key.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
