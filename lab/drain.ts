@@ -1,16 +1,13 @@
 /*
- * Planned operations on a lab's wedges, through the wedge's own CLI inside the server's namespace:
- *
- *   upgrade SERVER     a second `wedge serve` with the same command line started beside the running
- *                      one: it takes the listener and every live connection through the handover
- *                      socket (`--handover`, daemon/handover.ts), the old process exits
+ * Planned drains of a lab's wedges, through the wedge's own CLI inside the server's namespace:
  *
  *   drain SERVER       `wedge drain --wait` there: its connections (and, address takeover, its
  *                      service address) go to its peers, its wedge exits; the server's state
  *                      becomes `drained` (its origin still runs)
- *   rolling-restart    each server in turn (not crashed ones): drain (unless drained already), start its wedge again with the same
- *                      command line, wait until it answers and every live server sees every
- *                      other alive (it rejoined its group), then the next one
+ *   rolling-restart    each server that has not crashed, in turn: drain (unless drained
+ *                      already), start its wedge again with the same command line, wait until
+ *                      it answers and every live server sees every other alive (it rejoined its
+ *                      group), then the next one
  */
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -51,30 +48,6 @@ export async function labDrain(state: LabState, name: string): Promise<DrainRepo
   server.status = 'drained';
   await writeState(state);
   return JSON.parse(answer.stdout) as DrainReport;
-}
-
-export interface UpgradeReport {
-  server: string;
-  oldPid: number;
-  newPid: number;
-}
-
-export async function labUpgrade(state: LabState, name: string): Promise<UpgradeReport> {
-  const server = findServer(state, name);
-  if (server.status !== 'alive') throw new WedgeError('WEDGE_ERR_LAB', `${server.name} is ${server.status}`);
-  const oldPid = server.wedge?.pid;
-  if (oldPid === undefined || !isRunning(oldPid)) throw new WedgeError('WEDGE_ERR_LAB', `${server.name}'s wedge is not running`);
-  const keyFile = join(state.runDir, 'cluster.key');
-  const options = wedgeServeOptions(state, server, keyFile).map(([option]) => option);
-  const missing = await missingServeOptions(options);
-  if (missing.includes('--handover')) throw new WedgeError('WEDGE_ERR_LAB', "this build's `wedge serve` has no --handover (in-place upgrade)");
-  const started = startWedge(state, server, keyFile, missing);
-  await waitUntil(`${server.name}'s new wedge`, started, Date.now() + DRAIN_WAIT_S * 1000, () => undefined, async () => {
-    return !isRunning(oldPid) && (await httpStatus(server.ns, `${server.admin}/healthz`)) === 200;
-  });
-  server.wedge = { pid: started.pid, log: started.log };
-  await writeState(state);
-  return { server: server.name, oldPid, newPid: started.pid };
 }
 
 export async function labRollingRestart(state: LabState, say: (line: string) => void): Promise<void> {
