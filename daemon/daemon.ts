@@ -39,6 +39,7 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
     flags.logFile ? pino.destination({ dest: flags.logFile, mkdir: true, sync: false }) : pino.destination(2),
   );
   const listen = parseEndpoint(flags.listen, '--listen');
+  if (flags.onSigterm !== 'drain' && flags.onSigterm !== 'exit') throw new WedgeError('WEDGE_ERR_CONFIG', `--on-sigterm must be drain or exit, got "${flags.onSigterm}"`);
   if (flags.address) await preflight(preflightTarget(flags), logger);
   const maxConnections = connectionLimit(positive(flags.maxConnections, '--max-connections'), logger);
   const server = new WedgeServer({
@@ -113,7 +114,6 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
     await listenForSuccessor(flags.handover, handing, logger, (left) => void finishHere(left, drainTimeoutMs, logger).then(() => stop(0)));
   }
   if (!failover) logger.warn('no --address: failover is off (plain relay)');
-  if (flags.onSigterm !== 'drain' && flags.onSigterm !== 'exit') throw new WedgeError('WEDGE_ERR_CONFIG', `--on-sigterm must be drain or exit, got "${flags.onSigterm}"`);
   // A second SIGTERM during a drain stops at once; SIGINT always does.
   process.on('SIGTERM', () => (flags.onSigterm === 'drain' && drain.status().phase === 'serving' ? void drainAndStop('sigterm') : stop(0)));
   process.once('SIGINT', () => stop(0));
