@@ -7,6 +7,7 @@
  *   the wedge is upgraded during big.bin
  *   three servers, built-in origin: six downloads over all service addresses; s1 and then s2
  *   upgraded, s1 once more
+ *   TCP Migrate (subnets, client agent): six downloads; s1 upgraded, then a rolling restart
  * Checked: every download byte-exact; a new process serves (the old one exited); with peers, none
  * of them saw a death or took anything over (the soft-state sender is carried on).
  */
@@ -98,6 +99,37 @@ describe.skipIf(!IS_ROOT)('in-place upgrade in a three-server cluster', () => {
     for (const server of servers) {
       expect((await lab.metrics(server)).total('wedge_takeovers_total'), `${server} took nothing over`).toBe(0);
       expect(await lab.logged(server, 'peer dead'), `${server} saw no death`).toEqual([]);
+    }
+  });
+});
+
+describe.skipIf(!IS_ROOT)('in-place upgrade and rolling restart under TCP Migrate (subnets, client agent)', () => {
+  const lab = new Lab('upgrade-migrate');
+
+  beforeAll(async () => {
+    await lab.up({ servers: 3, files: ['big.bin:32'], rate: '100mbit', subnets: true, agent: true });
+  });
+  afterAll(async () => {
+    await lab.down();
+  });
+
+  it('s1 upgraded in place, then every wedge restarted in turn, during six downloads: all byte-exact', async () => {
+    const servers = ['s1', 's2', 's3'];
+    const downloads: { out: string; curl: Background }[] = [];
+    try {
+      for (let i = 0; i < 6; i++) {
+        const out = lab.out(`migrate-${i}.bin`);
+        downloads.push({ out, curl: lab.background('client', ['curl', '-sS', '--max-time', '90', '--limit-rate', '1500k', '-o', out, lab.url(servers[i % 3]!, '/big.bin')]) });
+      }
+      await Promise.all(downloads.map(({ out, curl }) => waitForBytes(out, MIB, curl)));
+      // The agent must hold each connection's key for a drain to move it.
+      await lab.waitLogged('client-agent', 'negotiated', 6);
+      await upgrade(lab, 's1');
+      await wedgeOk(['lab', 'rolling-restart', '--lab', lab.name]);
+      for (const { curl } of downloads) await expectCurlOk(lab, curl);
+      for (const { out } of downloads) await expectSameBytes(out, lab.file('/big.bin'));
+    } finally {
+      for (const { curl } of downloads) curl.kill();
     }
   });
 });
