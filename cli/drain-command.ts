@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { request } from 'undici';
+import { adminRequest } from './admin-client.js';
 import type { DrainView } from '../daemon/admin.js';
 import { WedgeError } from '../errors/codes.js';
 
 /* How a request fails when the wedge exits before its answer is read. */
-const GONE = new Set(['ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
+const GONE = new Set(['ECONNRESET', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
 
 interface DrainFlags {
   admin: string;
@@ -45,18 +45,12 @@ wedge_drained_connections_total{result}.`,
 async function drain(flags: DrainFlags): Promise<DrainView | undefined> {
   const timeoutMs = Number(flags.timeout) * 1000;
   try {
-    const response = await request(new URL(flags.wait ? '/drain?wait=1' : '/drain', flags.admin), {
-      method: 'POST',
-      headers: flags.adminToken ? { authorization: `Bearer ${flags.adminToken}` } : {},
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-    });
-    const text = await response.body.text();
-    if (response.statusCode >= 300) throw new Error(`HTTP ${response.statusCode}: ${text}`);
-    return JSON.parse(text) as DrainView;
+    const answer = await adminRequest(flags.admin, flags.adminToken, flags.wait ? '/drain?wait=1' : '/drain', { method: 'POST', timeoutMs });
+    if (answer.statusCode >= 300) throw new Error(`HTTP ${answer.statusCode}: ${answer.text}`);
+    return JSON.parse(answer.text) as DrainView;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? '';
-    if (flags.wait && GONE.has(code) && code !== 'ECONNREFUSED') return undefined;
+    if (flags.wait && GONE.has(code)) return undefined;
     throw new WedgeError('WEDGE_ERR_CONFIG', `cannot POST ${flags.admin}/drain (${(err as Error).message}); is \`wedge serve\` running here?`);
   }
 }

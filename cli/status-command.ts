@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { request } from 'undici';
+import { adminRequest } from './admin-client.js';
 import type { ConnectionView } from '../daemon/server.js';
 import { WedgeError } from '../errors/codes.js';
 
@@ -14,11 +14,9 @@ export function registerStatusCommand(program: Command): void {
     .action(async (flags: { admin: string; adminToken?: string; json?: boolean }) => {
       let body: { server: string; connections: ConnectionView[] };
       try {
-        const response = await request(new URL('/connections', flags.admin), {
-          headers: flags.adminToken ? { authorization: `Bearer ${flags.adminToken}` } : {},
-        });
-        if (response.statusCode !== 200) throw new Error(`HTTP ${response.statusCode}: ${await response.body.text()}`);
-        body = (await response.body.json()) as typeof body;
+        const answer = await adminRequest(flags.admin, flags.adminToken, '/connections');
+        if (answer.statusCode !== 200) throw new Error(`HTTP ${answer.statusCode}: ${answer.text}`);
+        body = JSON.parse(answer.text) as typeof body;
       } catch (err) {
         throw new WedgeError('WEDGE_ERR_CONFIG', `cannot read ${flags.admin}/connections (${(err as Error).message}); is \`wedge serve\` running here?`);
       }

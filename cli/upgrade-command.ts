@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { request } from 'undici';
+import { adminRequest } from './admin-client.js';
 import { COMPILED_CLI } from '../config/package.js';
 import { WedgeError } from '../errors/codes.js';
 import { addServeOptions, resolveServeFlags, SOURCES_HELP } from './serve-options.js';
@@ -45,10 +45,8 @@ needs NotifyAccess=all: the new process tells systemd it is the service's main p
 
 /* The pid of the wedge answering on its admin API, if one does. */
 async function servingPid(admin: string, token: string | undefined): Promise<number | undefined> {
-  const url = admin.includes('://') ? admin : `http://${admin}`;
   try {
-    const response = await request(new URL('/healthz', url), { headers: token ? { authorization: `Bearer ${token}` } : {}, headersTimeout: 2000, bodyTimeout: 2000 });
-    return ((await response.body.json()) as { pid?: number }).pid;
+    return (JSON.parse((await adminRequest(admin, token, '/healthz', { timeoutMs: 2000 })).text) as { pid?: number }).pid;
   } catch {
     return undefined;
   }

@@ -111,7 +111,9 @@ export async function runDaemon(flags: ServeFlags): Promise<void> {
       stopFailover: async () => failover?.stopForHandover(),
       stopServices: () => server.stopServices(),
     };
-    await listenForSuccessor(flags.handover, handing, logger, (left) => void finishHere(left, drainTimeoutMs, logger).then(() => stop(0)));
+    // A handover that failed half-way leaves this process without its listener: it exits non-zero
+    // (systemd restarts it) once what it still serves has finished.
+    await listenForSuccessor(flags.handover, handing, logger, ({ left, error }) => void finishHere(left, drainTimeoutMs, logger).then(() => stop(error ? 1 : 0)));
   }
   if (!failover) logger.warn('no --address: failover is off (plain relay)');
   // A second SIGTERM during a drain stops at once; SIGINT always does.

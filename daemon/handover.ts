@@ -224,20 +224,34 @@ export interface Handing {
   stopServices(): Promise<void>;
 }
 
+/* How a handover ended, once this process had let go of its listener: the connections left here
+ * (not at a clean point), and the error if the next process failed after that (the connections
+ * frozen by then were reset, counted: nothing waits on a half-done handover). */
+export interface HandoverEnd {
+  left: RelayConnection[];
+  error?: Error;
+}
+
 /*
- * Listens at `path` for the next process; `handOver` runs once one connects (later ones are
- * refused) and resolves with the connections left here (not at a clean point).
+ * Listens at `path` for the next process; a handover runs once one connects (later ones are
+ * refused). One that fails before this process let go of anything leaves it serving on.
  */
-export async function listenForSuccessor(path: string, handing: Handing, logger: Logger, done: (left: RelayConnection[]) => void): Promise<net.Server> {
+export async function listenForSuccessor(path: string, handing: Handing, logger: Logger, done: (end: HandoverEnd) => void): Promise<net.Server> {
   await unlink(path).catch(() => undefined);
   let busy = false;
   const server = net.createServer((socket) => {
     if (busy) return socket.destroy();
     busy = true;
-    handOver(new Channel(socket), handing, logger).then(done, (err: Error) => {
-      logger.error({ err: err.message }, 'in-place upgrade failed; serving on');
-      busy = false;
-    });
+    handOver(new Channel(socket), handing, logger).then(
+      (end) => {
+        if (end) done(end);
+        else busy = false;
+      },
+      (err: Error) => {
+        logger.error({ err: err.message }, 'in-place upgrade failed before anything moved; serving on');
+        busy = false;
+      },
+    );
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -248,30 +262,43 @@ export async function listenForSuccessor(path: string, handing: Handing, logger:
   return server;
 }
 
-async function handOver(channel: Channel, handing: Handing, logger: Logger): Promise<RelayConnection[]> {
+/* Undefined when it failed before this process let go of its listener (nothing changed here). */
+async function handOver(channel: Channel, handing: Handing, logger: Logger): Promise<HandoverEnd | undefined> {
   const { pid } = await channel.next('hello');
   logger.warn({ successor: pid }, 'in-place upgrade: handing everything to the next process');
   channel.send({ kind: 'listener', pid: process.pid, fd: handing.listenerFd() });
-  await channel.next('listening');
+  try {
+    await channel.next('listening');
+  } catch (err) {
+    logger.error({ successor: pid, err: (err as Error).message }, 'in-place upgrade failed before anything moved; serving on');
+    return undefined;
+  }
   handing.stopAccepting();
   const frozen: { connection: RelayConnection; handed: HandedConnection }[] = [];
-  await Promise.all(
-    handing.connections().map(async (connection) => {
-      const state = await connection.freeze();
-      if (!state) return;
-      const record = handing.record(state.id);
-      frozen.push({ connection, handed: { ...state, ...(record ? { record } : {}) } });
-    }),
-  );
-  const failover = await handing.stopFailover();
-  await handing.stopServices();
-  channel.send({ kind: 'state', connections: frozen.map((f) => f.handed), ...(failover ? { failover } : {}) });
-  const taken = new Set((await channel.next('taken')).ids);
+  let taken = new Set<string>();
+  let error: Error | undefined;
+  try {
+    await Promise.all(
+      handing.connections().map(async (connection) => {
+        const state = await connection.freeze();
+        if (!state) return;
+        const record = handing.record(state.id);
+        frozen.push({ connection, handed: { ...state, ...(record ? { record } : {}) } });
+      }),
+    );
+    const failover = await handing.stopFailover();
+    await handing.stopServices();
+    channel.send({ kind: 'state', connections: frozen.map((f) => f.handed), ...(failover ? { failover } : {}) });
+    taken = new Set((await channel.next('taken')).ids);
+  } catch (err) {
+    error = err as Error;
+    logger.error({ successor: pid, err: error.message, frozen: frozen.length }, 'in-place upgrade failed after the listener moved: frozen connections are reset');
+  }
   for (const { connection } of frozen) {
     if (taken.has(connection.id)) connection.handedOver();
     else connection.reset('handover-failed');
   }
   const left = handing.connections();
   logger.warn({ successor: pid, handedOver: taken.size, stayed: left.length }, 'in-place upgrade: handed over');
-  return left;
+  return { left, ...(error ? { error } : {}) };
 }

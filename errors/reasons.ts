@@ -22,7 +22,7 @@ export const ABORT_REASONS = {
   'resume-refused': 'on a resume from a snapshot (state contract), the local origin did not answer Wedge-Resumed with the snapshot\'s offset and the original status, or ended the resumed body early',
   'representation-changed': 'on resume (after a takeover, or after the origin dropped a body), no origin answered with the rest of the same representation (changed file, no ranges)',
   'origin-lost': 'the origin dropped (or stalled in) a response body, and neither the local origin within --origin-retry nor any peer\'s origin served the rest',
-  'handover-failed': 'an in-place upgrade: the new wedge process could not take the connection\'s socket',
+  'handover-failed': 'an in-place upgrade: the new wedge process could not take the connection\'s socket, or failed after the old one had frozen it',
   'drain-not-moved': 'a planned drain ended (--drain-timeout) with the connection still here: no peer took it over and it did not finish',
   stalled: 'the watchdog found bytes for a waiting client unacknowledged for its bound, and no exact repair (the client is not ahead, or its position cannot be resumed)',
 } as const satisfies Record<string, string>;

@@ -27,6 +27,7 @@ export function clientAddressFields(mode: ForwardedMode, address: string): Heade
 
 /* Whether a client's field `name` is left out of what the origin sees when the wedge adds `extra`. */
 export function strippedBy(extra: HeaderList): (name: string) => boolean {
+  if (extra.length === 0) return isContractField;
   const names = new Set(extra.map(([name]) => name.toLowerCase()));
   if (CLIENT_ADDRESS_FIELDS.some((name) => names.has(name))) for (const name of CLIENT_ADDRESS_FIELDS) names.add(name);
   return (name) => isContractField(name) || names.has(name.toLowerCase());

@@ -123,12 +123,12 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.ackBase = adopted?.ackBase ?? this.bytesToClient;
     const requests = {
       requestBegun: (start: number, head: RequestHead) => this.streamMap.beginRequest(start, head).index,
-      requestEnded: (end: number, body: Buffer | 'too-large') => this.streamMap.endRequest(end, body),
+      requestEnded: (end: number, body: Buffer | 'too-large' | undefined) => this.streamMap.endRequest(end, body),
       forwardBody: (data: Buffer) => this.writeToOrigin(data),
       forwardedRequestFailed: (error: WedgeError, reason: AbortReason) => this.exchange?.framing.abandon(reason, error),
     };
     // The socket's peer is the client also after a takeover (a restored or migrated socket).
-    this.addressFields = clientAddressFields(options.forwarded ?? 'none', client.remoteAddress ?? '');
+    this.addressFields = options.forwarded && options.forwarded !== 'none' ? clientAddressFields(options.forwarded, client.remoteAddress ?? '') : [];
     this.stateSlot = options.stateSlots?.open();
     if (this.stateSlot) this.stateSlot.onStored = () => this.emit('change', { kind: 'snapshot' });
     if (this.stateSlot && adopted?.snapshot) {
@@ -386,8 +386,9 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
     this.requests++;
     const session = this.session?.exchange === request.exchange - 1 ? this.session : undefined;
     this.session = undefined;
-    const fields = this.originFields(request.exchange);
-    if (session) fields.push(['Wedge-Resume', session.data.toString('base64')], ['Wedge-Resume-Offset', '0']);
+    const fields: HeaderList = session
+      ? [...this.originFields(request.exchange), ['Wedge-Resume', session.data.toString('base64')], ['Wedge-Resume-Offset', '0']]
+      : this.originFields(request.exchange);
     this.exchange = Exchange.forRequest(this.exchangeHost, request, session ? 0 : undefined);
     const [head, ...body] = this.queue.forward(request);
     this.exchange.start([forwardedHead(head!, request.head.headers, fields), ...body]);
@@ -396,8 +397,8 @@ export class RelayConnection extends EventEmitter<{ change: [ConnectionChange]; 
 
   /* The state contract's fields (when it is on) and the client's address (--forwarded). */
   private originFields(exchange: number): HeaderList {
-    const contract: HeaderList = this.stateSlot ? [['Wedge-Exchange', String(exchange)], ['Wedge-State', this.stateSlot.url]] : [];
-    return [...contract, ...this.addressFields];
+    if (!this.stateSlot) return this.addressFields;
+    return [['Wedge-Exchange', String(exchange)], ['Wedge-State', this.stateSlot.url], ...this.addressFields];
   }
 
   /* What follows a response: its end in the map, then the next exchange, or the close. */

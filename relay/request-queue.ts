@@ -33,9 +33,8 @@ export interface PendingRequest {
   exchange: number;
   /* Replayed after a takeover: its bytes were never held here. */
   replayed?: boolean;
-  /* Its body's bytes so far, for the replay log; undefined once past REQUEST_LOG_BYTES. */
-  logged?: Buffer[];
-  loggedBytes?: number;
+  /* Its body's bytes so far, for the replay log (none yet: undefined), or past REQUEST_LOG_BYTES. */
+  logged?: { chunks: Buffer[]; bytes: number } | 'too-large';
 }
 export interface PendingReject {
   kind: 'reject';
@@ -51,8 +50,8 @@ export type PendingItem = PendingRequest | PendingReject | PendingResume;
 export interface RequestSink {
   /* Returns the exchange's index. */
   requestBegun(start: number, head: RequestHead): number;
-  /* `body`: the request body's wire bytes, or 'too-large' past the replay log's bound. */
-  requestEnded(end: number, body: Buffer | 'too-large'): void;
+  /* `body`: the request body's wire bytes (none: undefined), or 'too-large' past the replay log's bound. */
+  requestEnded(end: number, body: Buffer | 'too-large' | undefined): void;
   forwardBody(data: Buffer): void;
   forwardedRequestFailed(error: WedgeError, reason: AbortReason): void;
 }
@@ -165,7 +164,7 @@ export class RequestQueue {
       return;
     }
     const exchange = this.sink.requestBegun(start, head);
-    const request: PendingRequest = { kind: 'request', head, start, bodyChunks: [], forwarded: false, exchange, logged: [], loggedBytes: 0 };
+    const request: PendingRequest = { kind: 'request', head, start, bodyChunks: [], forwarded: false, exchange };
     this.parsing = request;
     this.items.push(request);
     this.heldBytes += head.rawHead.length;
@@ -175,10 +174,13 @@ export class RequestQueue {
   private onBody(data: Buffer): void {
     const request = this.parsing;
     if (!request) return;
-    if (request.logged && request.loggedBytes! + data.length <= REQUEST_LOG_BYTES) {
-      request.logged.push(data);
-      request.loggedBytes! += data.length;
-    } else delete request.logged;
+    if (request.logged !== 'too-large') {
+      const logged = request.logged ?? { chunks: [], bytes: 0 };
+      request.logged = logged;
+      logged.bytes += data.length;
+      if (logged.bytes <= REQUEST_LOG_BYTES) logged.chunks.push(data);
+      else request.logged = 'too-large';
+    }
     if (request.forwarded) this.sink.forwardBody(data);
     else {
       request.bodyChunks.push(data);
@@ -191,7 +193,9 @@ export class RequestQueue {
     if (!request) return;
     request.end = end;
     this.parsing = undefined;
-    this.sink.requestEnded(end, request.logged ? Buffer.concat(request.logged) : 'too-large');
+    // A request without a body (most) logs nothing.
+    const logged = request.logged;
+    this.sink.requestEnded(end, logged === 'too-large' || logged === undefined ? logged : Buffer.concat(logged.chunks, logged.bytes));
     delete request.logged;
     // After a request that closes the connection, further bytes are not requests (RFC 9112 §9.6).
     if (!request.head.keepAlive) this.lifecycle.note('last-request');

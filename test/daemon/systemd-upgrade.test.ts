@@ -11,7 +11,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pack, unpack } from 'msgpackr';
 import { afterAll, describe, expect, it } from 'vitest';
 import { COMPILED_CLI } from '../../config/package.js';
 import { freePorts, waitForPort } from '../support/ports.js';
@@ -101,4 +103,65 @@ describe('systemd readiness and wedge upgrade (loopback)', () => {
     const got = readFileSync(out);
     expect({ bytes: got.length, sha256: createHash('sha256').update(got).digest('hex') }).toEqual({ bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') });
   });
+
+  it('a successor that dies after the old process froze its connections: each is reset, counted, never left waiting; the old process exits 1', async () => {
+    const [originPort, listenPort, adminPort] = await freePorts(3);
+    const root = join(dir, 'root-dying');
+    await import('node:fs/promises').then((fs) => fs.mkdir(root, { recursive: true }));
+    writeFileSync(join(root, 'big.bin'), randomBytes(24 * 1024 * 1024));
+    start([process.execPath, COMPILED_CLI, 'origin', '--root', root, '--listen', `127.0.0.1:${originPort}`]);
+    await waitForPort(originPort!);
+    const handover = join(dir, 'dying-handover.sock');
+    const wedge = start([process.execPath, COMPILED_CLI, 'serve', '--listen', `127.0.0.1:${listenPort}`, '--origin', `http://127.0.0.1:${originPort}`, '--admin', `127.0.0.1:${adminPort}`, '--handover', handover, '--log-file', join(dir, 'dying.log')]);
+    await waitForPort(listenPort!);
+    const out = join(dir, 'dying.bin');
+    const curl = start(['curl', '-sS', '--max-time', '60', '--limit-rate', '2M', '-o', out, `http://127.0.0.1:${listenPort}/big.bin`]);
+    await until('the download under way', () => {
+      try {
+        return readFileSync(out).length > 1024 * 1024;
+      } catch {
+        return false;
+      }
+    });
+
+    // The "successor": the handover's first steps, then it vanishes with the connections frozen.
+    const socket = net.connect(handover);
+    const frames = framesOf(socket);
+    socket.write(frame({ kind: 'hello', pid: process.pid }));
+    expect((await frames.next()).kind).toBe('listener');
+    socket.write(frame({ kind: 'listening' }));
+    expect((await frames.next()).kind).toBe('state');
+    socket.destroy();
+
+    expect(await exited(curl), 'the client is reset, not left waiting').not.toBe(0);
+    expect(await exited(wedge), 'the old process exits non-zero (it has no listener any more)').toBe(1);
+    const log = readFileSync(join(dir, 'dying.log'), 'utf8');
+    expect(log).toMatch(/"reason":"handover-failed"/);
+  });
 });
+
+function frame(message: unknown): Buffer {
+  const body = pack(message);
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(body.length);
+  return Buffer.concat([length, body]);
+}
+
+/* The handover's length-prefixed msgpack messages from `socket`, one at a time. */
+function framesOf(socket: net.Socket): { next(): Promise<{ kind: string }> } {
+  let buffered = Buffer.alloc(0);
+  const arrived: { kind: string }[] = [];
+  socket.on('data', (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    while (buffered.length >= 4 && buffered.length >= 4 + buffered.readUInt32BE(0)) {
+      arrived.push(unpack(buffered.subarray(4, 4 + buffered.readUInt32BE(0))) as { kind: string });
+      buffered = buffered.subarray(4 + buffered.readUInt32BE(0));
+    }
+  });
+  return {
+    async next() {
+      await until('a handover message', () => arrived.length > 0, 10_000);
+      return arrived.shift()!;
+    },
+  };
+}
